@@ -1,0 +1,1 @@
+//! The `memrl` command line: one module per subcommand, dispatched from `main.rs`.
