@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Decode throughput of HF transformers' `generate` on SmolLM2-135M-Instruct (the same GGUF the
+Rust engine loads), for comparison with `cargo run --release -p memrl-policies --example bench_generate`.
+
+Creates `.venv` at the repository root on first use (torch + transformers + gguf from PyPI; torch is a
+large CUDA wheel, a few minutes) and re-runs itself inside it. Prints one JSON object.
+
+    python3 scripts/reference/hf_generate_bench.py [--gguf PATH] [--threads 2] [--new-tokens 64] [--prompt-tokens 64]
+
+Measured: greedy decoding with `min_new_tokens = max_new_tokens` so every row produces exactly N tokens.
+prefill_s is the time of `generate(max_new_tokens=1)`; decode tokens/s = batch * (N - 1) / (total - prefill).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+VENV = os.path.join(ROOT, ".venv")
+DEFAULT_GGUF = os.path.join(ROOT, ".cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+PACKAGES = ["torch", "transformers", "gguf", "numpy"]
+
+
+def ensure_venv():
+    """Re-exec inside .venv, creating it and installing the packages if needed."""
+    py = os.path.join(VENV, "bin", "python3")
+    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
+        return
+    if not os.path.exists(py):
+        subprocess.check_call([sys.executable, "-m", "venv", VENV])
+    probe = subprocess.run([py, "-c", "import torch, transformers, gguf"], capture_output=True)
+    if probe.returncode != 0:
+        subprocess.check_call([py, "-m", "pip", "install", "-q", *PACKAGES])
+    os.execv(py, [py, *sys.argv])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gguf", default=os.environ.get("MEMRL_SMOLLM2_GGUF", DEFAULT_GGUF))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--prompt-tokens", type=int, default=64)
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    ensure_venv()
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    d, f = os.path.split(os.path.abspath(args.gguf))
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
+    model.eval()
+    text = ("Memory lets an agent keep what matters across a long conversation: names, dates, plans, "
+            "preferences and corrections. A good agent writes short notes, updates them when facts change, "
+            "and deletes the ones that are no longer true, so that later questions can be answered quickly. ") * 4
+    base = tok(text)["input_ids"]
+    results = {"library": "transformers", "torch": torch.__version__, "threads": args.threads,
+               "new_tokens": args.new_tokens, "prompt_tokens": args.prompt_tokens, "runs": []}
+    import transformers
+    results["transformers"] = transformers.__version__
+    for batch in [int(b) for b in args.batches.split(",")]:
+        # Equal-length prompts (different content per row) so no padding is involved.
+        rows = [base[i : i + args.prompt_tokens] for i in range(batch)]
+        ids = torch.tensor(rows)
+        attn = torch.ones_like(ids)
+        common = dict(do_sample=False, pad_token_id=tok.eos_token_id or 0)
+        with torch.inference_mode():
+            model.generate(ids, attention_mask=attn, max_new_tokens=4, min_new_tokens=4, **common)  # warm-up
+            prefill, total = [], []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                model.generate(ids, attention_mask=attn, max_new_tokens=1, min_new_tokens=1, **common)
+                prefill.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                out = model.generate(ids, attention_mask=attn, max_new_tokens=args.new_tokens,
+                                     min_new_tokens=args.new_tokens, **common)
+                total.append(time.perf_counter() - t0)
+                assert out.shape[1] == args.prompt_tokens + args.new_tokens
+        p, t = min(prefill), min(total)
+        results["runs"].append({
+            "batch": batch, "prefill_s": round(p, 4), "total_s": round(t, 4),
+            "decode_tokens_per_s": round(batch * (args.new_tokens - 1) / (t - p), 2),
+            "end_to_end_tokens_per_s": round(batch * args.new_tokens / t, 2),
+        })
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
