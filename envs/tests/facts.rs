@@ -1,0 +1,118 @@
+//! `facts` end to end: scripted policies, capacity pressure, determinism, knobs.
+
+mod common;
+
+use common::{mean_reward, mean_score, play};
+use memrl_envs::env::{ContextEdit, Env, Next, ScriptedKind, Split, TaskId};
+use memrl_envs::facts::{FactsEnv, FactsKnobs, MemoryMode};
+use memrl_envs::tokens::ByteApproxCounter;
+use std::sync::Arc;
+
+fn env(knobs: FactsKnobs) -> FactsEnv {
+    FactsEnv::new(knobs, Arc::new(ByteApproxCounter::default())).unwrap()
+}
+
+#[test]
+fn oracle_is_perfect_and_baselines_are_below_under_capacity_pressure() {
+    let mut e = env(FactsKnobs::default());
+    let oracle = play(&mut e, ScriptedKind::Oracle, Split::Validation, 100, 0);
+    let heuristic = play(&mut e, ScriptedKind::Heuristic, Split::Validation, 100, 0);
+    let none = play(&mut e, ScriptedKind::NoMemory, Split::Validation, 100, 0);
+    let full = play(&mut e, ScriptedKind::FullContext, Split::Validation, 100, 0);
+    let (o, h, n, f) = (mean_reward(&oracle), mean_reward(&heuristic), mean_reward(&none), mean_score(&full));
+    eprintln!("facts defaults: oracle {o:.3} heuristic {h:.3} no-memory {n:.3} full-context(score) {f:.3}");
+    assert!(o >= 0.99, "oracle {o}");
+    assert!(h < o - 0.2, "heuristic {h} should be clearly below oracle {o}");
+    assert!(n < 0.05, "no-memory {n}");
+    assert!(oracle.iter().all(|r| r.end.breakdown.stats.format_errors == 0 && r.end.breakdown.stats.violations.total() == 0));
+    // full context overflows the bank: refused adds count as memory violations
+    assert!(full.iter().map(|r| r.end.breakdown.stats.violations.memory).sum::<u32>() > 0);
+}
+
+#[test]
+fn every_turn_after_the_first_is_a_fracture_in_bank_mode() {
+    let mut e = env(FactsKnobs::default());
+    let r = play(&mut e, ScriptedKind::Oracle, Split::Train, 3, 5);
+    for ep in &r {
+        let turns = ep.trace.len() as u32;
+        assert_eq!(ep.fractures, turns - 1);
+        assert_eq!(ep.labelled_edits, turns - 1);
+        assert_eq!(ep.trace[0].edit, ContextEdit::Initial);
+        assert!(ep.trace[1..].iter().all(|t| t.edit == ContextEdit::Rebuilt));
+    }
+}
+
+#[test]
+fn retractions_are_handled_by_oracle_and_heuristic_deletes() {
+    let mut e = env(FactsKnobs { retraction_prob: 0.5, ..FactsKnobs::default() });
+    let oracle = play(&mut e, ScriptedKind::Oracle, Split::Validation, 50, 0);
+    assert!(mean_reward(&oracle) >= 0.99, "{}", mean_reward(&oracle));
+    let heuristic = play(&mut e, ScriptedKind::Heuristic, Split::Validation, 50, 0);
+    assert!(heuristic.iter().map(|r| r.end.breakdown.stats.ops.delete).sum::<u32>() > 0);
+}
+
+#[test]
+fn overwrite_mode_oracle_is_perfect() {
+    let mut e = env(FactsKnobs { memory_mode: MemoryMode::Overwrite, ..FactsKnobs::default() });
+    let oracle = play(&mut e, ScriptedKind::Oracle, Split::Validation, 50, 0);
+    let heuristic = play(&mut e, ScriptedKind::Heuristic, Split::Validation, 50, 0);
+    let (o, h) = (mean_reward(&oracle), mean_reward(&heuristic));
+    eprintln!("facts overwrite: oracle {o:.3} heuristic {h:.3}");
+    assert!(o >= 0.99, "{o}");
+    assert!(h < o);
+    assert!(oracle[0].trace[1..].iter().all(|t| t.edit == ContextEdit::Overwritten));
+}
+
+#[test]
+fn same_seed_gives_byte_identical_traces() {
+    let trace = |seed: u64| -> String {
+        let mut e = env(FactsKnobs { id_style: memrl_envs::ids::IdStyle::Random, ..FactsKnobs::default() });
+        play(&mut e, ScriptedKind::Heuristic, Split::Train, 5, seed)
+            .iter()
+            .flat_map(|r| r.trace.iter().map(|t| serde_json::to_string(t).unwrap()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(trace(3), trace(3));
+    assert_ne!(trace(3), trace(4));
+}
+
+#[test]
+fn malformed_completions_are_penalised_not_fatal() {
+    let mut e = env(FactsKnobs::default());
+    e.reset(TaskId { split: Split::Train, index: 0 }, 0).unwrap();
+    let garbage = ["", "hello", "<tool_call>{", "<tool_call>{\"name\":\"memory_add\",\"arguments\":{\"content\":5}}</tool_call>",
+        // question phase: memory tools are no longer offered
+        "<tool_call>{\"name\":\"noop\",\"arguments\":{}}</tool_call>"];
+    let mut penalties = 0.0;
+    for g in garbage {
+        let step = e.step(g).unwrap();
+        penalties += step.penalty;
+        assert!(step.observation.contains("error"), "{}", step.observation);
+        if let Next::Done(end) = step.next {
+            assert!(end.reward < 0.0);
+            break;
+        }
+    }
+    assert!(penalties > 0.0);
+    assert_eq!(e.stats().format_errors, 5);
+}
+
+#[test]
+fn turn_limit_ends_the_episode_with_a_violation() {
+    let mut e = env(FactsKnobs { max_turns: Some(2), ..FactsKnobs::default() });
+    e.reset(TaskId { split: Split::Train, index: 0 }, 0).unwrap();
+    let noop = "<tool_call>{\"name\":\"noop\",\"arguments\":{}}</tool_call>";
+    assert!(matches!(e.step(noop).unwrap().next, Next::Continue(_)));
+    let Next::Done(end) = e.step(noop).unwrap().next else { panic!("should end") };
+    assert_eq!(end.breakdown.stats.violations.turns, 1);
+    assert!(e.step(noop).is_err());
+}
+
+#[test]
+fn out_of_range_and_bad_knobs_are_errors() {
+    let mut e = env(FactsKnobs { validation_tasks: 3, ..FactsKnobs::default() });
+    assert!(e.reset(TaskId { split: Split::Validation, index: 3 }, 0).is_err());
+    assert!(e.step("x").is_err());
+    assert!(FactsEnv::new(FactsKnobs { questions: 99, ..FactsKnobs::default() }, Arc::new(ByteApproxCounter::default())).is_err());
+}
