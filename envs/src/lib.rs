@@ -14,6 +14,7 @@ pub mod ids;
 pub mod ledger;
 pub mod memory;
 pub mod message;
+pub mod multiobjective;
 pub mod policy;
 pub mod registry;
 pub mod rollout;

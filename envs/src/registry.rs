@@ -11,13 +11,14 @@
 
 use crate::env::{Env, EnvError};
 use crate::facts::{FactsEnv, FactsKnobs};
+use crate::multiobjective::{MultiObjectiveEnv, MultiObjectiveKnobs};
 use crate::tokens::TokenCounter;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 
 /// Names `build_env` accepts.
-pub const ENV_NAMES: &[&str] = &["facts"];
+pub const ENV_NAMES: &[&str] = &["facts", "multiobjective"];
 
 /// An environment name plus its knobs (missing knobs take the env's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,7 @@ fn knobs_of<T: serde::de::DeserializeOwned + Default>(env: &str, knobs: Value) -
 pub fn build_env(name: &str, knobs: Value, counter: Arc<dyn TokenCounter>) -> Result<Box<dyn Env>, EnvError> {
     match name {
         "facts" => Ok(Box::new(FactsEnv::new(knobs_of::<FactsKnobs>(name, knobs)?, counter)?)),
+        "multiobjective" => Ok(Box::new(MultiObjectiveEnv::new(knobs_of::<MultiObjectiveKnobs>(name, knobs)?, counter)?)),
         _ => Err(EnvError::Knobs { env: name.into(), message: format!("unknown environment (expected one of: {})", ENV_NAMES.join(", ")) }),
     }
 }
@@ -49,6 +51,7 @@ pub fn build_env(name: &str, knobs: Value, counter: Arc<dyn TokenCounter>) -> Re
 pub fn default_knobs(name: &str) -> Result<Value, EnvError> {
     let v = match name {
         "facts" => serde_json::to_value(FactsKnobs::default()),
+        "multiobjective" => serde_json::to_value(MultiObjectiveKnobs::default()),
         _ => return Err(EnvError::Knobs { env: name.into(), message: format!("unknown environment (expected one of: {})", ENV_NAMES.join(", ")) }),
     };
     v.map_err(|e| EnvError::Knobs { env: name.into(), message: e.to_string() })
