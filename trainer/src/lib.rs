@@ -2,3 +2,4 @@
 //! the learner loop, SFT, evaluation, sweeps, configuration, and the `memrl` CLI.
 
 pub mod cli;
+pub mod rollout;

@@ -1,0 +1,4 @@
+//! Rollouts: exact token contexts, generation requests, trajectories.
+
+pub mod context;
+pub mod driver;
