@@ -3,3 +3,13 @@
 
 pub mod cli;
 pub mod rollout;
+pub mod advantage;
+pub mod config;
+pub mod loss_reference;
+pub mod metrics;
+pub mod plots;
+pub mod rollout_store;
+pub mod run_dir;
+pub mod sampler;
+pub mod schedule;
+pub mod segments;

@@ -1,0 +1,87 @@
+//! Run directory: refuse / resume / overwrite, atomic files, checkpoint directories.
+
+use std::fs;
+
+use memrl_trainer::run_dir::{
+    CheckpointWriter, ExistingRun, RunDir, RunDirError, complete_checkpoints, latest_complete_checkpoint,
+    prune_checkpoints, write_file_atomic,
+};
+
+#[test]
+fn existing_directories_need_resume_or_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("runs/demo");
+    assert!(matches!(RunDir::open(&root, ExistingRun::Resume), Err(RunDirError::NothingToResume(_))));
+    let run = RunDir::open(&root, ExistingRun::Refuse).unwrap();
+    for d in [run.rollouts_dir(), run.checkpoints_dir(), run.plots_dir(), run.eval_dir()] {
+        assert!(d.is_dir(), "{}", d.display());
+    }
+    run.write_config("[run]\nname = \"demo\"\n").unwrap();
+    fs::write(run.metrics_path(), "{\"step\":0}\n").unwrap();
+    assert!(matches!(RunDir::open(&root, ExistingRun::Refuse), Err(RunDirError::AlreadyExists(_))));
+    let resumed = RunDir::open(&root, ExistingRun::Resume).unwrap();
+    assert!(resumed.metrics_path().is_file(), "resume keeps the files");
+    let fresh = RunDir::open(&root, ExistingRun::Overwrite).unwrap();
+    assert!(!fresh.metrics_path().exists() && !fresh.config_path().exists(), "overwrite starts afresh");
+    assert_eq!(fresh.rollout_path(3), root.join("rollouts/step-3.parquet"));
+    assert_eq!(fresh.eval_path("locomo", 20), root.join("eval/locomo-step-20.json"));
+
+    // A non-empty directory without config.toml is not deleted.
+    let other = tmp.path().join("precious");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("thesis.tex"), "keep me").unwrap();
+    assert!(matches!(RunDir::open(&other, ExistingRun::Overwrite), Err(RunDirError::NotARunDir(_))));
+    assert!(other.join("thesis.tex").is_file());
+    // An empty one may be reused.
+    let empty = tmp.path().join("empty");
+    fs::create_dir_all(&empty).unwrap();
+    RunDir::open(&empty, ExistingRun::Overwrite).unwrap();
+}
+
+#[test]
+fn atomic_writes_replace_whole_files_and_leave_no_temporaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("sub/dir/file.json");
+    write_file_atomic(&path, b"first").unwrap();
+    write_file_atomic(&path, b"second").unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"second");
+    let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("file.json")]);
+}
+
+#[test]
+fn only_complete_checkpoints_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    assert_eq!(latest_complete_checkpoint(&dir.join("missing")).unwrap(), None);
+
+    for step in [10u64, 20] {
+        let w = CheckpointWriter::begin(dir, step).unwrap();
+        fs::write(w.dir().join("model.safetensors"), format!("weights {step}")).unwrap();
+        let done = w.commit().unwrap();
+        assert_eq!(done, dir.join(format!("step-{step}")));
+        assert!(done.join("COMPLETE").is_file());
+    }
+    // A writer dropped mid-way (a crash) leaves step-30.tmp; a hand-made step-40 lacks COMPLETE;
+    // junk names are ignored.
+    let crashed = CheckpointWriter::begin(dir, 30).unwrap();
+    fs::write(crashed.dir().join("model.safetensors"), "partial").unwrap();
+    drop(crashed);
+    fs::create_dir_all(dir.join("step-40")).unwrap();
+    fs::create_dir_all(dir.join("step-x")).unwrap();
+    fs::write(dir.join("step-50"), "a file, not a directory").unwrap();
+    let (step, path) = latest_complete_checkpoint(dir).unwrap().unwrap();
+    assert_eq!((step, path), (20, dir.join("step-20")));
+
+    // Redoing step 20 (after a resume) replaces it whole.
+    let w = CheckpointWriter::begin(dir, 20).unwrap();
+    fs::write(w.dir().join("model.safetensors"), "weights 20 again").unwrap();
+    w.commit().unwrap();
+    assert_eq!(fs::read_to_string(dir.join("step-20/model.safetensors")).unwrap(), "weights 20 again");
+
+    // Pruning keeps the newest complete one and removes temporaries.
+    let deleted = prune_checkpoints(dir, 1).unwrap();
+    assert!(deleted.contains(&dir.join("step-10")) && deleted.contains(&dir.join("step-30.tmp")));
+    let steps: Vec<u64> = complete_checkpoints(dir).unwrap().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(steps, vec![20]);
+}
