@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 /// A gold answer: a string, or an integer kept as its decimal text.
 pub(crate) struct AnswerText(pub(crate) String);

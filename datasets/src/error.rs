@@ -67,7 +67,10 @@ fn classify(error: serde_path_to_error::Error<serde_json::Error>, path: &Path) -
     let inner = error.into_inner();
     match inner.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-            LoadError::Syntax { path: path.to_path_buf(), message: format!("{inner} (near {json_path})") }
+            LoadError::Syntax {
+                path: path.to_path_buf(),
+                message: format!("{inner} (near {json_path})"),
+            }
         }
         serde_json::error::Category::Io => LoadError::Syntax {
             path: path.to_path_buf(),
@@ -83,5 +86,8 @@ fn classify(error: serde_path_to_error::Error<serde_json::Error>, path: &Path) -
 
 /// Reads a whole file, naming it in the error.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
-    std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -21,11 +21,19 @@ fn matches_every_row_of_the_nltk_table() {
             mismatches.push(format!("{word:?}: nltk {expected:?}, ours {got:?}"));
         }
     }
-    assert!(rows > 10_000, "the table should hold many words, found {rows}");
+    assert!(
+        rows > 10_000,
+        "the table should hold many words, found {rows}"
+    );
     assert!(
         mismatches.is_empty(),
         "{} of {rows} words differ, first ones:\n{}",
         mismatches.len(),
-        mismatches.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+        mismatches
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

@@ -23,8 +23,18 @@ pub struct LocomoDate {
 }
 
 const MONTHS: [&str; 12] = [
-    "january", "february", "march", "april", "may", "june", "july", "august", "september",
-    "october", "november", "december",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
 ];
 
 /// Month number (1-12) from an English month name or its three-letter abbreviation.
@@ -120,13 +130,19 @@ mod tests {
             "1:61 pm on 8 May, 2023",
             "1:56 pm on 8 Mayo, 2023",
         ] {
-            assert!(parse_locomo_date_time(bad).is_none(), "{bad:?} should not parse");
+            assert!(
+                parse_locomo_date_time(bad).is_none(),
+                "{bad:?} should not parse"
+            );
         }
     }
 
     #[test]
     fn parses_event_dates() {
-        assert_eq!(parse_locomo_date("8 May, 2023").unwrap().to_string(), "2023-05-08");
+        assert_eq!(
+            parse_locomo_date("8 May, 2023").unwrap().to_string(),
+            "2023-05-08"
+        );
         assert!(parse_locomo_date("May 8, 2023").is_none());
     }
 }

@@ -20,7 +20,10 @@ impl DiaId {
         if !all_digits(session) || !all_digits(turn) {
             return None;
         }
-        Some(Self { session: session.parse().ok()?, turn: turn.parse().ok()? })
+        Some(Self {
+            session: session.parse().ok()?,
+            turn: turn.parse().ok()?,
+        })
     }
 }
 
@@ -64,7 +67,11 @@ impl Evidence {
                 unparsed.push(entry.clone());
             }
         }
-        Self { raw, parsed, unparsed }
+        Self {
+            raw,
+            parsed,
+            unparsed,
+        }
     }
 
     /// The distinct session numbers the parsed evidence points to, ascending.
@@ -86,9 +93,17 @@ mod tests {
 
     #[test]
     fn parses_well_formed_ids() {
-        assert_eq!(DiaId::parse("D12:3"), Some(DiaId { session: 12, turn: 3 }));
+        assert_eq!(
+            DiaId::parse("D12:3"),
+            Some(DiaId {
+                session: 12,
+                turn: 3
+            })
+        );
         assert_eq!(DiaId::parse("D12:3").unwrap().to_string(), "D12:3");
-        for bad in ["D", "D:11:26", "D1:", "d1:2", "D1:2x", "D-1:2", "", "D1:2:3"] {
+        for bad in [
+            "D", "D:11:26", "D1:", "d1:2", "D1:2x", "D-1:2", "", "D1:2:3",
+        ] {
             assert_eq!(DiaId::parse(bad), None, "{bad:?}");
         }
     }

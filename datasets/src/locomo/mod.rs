@@ -269,23 +269,45 @@ impl LocomoDataset {
 
     /// The conversation with this `sample_id`.
     pub fn sample(&self, sample_id: &str) -> Option<&LocomoSample> {
-        self.samples.iter().find(|sample| sample.sample_id == sample_id)
+        self.samples
+            .iter()
+            .find(|sample| sample.sample_id == sample_id)
     }
 
     /// Every question with its conversation id and position in that conversation's `qa`.
     pub fn questions(&self) -> impl Iterator<Item = (&str, usize, &QaItem)> {
         self.samples.iter().flat_map(|sample| {
-            sample.qa.iter().enumerate().map(move |(index, qa)| (sample.sample_id.as_str(), index, qa))
+            sample
+                .qa
+                .iter()
+                .enumerate()
+                .map(move |(index, qa)| (sample.sample_id.as_str(), index, qa))
         })
     }
 
     /// Conversation, session, turn and question counts.
     pub fn counts(&self) -> LocomoCounts {
-        let sessions = self.samples.iter().map(|s| s.conversation.sessions.len()).sum();
-        let turns_iter = || self.samples.iter().flat_map(|s| &s.conversation.sessions).flat_map(|s| &s.turns);
+        let sessions = self
+            .samples
+            .iter()
+            .map(|s| s.conversation.sessions.len())
+            .sum();
+        let turns_iter = || {
+            self.samples
+                .iter()
+                .flat_map(|s| &s.conversation.sessions)
+                .flat_map(|s| &s.turns)
+        };
         let by_category = Category::REPORT_ORDER
             .iter()
-            .map(|&category| (category, self.questions().filter(|(_, _, qa)| qa.category == category).count()))
+            .map(|&category| {
+                (
+                    category,
+                    self.questions()
+                        .filter(|(_, _, qa)| qa.category == category)
+                        .count(),
+                )
+            })
             .collect();
         LocomoCounts {
             conversations: self.samples.len(),
@@ -301,12 +323,18 @@ impl LocomoDataset {
 impl LocomoSample {
     /// The session with number `n`.
     pub fn session(&self, n: u32) -> Option<&Session> {
-        self.conversation.sessions.iter().find(|session| session.number == n)
+        self.conversation
+            .sessions
+            .iter()
+            .find(|session| session.number == n)
     }
 
     /// The turn with this dialogue id.
     pub fn turn(&self, id: DiaId) -> Option<&Turn> {
-        self.session(id.session)?.turns.iter().find(|turn| turn.id() == Some(id))
+        self.session(id.session)?
+            .turns
+            .iter()
+            .find(|turn| turn.id() == Some(id))
     }
 }
 

@@ -62,7 +62,10 @@ mod tests {
 
     #[test]
     fn plain_and_image_turns() {
-        assert_eq!(render_turn(&turn("Hi Mel!", None)), "Caroline said, \"Hi Mel!\"\n\n");
+        assert_eq!(
+            render_turn(&turn("Hi Mel!", None)),
+            "Caroline said, \"Hi Mel!\"\n\n"
+        );
         assert_eq!(
             render_turn(&turn("Look!", Some("a photo of a dog"))),
             "Caroline said, \"Look!\"\n and shared a photo of a dog.\n"
@@ -73,7 +76,10 @@ mod tests {
     fn full_context_is_newest_first() {
         let session = |number: u32, raw: &str, text: &str| Session {
             number,
-            date_time: LocomoDateTime { raw: raw.into(), value: parse_locomo_date_time(raw).unwrap() },
+            date_time: LocomoDateTime {
+                raw: raw.into(),
+                value: parse_locomo_date_time(raw).unwrap(),
+            },
             turns: vec![turn(text, None)],
         };
         let conversation = Conversation {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::answer::AnswerText;
 
@@ -78,9 +78,18 @@ impl<'de> Visitor<'de> for ConversationVisitor {
                     "session_{number} has no session_{number}_date_time; expected every session to have a date"
                 ))
             })?;
-            sessions.push(Session { number, date_time, turns });
+            sessions.push(Session {
+                number,
+                date_time,
+                turns,
+            });
         }
-        Ok(Conversation { speaker_a, speaker_b, sessions, orphan_session_dates: dates.into_iter().collect() })
+        Ok(Conversation {
+            speaker_a,
+            speaker_b,
+            sessions,
+            orphan_session_dates: dates.into_iter().collect(),
+        })
     }
 }
 
@@ -121,28 +130,52 @@ fn session_keyed<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
     prefix: &'static str,
     suffix: &'static str,
 ) -> Result<Vec<(u32, V)>, D::Error> {
-    deserializer.deserialize_map(SessionKeyed { prefix, suffix, value: PhantomData })
+    deserializer.deserialize_map(SessionKeyed {
+        prefix,
+        suffix,
+        value: PhantomData,
+    })
 }
 
 /// `event_summary`: `events_session_N` -> `{speaker: [event], "date": "8 May, 2023"}`.
-pub(super) fn event_summary<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SessionEvents>, D::Error> {
+pub(super) fn event_summary<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<SessionEvents>, D::Error> {
     let entries: Vec<(u32, RawSessionEvents)> = session_keyed(deserializer, "events_session_", "")?;
     Ok(entries
         .into_iter()
-        .map(|(session, raw)| SessionEvents { session, date: raw.date, by_speaker: raw.by_speaker })
+        .map(|(session, raw)| SessionEvents {
+            session,
+            date: raw.date,
+            by_speaker: raw.by_speaker,
+        })
         .collect())
 }
 
 /// `observation`: `session_N_observation` -> `{speaker: [[fact, evidence], ...]}`.
-pub(super) fn observations<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SessionObservations>, D::Error> {
-    let entries: Vec<(u32, SpeakerLists<Observation>)> = session_keyed(deserializer, "session_", "_observation")?;
-    Ok(entries.into_iter().map(|(session, lists)| SessionObservations { session, by_speaker: lists.0 }).collect())
+pub(super) fn observations<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<SessionObservations>, D::Error> {
+    let entries: Vec<(u32, SpeakerLists<Observation>)> =
+        session_keyed(deserializer, "session_", "_observation")?;
+    Ok(entries
+        .into_iter()
+        .map(|(session, lists)| SessionObservations {
+            session,
+            by_speaker: lists.0,
+        })
+        .collect())
 }
 
 /// `session_summary`: `session_N_summary` -> summary text.
-pub(super) fn session_summaries<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SessionSummary>, D::Error> {
+pub(super) fn session_summaries<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<SessionSummary>, D::Error> {
     let entries: Vec<(u32, String)> = session_keyed(deserializer, "session_", "_summary")?;
-    Ok(entries.into_iter().map(|(session, summary)| SessionSummary { session, summary }).collect())
+    Ok(entries
+        .into_iter()
+        .map(|(session, summary)| SessionSummary { session, summary })
+        .collect())
 }
 
 /// One `events_session_N` object: the `date` key plus one event list per speaker.
@@ -159,7 +192,10 @@ impl<'de> Deserialize<'de> for RawSessionEvents {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object with a \"date\" and one event list per speaker")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSessionEvents, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawSessionEvents, A::Error> {
                 let mut date = None;
                 let mut by_speaker: Vec<(String, Vec<String>)> = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
@@ -219,12 +255,19 @@ impl<'de> Deserialize<'de> for Observation {
                 f.write_str("a pair [fact, evidence] with evidence a dialogue id or a list of them")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Observation, A::Error> {
-                let fact: String = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let evidence: StringOrList = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let fact: String = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let evidence: StringOrList = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
                 if seq.next_element::<de::IgnoredAny>()?.is_some() {
                     return Err(de::Error::invalid_length(3, &self));
                 }
-                Ok(Observation { fact, evidence: evidence.0 })
+                Ok(Observation {
+                    fact,
+                    evidence: evidence.0,
+                })
             }
         }
         deserializer.deserialize_seq(ObservationVisitor)

@@ -7,8 +7,8 @@ use std::fmt;
 use std::path::Path;
 
 use chrono::NaiveDateTime;
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 
 use crate::error::{LoadError, from_json_slice, read_file};
 
@@ -180,8 +180,11 @@ impl TryFrom<RawQuestion> for LongMemEvalQuestion {
     type Error = String;
 
     fn try_from(raw: RawQuestion) -> Result<Self, String> {
-        let (ids, dates, sessions) =
-            (raw.haystack_session_ids.len(), raw.haystack_dates.len(), raw.haystack_sessions.len());
+        let (ids, dates, sessions) = (
+            raw.haystack_session_ids.len(),
+            raw.haystack_dates.len(),
+            raw.haystack_sessions.len(),
+        );
         if ids != dates || ids != sessions {
             return Err(format!(
                 "question {:?}: haystack_session_ids ({ids}), haystack_dates ({dates}) and \
@@ -259,7 +262,9 @@ impl LongMemEvalDataset {
 
     /// The question with this id.
     pub fn question(&self, question_id: &str) -> Option<&LongMemEvalQuestion> {
-        self.questions.iter().find(|question| question.question_id == question_id)
+        self.questions
+            .iter()
+            .find(|question| question.question_id == question_id)
     }
 
     /// Question, session and turn counts.
@@ -271,7 +276,12 @@ impl LongMemEvalDataset {
             .flat_map(|q| q.haystack.iter().map(|s| s.id.as_str()))
             .collect::<HashSet<_>>()
             .len();
-        let turns = self.questions.iter().flat_map(|q| &q.haystack).map(|s| s.turns.len()).sum();
+        let turns = self
+            .questions
+            .iter()
+            .flat_map(|q| &q.haystack)
+            .map(|s| s.turns.len())
+            .sum();
         let by_type = QuestionType::ALL
             .iter()
             .map(|&kind| {
@@ -300,7 +310,12 @@ mod tests {
     fn parses_dates() {
         let value = parse_longmemeval_date("2023/05/30 (Tue) 23:40").unwrap();
         assert_eq!(value.to_string(), "2023-05-30 23:40:00");
-        for bad in ["2023/05/30 23:40", "2023-05-30 (Tue) 23:40", "2023/02/30 (Thu) 10:00", "2023/05/30 (Tuesday) 23:40"] {
+        for bad in [
+            "2023/05/30 23:40",
+            "2023-05-30 (Tue) 23:40",
+            "2023/02/30 (Thu) 10:00",
+            "2023/05/30 (Tuesday) 23:40",
+        ] {
             assert!(parse_longmemeval_date(bad).is_none(), "{bad:?}");
         }
     }

@@ -189,7 +189,11 @@ fn step1b(word: Vec<char>) -> Vec<char> {
     }
     if ends_with(&word, "eed") {
         let stem = strip(&word, 3);
-        return if measure(&stem) > 0 { with_suffix(stem, "ee") } else { word };
+        return if measure(&stem) > 0 {
+            with_suffix(stem, "ee")
+        } else {
+            word
+        };
     }
     let mut intermediate = None;
     for suffix in ["ed", "ing"] {
@@ -342,7 +346,11 @@ fn step5a(word: Vec<char>) -> Vec<char> {
 
 fn step5b(word: Vec<char>) -> Vec<char> {
     if ends_with(&word, "ll") {
-        return if measure(&word[..word.len() - 1]) > 1 { strip(&word, 1) } else { word };
+        return if measure(&word[..word.len() - 1]) > 1 {
+            strip(&word, 1)
+        } else {
+            word
+        };
     }
     word
 }
@@ -400,7 +408,9 @@ mod tests {
 
     #[test]
     fn odd_input_does_not_panic() {
-        for word in ["", "y", "yyyyyyyy", "ing", "eed", "ed", "*ded", "ÉTÉ", "naïve", "2023", "'s"] {
+        for word in [
+            "", "y", "yyyyyyyy", "ing", "eed", "ed", "*ded", "ÉTÉ", "naïve", "2023", "'s",
+        ] {
             let _ = stem(word);
         }
         // Long runs of `y` are classified in one pass (no recursion, no quadratic walk).
