@@ -8,10 +8,12 @@
 
 pub mod bm25;
 pub mod context;
+pub mod data_path;
 pub mod env;
 pub mod facts;
 pub mod ids;
 pub mod ledger;
+pub mod locomo;
 pub mod memory;
 pub mod message;
 pub mod multiobjective;
@@ -20,6 +22,7 @@ pub mod registry;
 pub mod rollout;
 pub mod sampler;
 pub mod scratchpad;
+pub mod stream;
 pub mod text;
 pub mod tokens;
 pub mod toolcall;

@@ -11,6 +11,7 @@
 
 use crate::env::{Env, EnvError};
 use crate::facts::{FactsEnv, FactsKnobs};
+use crate::locomo::{LocomoEnv, LocomoKnobs};
 use crate::multiobjective::{MultiObjectiveEnv, MultiObjectiveKnobs};
 use crate::tokens::TokenCounter;
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 /// Names `build_env` accepts.
-pub const ENV_NAMES: &[&str] = &["facts", "multiobjective"];
+pub const ENV_NAMES: &[&str] = &["facts", "multiobjective", "locomo"];
 
 /// An environment name plus its knobs (missing knobs take the env's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +44,7 @@ pub fn build_env(name: &str, knobs: Value, counter: Arc<dyn TokenCounter>) -> Re
     match name {
         "facts" => Ok(Box::new(FactsEnv::new(knobs_of::<FactsKnobs>(name, knobs)?, counter)?)),
         "multiobjective" => Ok(Box::new(MultiObjectiveEnv::new(knobs_of::<MultiObjectiveKnobs>(name, knobs)?, counter)?)),
+        "locomo" => Ok(Box::new(LocomoEnv::new(knobs_of::<LocomoKnobs>(name, knobs)?, counter)?)),
         _ => Err(EnvError::Knobs { env: name.into(), message: format!("unknown environment (expected one of: {})", ENV_NAMES.join(", ")) }),
     }
 }
@@ -52,6 +54,7 @@ pub fn default_knobs(name: &str) -> Result<Value, EnvError> {
     let v = match name {
         "facts" => serde_json::to_value(FactsKnobs::default()),
         "multiobjective" => serde_json::to_value(MultiObjectiveKnobs::default()),
+        "locomo" => serde_json::to_value(LocomoKnobs::default()),
         _ => return Err(EnvError::Knobs { env: name.into(), message: format!("unknown environment (expected one of: {})", ENV_NAMES.join(", ")) }),
     };
     v.map_err(|e| EnvError::Knobs { env: name.into(), message: e.to_string() })

@@ -24,7 +24,7 @@ pub struct ParseLimits {
 
 impl Default for ParseLimits {
     fn default() -> Self {
-        Self { max_bytes: 64 * 1024, max_calls: 16, max_depth: 16 }
+        Self { max_bytes: 64 * 1024, max_calls: 64, max_depth: 16 }
     }
 }
 

@@ -1,0 +1,70 @@
+//! `locomo` on the real `locomo10.json` (from `../shared/data`): split counts, oracle
+//! ceiling, baselines, determinism.
+
+mod common;
+
+use common::{mean_reward, mean_score, play};
+use memrl_envs::env::{ContextEdit, Env, ScriptedKind, Split};
+use memrl_envs::locomo::{LocomoEnv, LocomoKnobs, LocomoMetric, SplitMode};
+use memrl_envs::tokens::ByteApproxCounter;
+use std::sync::Arc;
+
+fn env(knobs: LocomoKnobs) -> LocomoEnv {
+    LocomoEnv::new(knobs, Arc::new(ByteApproxCounter::default())).unwrap()
+}
+
+#[test]
+fn memory_r1_split_reproduces_152_81_1307() {
+    let e = env(LocomoKnobs::default());
+    assert_eq!(e.source().question_counts(), [152, 81, 1307]);
+    assert_eq!(e.task_count(Split::Train), Some(16));
+    assert_eq!(e.task_count(Split::Validation), Some(9));
+    let e = env(LocomoKnobs { split_mode: SplitMode::ByQuestion, ..LocomoKnobs::default() });
+    let c = e.source().question_counts();
+    assert_eq!(c.iter().sum::<usize>(), 1540);
+    assert!((145..=160).contains(&c[0]) && (75..=88).contains(&c[1]), "{c:?}");
+    let again = env(LocomoKnobs { split_mode: SplitMode::ByQuestion, ..LocomoKnobs::default() });
+    assert_eq!(again.source().question_counts(), c);
+    let with_adv = env(LocomoKnobs { include_adversarial: true, ..LocomoKnobs::default() });
+    assert_eq!(with_adv.source().question_counts().iter().sum::<usize>(), 1986);
+}
+
+#[test]
+fn oracle_near_ceiling_and_baselines_below() {
+    let mut e = env(LocomoKnobs::default());
+    let oracle = play(&mut e, ScriptedKind::Oracle, Split::Validation, 9, 0);
+    let heuristic = play(&mut e, ScriptedKind::Heuristic, Split::Validation, 9, 0);
+    let none = play(&mut e, ScriptedKind::NoMemory, Split::Validation, 9, 0);
+    let (o, h, n) = (mean_reward(&oracle), mean_reward(&heuristic), mean_reward(&none));
+    eprintln!("locomo validation (official score): oracle {o:.3} heuristic {h:.3} no-memory {n:.3}");
+    eprintln!("heuristic stats: {:?}", heuristic[0].end.breakdown.stats);
+    assert!(o >= 0.97, "oracle {o}");
+    assert!(h < o - 0.3 && n < 0.05);
+    // oracle stores only evidence turns; no errors
+    assert!(oracle.iter().all(|r| r.end.breakdown.stats.format_errors == 0 && r.end.breakdown.stats.violations.total() == 0));
+    assert!(oracle[0].trace.iter().any(|t| t.edit == ContextEdit::Appended));
+    assert!(oracle.iter().all(|r| r.fractures == r.labelled_edits));
+}
+
+#[test]
+fn adversarial_and_exact_match_and_small_chunks() {
+    let knobs = LocomoKnobs { include_adversarial: true, max_sessions: Some(4), chunk_turns: 6, ..LocomoKnobs::default() };
+    let mut e = env(knobs.clone());
+    let n = e.task_count(Split::Validation).unwrap();
+    let r = play(&mut e, ScriptedKind::Oracle, Split::Validation, n, 0);
+    assert!(mean_score(&r) >= 0.97, "{}", mean_score(&r));
+    let mut e = env(LocomoKnobs { metric: LocomoMetric::ExactMatch, ..knobs });
+    let r = play(&mut e, ScriptedKind::Oracle, Split::Validation, n, 0);
+    assert!(mean_score(&r) >= 0.99, "{}", mean_score(&r));
+}
+
+#[test]
+fn same_seed_same_trace() {
+    let knobs = LocomoKnobs { max_sessions: Some(3), id_style: memrl_envs::ids::IdStyle::Random, ..LocomoKnobs::default() };
+    let trace = |seed| {
+        let mut e = env(knobs.clone());
+        play(&mut e, ScriptedKind::Heuristic, Split::Test, 3, seed).iter().flat_map(|r| r.trace.iter().map(|t| serde_json::to_string(t).unwrap())).collect::<Vec<_>>().join("\n")
+    };
+    assert_eq!(trace(1), trace(1));
+    assert_ne!(trace(1), trace(2));
+}
