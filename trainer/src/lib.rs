@@ -13,3 +13,4 @@ pub mod run_dir;
 pub mod sampler;
 pub mod schedule;
 pub mod segments;
+pub mod batching;

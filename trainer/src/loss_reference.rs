@@ -20,6 +20,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::advantage::TokenAdvantages;
+use crate::segments::Segment;
+
 /// How per-token losses are reduced to one scalar (one function per mode: [`aggregation_weights`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,6 +111,72 @@ pub struct LossBatch {
     pub segment_ids: Vec<u64>,
     /// The token's trajectory.
     pub trajectory_ids: Vec<u64>,
+}
+
+impl LossBatch {
+    /// Flattens segments into a token batch: per segment, its response tokens in order.
+    /// `targets` gives the advantages and (overlong-masked) loss mask of each segment (from
+    /// [`crate::advantage::broadcast_to_segments`] or `gae_batch`); the log-prob vectors are
+    /// aligned with each segment's `response_ids`; `reference` and `entropy` may be empty slices.
+    /// Rollout log-probs come from the segments; a token's segment id is the segment's position in
+    /// `segments`.
+    pub fn from_segments(
+        segments: &[Segment],
+        targets: &[TokenAdvantages],
+        new_logprobs: &[Vec<f64>],
+        old_logprobs: &[Vec<f64>],
+        reference: &[Vec<f64>],
+        entropy: &[Vec<f64>],
+    ) -> Result<LossBatch, LossError> {
+        let per_segment: [(&'static str, usize, bool); 5] = [
+            ("targets", targets.len(), true),
+            ("new_logprobs", new_logprobs.len(), true),
+            ("old_logprobs", old_logprobs.len(), true),
+            ("ref_logprobs", reference.len(), !reference.is_empty()),
+            ("entropy", entropy.len(), !entropy.is_empty()),
+        ];
+        for (field, got, required) in per_segment {
+            if required && got != segments.len() {
+                return Err(LossError::LengthMismatch { field, got, expected: segments.len() });
+            }
+        }
+        let mut b = LossBatch::default();
+        for (k, s) in segments.iter().enumerate() {
+            let n = s.response_ids.len();
+            let rows: [(&'static str, usize); 5] = [
+                ("targets.advantages", targets[k].advantages.len()),
+                ("targets.loss_mask", targets[k].loss_mask.len()),
+                ("new_logprobs", new_logprobs[k].len()),
+                ("old_logprobs", old_logprobs[k].len()),
+                ("rollout_logprobs", s.rollout_logprobs.len()),
+            ];
+            for (field, got) in rows {
+                if got != n {
+                    return Err(LossError::LengthMismatch { field, got, expected: n });
+                }
+            }
+            if !reference.is_empty() && reference[k].len() != n {
+                return Err(LossError::LengthMismatch { field: "ref_logprobs", got: reference[k].len(), expected: n });
+            }
+            if !entropy.is_empty() && entropy[k].len() != n {
+                return Err(LossError::LengthMismatch { field: "entropy", got: entropy[k].len(), expected: n });
+            }
+            b.new_logprobs.extend(&new_logprobs[k]);
+            b.old_logprobs.extend(&old_logprobs[k]);
+            b.rollout_logprobs.extend(s.rollout_logprobs.iter().map(|&x| f64::from(x)));
+            if !reference.is_empty() {
+                b.ref_logprobs.extend(&reference[k]);
+            }
+            if !entropy.is_empty() {
+                b.entropy.extend(&entropy[k]);
+            }
+            b.advantages.extend(targets[k].advantages.iter().map(|&x| f64::from(x)));
+            b.mask.extend(&targets[k].loss_mask);
+            b.segment_ids.extend(std::iter::repeat_n(k as u64, n));
+            b.trajectory_ids.extend(std::iter::repeat_n(s.trajectory_id, n));
+        }
+        Ok(b)
+    }
 }
 
 /// Errors from malformed loss inputs or hyper-parameters.
@@ -365,12 +434,30 @@ fn kl_term(new: f64, reference: f64, estimator: KlEstimator) -> (f64, f64) {
     }
 }
 
-/// Computes the loss, its gradient w.r.t. `new_logprobs`, and diagnostics.
+/// Computes the loss, its gradient w.r.t. `new_logprobs`, and diagnostics, aggregating with
+/// `config.aggregation` over this batch.
 pub fn policy_loss(batch: &LossBatch, config: &LossConfig) -> Result<LossOutput, LossError> {
+    policy_loss_with_weights(batch, config, aggregation_weights(config.aggregation, batch))
+}
+
+/// Like [`policy_loss`] but with given per-token aggregation weights (`config.aggregation` is
+/// ignored). Use it for a micro-batch of a larger mini-batch: compute [`aggregation_weights`]
+/// over the mini-batch once and pass each micro-batch its slice, so the micro-batch losses (and
+/// gradients) sum to the mini-batch's. Diagnostics stay token means over this batch.
+pub fn policy_loss_with_weights(
+    batch: &LossBatch,
+    config: &LossConfig,
+    weights: Vec<f64>,
+) -> Result<LossOutput, LossError> {
     config.validate()?;
     check_inputs(batch, config)?;
     let n = batch.new_logprobs.len();
-    let weights = aggregation_weights(config.aggregation, batch);
+    if weights.len() != n {
+        return Err(LossError::LengthMismatch { field: "weights", got: weights.len(), expected: n });
+    }
+    if let Some((index, &value)) = weights.iter().enumerate().find(|(_, w)| !(w.is_finite() && **w >= 0.0)) {
+        return Err(LossError::NonFinite { field: "weights", index, value });
+    }
     let have_ref = !batch.ref_logprobs.is_empty();
     let have_entropy = !batch.entropy.is_empty();
 

@@ -109,7 +109,7 @@ fn kl_estimators_hand_computed() {
     let out = policy_loss(&b, &k3).unwrap();
     let kl0 = 1.0 - 2f64.ln();
     assert!(close(out.loss, 0.1 * (kl0 + 10.0) / 2.0, 1e-12));
-    assert_vec_close(&out.grad_new_logprobs, &[0.1 * -1.0 / 2.0, 0.0], 1e-12);
+    assert_vec_close(&out.grad_new_logprobs, &[0.1 * (1.0 - 2.0) / 2.0, 0.0], 1e-12); // 1 − e^Δ = 1 − 2
     assert!(close(out.diagnostics.ref_kl.unwrap(), (kl0 + 10.0) / 2.0, 1e-12));
     assert!(close(out.diagnostics.kl_loss, (kl0 + 10.0) / 2.0, 1e-12));
     // k1 = new − ref: −ln 2 and −15; gradient 1 each → β·1/2.
@@ -246,4 +246,74 @@ fn analytical_gradient_matches_finite_differences() {
         }
     }
     assert!(compared > 300, "only {compared} tokens compared");
+}
+
+/// Micro-batches weighted with the mini-batch's aggregation weights sum to the mini-batch loss
+/// and gradient, for every aggregation mode.
+#[test]
+fn micro_batches_with_mini_batch_weights_sum_to_the_whole() {
+    use memrl_trainer::loss_reference::policy_loss_with_weights;
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let n = 10;
+    let old: Vec<f64> = (0..n).map(|_| rng.random_range(-3.0..-0.1)).collect();
+    let whole = LossBatch {
+        new_logprobs: old.iter().map(|o| o + rng.random_range(-0.5..0.5)).collect(),
+        rollout_logprobs: old.clone(),
+        old_logprobs: old,
+        advantages: (0..n).map(|_| rng.random_range(-1.0..1.0)).collect(),
+        mask: vec![1, 1, 0, 1, 1, 1, 1, 0, 1, 1],
+        segment_ids: vec![0, 0, 0, 1, 1, 2, 2, 2, 3, 3],
+        trajectory_ids: vec![5, 5, 5, 5, 5, 6, 6, 6, 7, 7],
+        ..Default::default()
+    };
+    // Micro-batch 1: segments 0 and 1 (tokens 0..5); micro-batch 2: segments 2 and 3.
+    let slice = |b: &LossBatch, r: std::ops::Range<usize>| LossBatch {
+        new_logprobs: b.new_logprobs[r.clone()].to_vec(),
+        old_logprobs: b.old_logprobs[r.clone()].to_vec(),
+        rollout_logprobs: b.rollout_logprobs[r.clone()].to_vec(),
+        advantages: b.advantages[r.clone()].to_vec(),
+        mask: b.mask[r.clone()].to_vec(),
+        segment_ids: b.segment_ids[r.clone()].to_vec(),
+        trajectory_ids: b.trajectory_ids[r].to_vec(),
+        ..Default::default()
+    };
+    for mode in [LossAggregation::TokenMean, LossAggregation::SeqMeanTokenMean, LossAggregation::TrajectoryMean] {
+        let config = LossConfig { aggregation: mode, ..plain_config() };
+        let full = policy_loss(&whole, &config).unwrap();
+        let w = aggregation_weights(mode, &whole);
+        let a = policy_loss_with_weights(&slice(&whole, 0..5), &config, w[..5].to_vec()).unwrap();
+        let b = policy_loss_with_weights(&slice(&whole, 5..10), &config, w[5..].to_vec()).unwrap();
+        assert!(close(a.loss + b.loss, full.loss, 1e-12), "{mode:?}");
+        let grads = [a.grad_new_logprobs, b.grad_new_logprobs].concat();
+        assert_vec_close(&grads, &full.grad_new_logprobs, 1e-15);
+    }
+    let e = policy_loss_with_weights(&whole, &plain_config(), vec![0.1; 3]).unwrap_err();
+    assert_eq!(e, LossError::LengthMismatch { field: "weights", got: 3, expected: 10 });
+}
+
+#[test]
+fn a_batch_is_flattened_from_segments_in_order() {
+    use memrl_trainer::advantage::TokenAdvantages;
+    use memrl_trainer::segments::{SegmentationMode, TrajectoryRecorder};
+    let mut r = TrajectoryRecorder::new(9, 1);
+    r.push_turn(vec![1], vec![2, 3], vec![-0.5, -0.25], 0).unwrap();
+    r.push_turn(vec![1, 2, 3, 4], vec![5], vec![-1.0], 0).unwrap();
+    r.push_turn(vec![7], vec![8], vec![-2.0], 0).unwrap();
+    let segs = r.segment(SegmentationMode::Dcpo).unwrap().segments;
+    assert_eq!(segs.len(), 2);
+    let targets = vec![
+        TokenAdvantages { advantages: vec![0.5, 0.5, 0.0, 0.5], loss_mask: vec![1, 1, 0, 1] },
+        TokenAdvantages { advantages: vec![0.5], loss_mask: vec![1] },
+    ];
+    let new = vec![vec![-0.4, -0.3, 0.0, -0.9], vec![-1.9]];
+    let b = LossBatch::from_segments(&segs, &targets, &new, &new, &[], &[]).unwrap();
+    assert_eq!(b.rollout_logprobs, vec![-0.5, -0.25, 0.0, -1.0, -2.0]);
+    assert_eq!(b.mask, vec![1, 1, 0, 1, 1]);
+    assert_eq!(b.segment_ids, vec![0, 0, 0, 0, 1]);
+    assert_eq!(b.trajectory_ids, vec![9; 5]);
+    assert_eq!(b.new_logprobs, vec![-0.4, -0.3, 0.0, -0.9, -1.9]);
+    assert!(b.ref_logprobs.is_empty() && b.entropy.is_empty());
+    let short = vec![vec![-0.4], vec![-1.9]];
+    let e = LossBatch::from_segments(&segs, &targets, &short, &new, &[], &[]).unwrap_err();
+    assert_eq!(e, LossError::LengthMismatch { field: "new_logprobs", got: 1, expected: 4 });
 }
