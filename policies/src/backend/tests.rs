@@ -1,0 +1,236 @@
+//! Checks every seam operation of the burn backend against plain host loops.
+
+use super::burn_flex::BurnBackend;
+use super::{AttentionMask, Backend};
+
+fn close(a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "index {i}: {x} vs {y}");
+    }
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 20000) as f32 / 10000.0 - 1.0
+        })
+        .collect()
+}
+
+#[test]
+fn shapes_reshape_transpose_narrow_cat() {
+    let b = BurnBackend::flex();
+    let t = b.tensor((0..6).map(|x| x as f32).collect(), &[2, 3]);
+    assert_eq!(b.shape(&t), vec![2, 3]);
+    let tt = b.transpose(t.clone(), 0, 1);
+    assert_eq!(b.shape(&tt), vec![3, 2]);
+    assert_eq!(b.to_vec(&tt), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+    assert_eq!(b.to_vec(&b.narrow(t.clone(), 1, 1, 2)), vec![1.0, 2.0, 4.0, 5.0]);
+    let c = b.cat(vec![t.clone(), t.clone()], 0);
+    assert_eq!(b.shape(&c), vec![4, 3]);
+    let r = b.reshape(t, &[3, 2]);
+    assert_eq!(b.to_vec(&r), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+}
+
+#[test]
+fn elementwise_broadcast_and_reductions() {
+    let b = BurnBackend::flex();
+    let x = b.tensor(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    let row = b.tensor(vec![10.0, 20.0], &[2]);
+    assert_eq!(b.to_vec(&b.add(x.clone(), row.clone())), vec![11.0, 22.0, 13.0, 24.0]);
+    assert_eq!(b.to_vec(&b.mul(x.clone(), row)), vec![10.0, 40.0, 30.0, 80.0]);
+    assert_eq!(b.to_vec(&b.sum_dim(x.clone(), 1)), vec![3.0, 7.0]);
+    assert_eq!(b.shape(&b.sum_dim(x.clone(), 1)), vec![2, 1]);
+    assert_eq!(b.to_vec(&b.mean_dim(x.clone(), 0)), vec![2.0, 3.0]);
+    assert_eq!(b.to_vec(&b.max_dim(x.clone(), 1)), vec![2.0, 4.0]);
+    assert_eq!(b.to_vec(&b.sum_all(x.clone())), vec![10.0]);
+    assert_eq!(b.to_vec(&b.clamp(x.clone(), 1.5, 3.5)), vec![1.5, 2.0, 3.0, 3.5]);
+    assert_eq!(b.to_vec(&b.minimum(x.clone(), b.tensor(vec![2.5], &[1]))), vec![1.0, 2.0, 2.5, 2.5]);
+    let silu: Vec<f32> = [1.0f32, 2.0, 3.0, 4.0].iter().map(|v| v / (1.0 + (-v).exp())).collect();
+    close(&b.to_vec(&b.silu(x.clone())), &silu, 1e-6);
+    close(&b.to_vec(&b.log(b.exp(x.clone()))), &[1.0, 2.0, 3.0, 4.0], 1e-6);
+}
+
+#[test]
+fn linear_matmul_embedding_gather() {
+    let b = BurnBackend::flex();
+    // x [2, 1, 3] @ w [3, 2] + bias
+    let x = b.tensor(vec![1.0, 2.0, 3.0, -1.0, 0.0, 1.0], &[2, 1, 3]);
+    let w = b.tensor(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2]);
+    let bias = b.tensor(vec![0.5, -0.5], &[2]);
+    let y = b.linear(x.clone(), &w, Some(&bias));
+    assert_eq!(b.shape(&y), vec![2, 1, 2]);
+    assert_eq!(b.to_vec(&y), vec![4.5, 4.5, 0.5, 0.5]);
+    let m = b.matmul(b.reshape(x, &[2, 3]), w);
+    assert_eq!(b.to_vec(&m), vec![4.0, 5.0, 0.0, 1.0]);
+    let table = b.tensor((0..8).map(|v| v as f32).collect(), &[4, 2]);
+    let e = b.embedding(&table, &[3, 0, 1], 1, 3);
+    assert_eq!(b.shape(&e), vec![1, 3, 2]);
+    assert_eq!(b.to_vec(&e), vec![6.0, 7.0, 0.0, 1.0, 2.0, 3.0]);
+    let g = b.gather_last(b.tensor(vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6], &[2, 3]), &[2, 0]);
+    assert_eq!(b.shape(&g), vec![2, 1]);
+    close(&b.to_vec(&g), &[0.3, 0.4], 1e-7);
+}
+
+#[test]
+fn softmax_log_softmax_rms_norm() {
+    let b = BurnBackend::flex();
+    let v = vec![1.0f32, 2.0, 3.0, 0.5, 0.5, 0.5];
+    let x = b.tensor(v.clone(), &[2, 3]);
+    let mut want = vec![];
+    for r in 0..2 {
+        let row = &v[r * 3..r * 3 + 3];
+        let z: f32 = row.iter().map(|a| a.exp()).sum();
+        want.extend(row.iter().map(|a| a.exp() / z));
+    }
+    close(&b.to_vec(&b.softmax(x.clone(), 1)), &want, 1e-6);
+    let logw: Vec<f32> = want.iter().map(|p| p.ln()).collect();
+    close(&b.to_vec(&b.log_softmax(x.clone(), 1)), &logw, 1e-6);
+    let w = b.tensor(vec![1.0, 2.0, 0.5], &[3]);
+    let mut want = vec![];
+    for r in 0..2 {
+        let row = &v[r * 3..r * 3 + 3];
+        let ms: f32 = row.iter().map(|a| a * a).sum::<f32>() / 3.0;
+        let inv = 1.0 / (ms + 1e-5).sqrt();
+        want.extend(row.iter().zip([1.0, 2.0, 0.5]).map(|(a, g)| a * inv * g));
+    }
+    close(&b.to_vec(&b.rms_norm(x, &w, 1e-5)), &want, 1e-6);
+}
+
+#[test]
+fn rope_rotates_halves() {
+    let b = BurnBackend::flex();
+    let (d, s) = (4, 2);
+    let x = values(d * s, 1);
+    let cos = values(d * s, 2);
+    let sin = values(d * s, 3);
+    let out = b.to_vec(&b.rope(
+        b.tensor(x.clone(), &[1, 1, s, d]),
+        &b.tensor(cos.clone(), &[1, 1, s, d]),
+        &b.tensor(sin.clone(), &[1, 1, s, d]),
+    ));
+    let mut want = vec![];
+    for p in 0..s {
+        let r = &x[p * d..p * d + d];
+        let rot = [-r[2], -r[3], r[0], r[1]];
+        for i in 0..d {
+            want.push(r[i] * cos[p * d + i] + rot[i] * sin[p * d + i]);
+        }
+    }
+    close(&out, &want, 1e-6);
+}
+
+/// Host attention with grouped heads and the [`AttentionMask`] rule.
+fn attention_ref(q: &[f32], k: &[f32], v: &[f32], dims: (usize, usize, usize, usize, usize), mask: &AttentionMask) -> Vec<f32> {
+    let (bsz, h, hkv, s, l) = dims;
+    let d = q.len() / (bsz * h * s);
+    let g = h / hkv;
+    let mut out = vec![0.0; q.len()];
+    for b in 0..bsz {
+        for hh in 0..h {
+            let kv = hh / g;
+            for i in 0..s {
+                let qi = &q[((b * h + hh) * s + i) * d..][..d];
+                let mut scores = vec![f32::NEG_INFINITY; l];
+                for (j, sc) in scores.iter_mut().enumerate() {
+                    if j <= mask.query_start[b] + i && j < mask.key_len[b] {
+                        let kj = &k[((b * hkv + kv) * l + j) * d..][..d];
+                        *sc = qi.iter().zip(kj).map(|(a, c)| a * c).sum::<f32>() / (d as f32).sqrt();
+                    }
+                }
+                let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let z: f32 = scores.iter().map(|x| (x - m).exp()).sum();
+                for (j, sc) in scores.iter().enumerate() {
+                    let p = (sc - m).exp() / z;
+                    let vj = &v[((b * hkv + kv) * l + j) * d..][..d];
+                    for t in 0..d {
+                        out[((b * h + hh) * s + i) * d + t] += p * vj[t];
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn grouped_query_attention_with_masks_matches_reference() {
+    let b = BurnBackend::flex();
+    let (bsz, h, hkv, d) = (2, 4, 2, 8);
+    // Prefill (causal, padded second row) and decode (one query at an offset).
+    for (s, l, mask) in [
+        (5, 5, AttentionMask { query_start: vec![0, 0], key_len: vec![5, 3] }),
+        (1, 6, AttentionMask { query_start: vec![5, 2], key_len: vec![6, 3] }),
+    ] {
+        let q = values(bsz * h * s * d, 7);
+        let k = values(bsz * hkv * l * d, 8);
+        let v = values(bsz * hkv * l * d, 9);
+        let out = b.attention(
+            b.tensor(q.clone(), &[bsz, h, s, d]),
+            b.tensor(k.clone(), &[bsz, hkv, l, d]),
+            b.tensor(v.clone(), &[bsz, hkv, l, d]),
+            &mask,
+        );
+        assert_eq!(b.shape(&out), vec![bsz, h, s, d]);
+        close(&b.to_vec(&out), &attention_ref(&q, &k, &v, (bsz, h, hkv, s, l), &mask), 1e-5);
+    }
+}
+
+#[test]
+fn kv_cache_write_read_move() {
+    let b = BurnBackend::flex();
+    let mut cache = b.kv_cache(2, 3, 1, 4, 2);
+    // Slot 0 gets two positions, slot 2 one position at offset 1.
+    b.kv_write(&mut cache, 1, &[0], &[0], b.tensor(vec![1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2]), b.tensor(vec![5.0; 4], &[1, 1, 2, 2]));
+    b.kv_write(&mut cache, 1, &[2], &[1], b.tensor(vec![9.0, 8.0], &[1, 1, 1, 2]), b.tensor(vec![7.0, 6.0], &[1, 1, 1, 2]));
+    let (k, v) = b.kv_read(&cache, 1, 0, 3, 2);
+    assert_eq!(b.shape(&k), vec![3, 1, 2, 2]);
+    assert_eq!(b.to_vec(&k), vec![1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 9.0, 8.0]);
+    assert_eq!(b.to_vec(&v)[8..], [0.0, 0.0, 7.0, 6.0]);
+    // Layer 0 untouched.
+    assert!(b.to_vec(&b.kv_read(&cache, 0, 0, 3, 4).0).iter().all(|&x| x == 0.0));
+    b.kv_move(&mut cache, 2, 0, 2);
+    assert_eq!(b.to_vec(&b.kv_read(&cache, 1, 0, 1, 2).0), vec![0.0, 0.0, 9.0, 8.0]);
+    assert_eq!(b.to_vec(&b.kv_read(&cache, 1, 0, 1, 2).1), vec![0.0, 0.0, 7.0, 6.0]);
+}
+
+#[test]
+fn autodiff_gradients_match_analytic_values() {
+    let b = BurnBackend::flex_autodiff();
+    assert!(b.is_autodiff());
+    // loss = sum(x * x * w): dloss/dx = 2 x w, dloss/dw = x².
+    let x = b.param(vec![1.0, -2.0, 3.0], &[3]);
+    let w = b.param(vec![0.5, 1.0, 2.0], &[3]);
+    let loss = b.sum_all(b.mul(b.mul(x.clone(), x.clone()), w.clone()));
+    let grads = b.backward(&loss);
+    close(&b.to_vec(&b.grad(&grads, &x).unwrap()), &[1.0, -4.0, 12.0], 1e-6);
+    close(&b.to_vec(&b.grad(&grads, &w).unwrap()), &[1.0, 4.0, 9.0], 1e-6);
+}
+
+#[test]
+fn gradients_flow_through_attention_norm_and_log_softmax() {
+    let b = BurnBackend::flex_autodiff();
+    let (h, s, d) = (2, 3, 4);
+    let q = b.param(values(h * s * d, 1), &[1, h, s, d]);
+    let k = b.param(values(h * s * d, 2), &[1, h, s, d]);
+    let v = b.param(values(h * s * d, 3), &[1, h, s, d]);
+    let g = b.param(vec![1.0; d], &[d]);
+    let mask = AttentionMask { query_start: vec![0], key_len: vec![s] };
+    let a = b.attention(q.clone(), k.clone(), v.clone(), &mask);
+    let n = b.rms_norm(a, &g, 1e-6);
+    let lp = b.log_softmax(n, 3);
+    let picked = b.gather_last(lp, &vec![1; h * s]);
+    let loss = b.mul_scalar(b.sum_all(picked), -1.0);
+    let grads = b.backward(&loss);
+    for (name, p) in [("q", &q), ("k", &k), ("v", &v), ("norm", &g)] {
+        let gv = b.to_vec(&b.grad(&grads, p).unwrap_or_else(|| panic!("{name} got no gradient")));
+        assert!(gv.iter().any(|x| x.abs() > 1e-7), "{name} gradient is all zero");
+        assert!(gv.iter().all(|x| x.is_finite()), "{name} gradient not finite");
+    }
+}
