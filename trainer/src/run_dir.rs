@@ -66,6 +66,19 @@ fn sync_dir(dir: &Path) -> Result<(), RunDirError> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(io_err("fsync directory", dir))
 }
 
+/// Fsyncs every file under `dir` (recursively), then the directories themselves.
+fn sync_tree(dir: &Path) -> Result<(), RunDirError> {
+    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
+        let path = entry.map_err(io_err("list", dir))?.path();
+        if path.is_dir() {
+            sync_tree(&path)?;
+        } else if path.is_file() {
+            File::open(&path).and_then(|f| f.sync_all()).map_err(io_err("fsync", &path))?;
+        }
+    }
+    sync_dir(dir)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
 /// fsync of the directory. Parent directories are created.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
@@ -197,16 +210,11 @@ impl CheckpointWriter {
         &self.tmp
     }
 
-    /// Fsyncs the files, writes the `COMPLETE` marker, and renames `step-N.tmp/` to `step-N/`.
+    /// Fsyncs everything under it, writes the `COMPLETE` marker, and renames `step-N.tmp/` to `step-N/`.
     /// An existing `step-N/` (a step redone after a resume) is replaced only after the new one is
     /// in place. Returns the final path.
     pub fn commit(self) -> Result<PathBuf, RunDirError> {
-        for entry in fs::read_dir(&self.tmp).map_err(io_err("list", &self.tmp))? {
-            let path = entry.map_err(io_err("list", &self.tmp))?.path();
-            if path.is_file() {
-                File::open(&path).and_then(|f| f.sync_all()).map_err(io_err("fsync", &path))?;
-            }
-        }
+        sync_tree(&self.tmp)?;
         let marker = self.tmp.join(COMPLETE_MARKER);
         File::create(&marker).and_then(|f| f.sync_all()).map_err(io_err("write", &marker))?;
         sync_dir(&self.tmp)?;

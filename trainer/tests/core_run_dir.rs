@@ -58,9 +58,12 @@ fn only_complete_checkpoints_count() {
     for step in [10u64, 20] {
         let w = CheckpointWriter::begin(dir, step).unwrap();
         fs::write(w.dir().join("model.safetensors"), format!("weights {step}")).unwrap();
+        fs::create_dir_all(w.dir().join("optimizer")).unwrap();
+        fs::write(w.dir().join("optimizer/state.bin"), [step as u8]).unwrap();
         let done = w.commit().unwrap();
         assert_eq!(done, dir.join(format!("step-{step}")));
         assert!(done.join("COMPLETE").is_file());
+        assert_eq!(fs::read(done.join("optimizer/state.bin")).unwrap(), [step as u8]);
     }
     // A writer dropped mid-way (a crash) leaves step-30.tmp; a hand-made step-40 lacks COMPLETE;
     // junk names are ignored.
