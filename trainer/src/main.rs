@@ -11,9 +11,17 @@ struct Cli {
 }
 
 #[derive(clap::Subcommand)]
-enum Command {}
+enum Command {
+    /// Play environments with model-free policies (oracle, heuristic, no-memory, full-context).
+    Env(memrl_trainer::cli::env::EnvArgs),
+    /// Throughput measurements (`memrl bench envs`).
+    Bench(memrl_trainer::cli::bench::BenchArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Env(args) => memrl_trainer::cli::env::run(args),
+        Command::Bench(args) => memrl_trainer::cli::bench::run(args),
+    }
 }

@@ -1,1 +1,4 @@
 //! The `memrl` command line: one module per subcommand, dispatched from `main.rs`.
+
+pub mod bench;
+pub mod env;
