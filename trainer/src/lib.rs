@@ -14,3 +14,4 @@ pub mod sampler;
 pub mod schedule;
 pub mod segments;
 pub mod batching;
+pub mod train;
