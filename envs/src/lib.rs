@@ -14,6 +14,7 @@ pub mod facts;
 pub mod ids;
 pub mod ledger;
 pub mod locomo;
+pub mod longmemeval;
 pub mod memory;
 pub mod message;
 pub mod multiobjective;

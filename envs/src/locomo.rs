@@ -17,6 +17,14 @@
 //!
 //! Tasks of a split: for each conversation in file order, its split questions in file
 //! order, cut into episodes of `questions_per_episode`.
+//!
+//! Scripted policies (in [`crate::stream`]): the oracle adds exactly the evidence turns of
+//! the episode's questions, searches with the question and answers the best-scoring text
+//! (the gold; its part before `;` for category 3; "Not mentioned in the conversation" for
+//! category 5). The heuristic (Mem0-style store) adds every turn and, when full,
+//! overwrites the least recently updated entries; it answers with its top search hit.
+//! Full-context adds every turn ignoring capacity; no-memory stores nothing and answers
+//! "unknown".
 
 use crate::bm25::Bm25Params;
 use crate::data_path;

@@ -12,6 +12,7 @@
 use crate::env::{Env, EnvError};
 use crate::facts::{FactsEnv, FactsKnobs};
 use crate::locomo::{LocomoEnv, LocomoKnobs};
+use crate::longmemeval::{LongMemEvalEnv, LongMemEvalKnobs};
 use crate::multiobjective::{MultiObjectiveEnv, MultiObjectiveKnobs};
 use crate::tokens::TokenCounter;
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 /// Names `build_env` accepts.
-pub const ENV_NAMES: &[&str] = &["facts", "multiobjective", "locomo"];
+pub const ENV_NAMES: &[&str] = &["facts", "multiobjective", "locomo", "longmemeval"];
 
 /// An environment name plus its knobs (missing knobs take the env's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +46,7 @@ pub fn build_env(name: &str, knobs: Value, counter: Arc<dyn TokenCounter>) -> Re
         "facts" => Ok(Box::new(FactsEnv::new(knobs_of::<FactsKnobs>(name, knobs)?, counter)?)),
         "multiobjective" => Ok(Box::new(MultiObjectiveEnv::new(knobs_of::<MultiObjectiveKnobs>(name, knobs)?, counter)?)),
         "locomo" => Ok(Box::new(LocomoEnv::new(knobs_of::<LocomoKnobs>(name, knobs)?, counter)?)),
+        "longmemeval" => Ok(Box::new(LongMemEvalEnv::new(knobs_of::<LongMemEvalKnobs>(name, knobs)?, counter)?)),
         _ => Err(EnvError::Knobs { env: name.into(), message: format!("unknown environment (expected one of: {})", ENV_NAMES.join(", ")) }),
     }
 }
@@ -55,6 +57,7 @@ pub fn default_knobs(name: &str) -> Result<Value, EnvError> {
         "facts" => serde_json::to_value(FactsKnobs::default()),
         "multiobjective" => serde_json::to_value(MultiObjectiveKnobs::default()),
         "locomo" => serde_json::to_value(LocomoKnobs::default()),
+        "longmemeval" => serde_json::to_value(LongMemEvalKnobs::default()),
         _ => return Err(EnvError::Knobs { env: name.into(), message: format!("unknown environment (expected one of: {})", ENV_NAMES.join(", ")) }),
     };
     v.map_err(|e| EnvError::Knobs { env: name.into(), message: e.to_string() })

@@ -419,15 +419,20 @@ impl<S: StreamSource> StreamEnv<S> {
             }
             ScriptedKind::FullContext => fresh.iter().map(|u| Action::MemoryAdd { content: u.text.clone() }).collect(),
             ScriptedKind::Heuristic => {
-                // Keep the newest units; evict the least recently updated entries to make room.
-                let cap = self.settings.capacity;
+                // Keep the newest units (at most one call each, within the per-turn call
+                // cap); when the bank is full, overwrite the least recently updated entries.
+                let cap = self.settings.capacity.min(crate::toolcall::ParseLimits::default().max_calls);
                 let keep = &fresh[fresh.len().saturating_sub(cap)..];
-                let free = cap.saturating_sub(ep.bank.entries().len());
+                let free = self.settings.capacity.saturating_sub(ep.bank.entries().len());
                 let mut victims: Vec<&crate::memory::MemoryEntry> = ep.bank.entries().iter().collect();
                 victims.sort_by_key(|e| e.updated_turn);
-                let mut out: Vec<Action> = victims.iter().take(keep.len().saturating_sub(free)).map(|e| Action::MemoryDelete { id: e.id.clone() }).collect();
-                out.extend(keep.iter().map(|u| Action::MemoryAdd { content: u.text.clone() }));
-                out
+                keep.iter()
+                    .enumerate()
+                    .map(|(i, u)| match i.checked_sub(free).and_then(|v| victims.get(v)) {
+                        Some(victim) => Action::MemoryUpdate { id: victim.id.clone(), content: u.text.clone() },
+                        None => Action::MemoryAdd { content: u.text.clone() },
+                    })
+                    .collect()
             }
         };
         if actions.is_empty() {
