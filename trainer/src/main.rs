@@ -12,16 +12,31 @@ struct Cli {
 
 #[derive(clap::Subcommand)]
 enum Command {
+    /// Inspect benchmark data files (counts by category / type).
+    Data(memrl_trainer::cli::data::DataArgs),
+    /// Score predictions with a benchmark's scorer (LoCoMo official F1; LongMemEval proxy).
+    Score(memrl_trainer::cli::score::ScoreArgs),
     /// Play environments with model-free policies (oracle, heuristic, no-memory, full-context).
     Env(memrl_trainer::cli::env::EnvArgs),
     /// Throughput measurements (`memrl bench envs`).
     Bench(memrl_trainer::cli::bench::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command; an error is printed as one line (`error: outer: cause: ...`, no
+/// backtrace even when RUST_BACKTRACE is set) and the exit status is 1.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
+        Command::Data(args) => memrl_trainer::cli::data::run(args),
+        Command::Score(args) => memrl_trainer::cli::score::run(args),
         Command::Env(args) => memrl_trainer::cli::env::run(args),
         Command::Bench(args) => memrl_trainer::cli::bench::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -1,4 +1,6 @@
 //! The `memrl` command line: one module per subcommand, dispatched from `main.rs`.
 
 pub mod bench;
+pub mod data;
 pub mod env;
+pub mod score;
