@@ -186,10 +186,10 @@ impl<B: Backend> Engine<B> {
     /// for every running sequence. Returns the requests that finished during this step.
     pub fn step(&mut self) -> Result<Vec<Finished>> {
         let mut finished = Vec::new();
-        while self.running.len() < self.config.max_batch {
+        let mut admitted = Vec::new();
+        while self.running.len() + admitted.len() < self.config.max_batch {
             let Some((id, request)) = self.queue.pop_front() else { break };
-            let slot = self.running.len();
-            let mut run = Running {
+            admitted.push(Running {
                 id,
                 rng: ChaCha8Rng::seed_from_u64(request.seed),
                 generated: Vec::new(),
@@ -197,18 +197,10 @@ impl<B: Backend> Engine<B> {
                 policy_logprobs: Vec::new(),
                 cached: 0,
                 request,
-            };
-            let n = run.request.prompt_ids.len();
-            let hidden = self.model.forward_cached(&mut self.cache, slot, &run.request.prompt_ids, 1, n, &[0]);
-            run.cached = n;
-            let b = &self.model.backend;
-            let last = b.narrow(hidden, 1, n - 1, 1);
-            let logits = b.to_vec(&self.model.lm_head(last));
-            self.push_token(&mut run, &logits)?;
-            self.running.push(run);
-            if let Some(f) = self.finish_if_done(slot) {
-                finished.push(f);
-            }
+            });
+        }
+        for group in prefill_groups(admitted) {
+            finished.extend(self.prefill(group)?);
         }
         if self.running.is_empty() {
             return Ok(finished);
@@ -228,6 +220,43 @@ impl<B: Backend> Engine<B> {
         self.running = rows;
         // Retire finished rows from the back so earlier slot indices stay valid.
         for slot in (0..self.running.len()).rev() {
+            if let Some(f) = self.finish_if_done(slot) {
+                finished.push(f);
+            }
+        }
+        Ok(finished)
+    }
+
+    /// Prefills `group` (new sequences) in one right-padded forward into the slots after the
+    /// running ones and samples each row's first token. Padding positions write garbage K/V past
+    /// a row's length; it is never visible (causal mask) and is overwritten by later decode steps.
+    fn prefill(&mut self, mut group: Vec<Running>) -> Result<Vec<Finished>> {
+        let b = &self.model.backend;
+        let first = self.running.len();
+        let n = group.len();
+        let seq = group.iter().map(|r| r.request.prompt_ids.len()).max().unwrap_or(0);
+        let mut ids = vec![0u32; n * seq];
+        for (r, run) in group.iter().enumerate() {
+            let p = &run.request.prompt_ids;
+            ids[r * seq..r * seq + p.len()].copy_from_slice(p);
+        }
+        let hidden = self.model.forward_cached(&mut self.cache, first, &ids, n, seq, &vec![0; n]);
+        // Each row's last real position.
+        let last: Vec<B::Tensor> = group
+            .iter()
+            .enumerate()
+            .map(|(r, run)| b.narrow(b.narrow(hidden.clone(), 0, r, 1), 1, run.request.prompt_ids.len() - 1, 1))
+            .collect();
+        let last = if n == 1 { last.into_iter().next().expect("one row") } else { b.cat(last, 0) };
+        let logits = b.to_vec(&self.model.lm_head(last));
+        let v = self.model.config.vocab_size;
+        for (r, run) in group.iter_mut().enumerate() {
+            run.cached = run.request.prompt_ids.len();
+            self.push_token(run, &logits[r * v..(r + 1) * v])?;
+        }
+        self.running.extend(group);
+        let mut finished = Vec::new();
+        for slot in (first..self.running.len()).rev() {
             if let Some(f) = self.finish_if_done(slot) {
                 finished.push(f);
             }
@@ -303,5 +332,55 @@ impl<B: Backend> Engine<B> {
             }
         }
         Ok(ids.iter().map(|id| done.remove(id).expect("finished")).collect())
+    }
+}
+
+/// Splits newly admitted sequences into prefill batches: consecutive prompts share one padded
+/// forward while padding stays under half of the batch's positions (a 10-token prompt is not
+/// padded to 1000).
+fn prefill_groups(admitted: Vec<Running>) -> Vec<Vec<Running>> {
+    let mut groups: Vec<Vec<Running>> = Vec::new();
+    for run in admitted {
+        let len = run.request.prompt_ids.len();
+        let fits = groups.last().is_some_and(|g| {
+            let max = g.iter().map(|r| r.request.prompt_ids.len()).max().unwrap_or(0).max(len);
+            let real: usize = g.iter().map(|r| r.request.prompt_ids.len()).sum::<usize>() + len;
+            max * (g.len() + 1) <= 2 * real
+        });
+        match groups.last_mut() {
+            Some(g) if fits => g.push(run),
+            _ => groups.push(vec![run]),
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(len: usize) -> Running {
+        Running {
+            id: 0,
+            request: GenerationRequest::greedy(vec![1; len], 1),
+            generated: vec![],
+            sampled_logprobs: vec![],
+            policy_logprobs: vec![],
+            cached: 0,
+            rng: ChaCha8Rng::seed_from_u64(0),
+        }
+    }
+
+    #[test]
+    fn prefill_groups_limit_padding() {
+        let lens = |g: &Vec<Vec<Running>>| -> Vec<Vec<usize>> {
+            g.iter().map(|x| x.iter().map(|r| r.request.prompt_ids.len()).collect()).collect()
+        };
+        let g = prefill_groups(vec![run(30), run(40), run(35)]);
+        assert_eq!(lens(&g), vec![vec![30, 40, 35]]);
+        // A long prompt after short ones would mostly pad: it starts a new group.
+        let g = prefill_groups(vec![run(10), run(12), run(1000), run(900)]);
+        assert_eq!(lens(&g), vec![vec![10, 12], vec![1000, 900]]);
+        assert!(prefill_groups(vec![]).is_empty());
     }
 }

@@ -20,7 +20,7 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV = os.path.join(ROOT, ".venv")
 DEFAULT_GGUF = os.path.join(ROOT, ".cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-PACKAGES = ["torch", "transformers", "gguf", "numpy"]
+PACKAGES = ["torch", "transformers", "gguf", "accelerate", "numpy"]
 
 
 def ensure_venv():
@@ -30,7 +30,7 @@ def ensure_venv():
         return
     if not os.path.exists(py):
         subprocess.check_call([sys.executable, "-m", "venv", VENV])
-    probe = subprocess.run([py, "-c", "import torch, transformers, gguf"], capture_output=True)
+    probe = subprocess.run([py, "-c", "import torch, transformers, gguf, accelerate"], capture_output=True)
     if probe.returncode != 0:
         subprocess.check_call([py, "-m", "pip", "install", "-q", *PACKAGES])
     os.execv(py, [py, *sys.argv])
