@@ -75,6 +75,28 @@ fn op_breakdown(model: &Llama<BurnBackend>, batch: usize, ctx: usize) -> serde_j
     let head = time_min(reps, || {
         let _ = b.to_vec(&model.lm_head(hn.clone()));
     });
+    // The previous formulation, h @ W^T with W^T a transposed view: kept to show why lm_head computes (W @ h^T)^T.
+    let wt = b.transpose(model.lm_head.clone(), 0, 1);
+    let head_h_at_wt = time_min(reps, || {
+        let _ = b.to_vec(&b.linear(hn.clone(), &wt, None));
+    });
+    // One whole decode step (forward over the cache + lm_head + logits to host), for comparison with the sum.
+    let mut step_cache = model.new_cache(batch, ctx + 1);
+    let step_ids = vec![100u32; batch];
+    let full_step = time_min(reps, || {
+        let h = model.forward_cached(&mut step_cache, 0, &step_ids, batch, 1, &vec![ctx; batch]);
+        let _ = b.to_vec(&model.lm_head(h));
+    });
+    // One MLP projection in both layouts: x @ W[in, out] (stored) vs W[out, in] @ x^T.
+    let w_out_in = b.tensor(vec![0.01; c.intermediate_size * c.hidden_size], &[c.intermediate_size, c.hidden_size]);
+    let gate_stored = time_min(reps, || {
+        let _ = b.to_vec(&b.narrow(b.linear(x.clone(), &l0.gate_proj.weight, None), 2, 0, 1));
+    });
+    let h2 = b.reshape(hn.clone(), &[batch, c.hidden_size]);
+    let gate_out_in = time_min(reps, || {
+        let yt = b.matmul(w_out_in.clone(), b.transpose(h2.clone(), 0, 1));
+        let _ = b.to_vec(&b.narrow(yt, 1, 0, 1));
+    });
     let per_layer = qkv + o + mlp + 2.0 * norm + attn;
     json!({
         "batch": batch, "context": ctx,
@@ -82,7 +104,11 @@ fn op_breakdown(model: &Llama<BurnBackend>, batch: usize, ctx: usize) -> serde_j
             "qkv_proj": qkv * layers * 1e3, "o_proj": o * layers * 1e3, "mlp": mlp * layers * 1e3,
             "rms_norm": 2.0 * norm * layers * 1e3, "attention_with_cache": attn * layers * 1e3,
             "lm_head_and_logits_copy": head * 1e3,
+            "lm_head_as_h_at_w_transposed_view": head_h_at_wt * 1e3,
+            "gate_proj_x_at_w_in_out": gate_stored * layers * 1e3,
+            "gate_proj_w_out_in_at_xt": gate_out_in * layers * 1e3,
             "sum": (per_layer * layers + head) * 1e3,
+            "measured_full_step": full_step * 1e3,
         }
     })
 }

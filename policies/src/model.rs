@@ -58,8 +58,9 @@ pub struct Llama<B: Backend> {
     pub layers: Vec<DecoderLayer<B>>,
     /// `model.norm.weight`, `[hidden]`.
     pub norm: B::Tensor,
-    /// `lm_head.weight` transposed to `[hidden, vocab]`; for tied embeddings this is the
-    /// transpose of `embed_tokens` (the same parameter).
+    /// `lm_head.weight`, `[vocab, hidden]` (PyTorch layout, not transposed: logits are computed
+    /// as `(W @ h^T)^T`, which measured 2× faster than `h @ W^T` at decode batch 8 on burn-flex);
+    /// for tied embeddings this is `embed_tokens` itself (the same parameter).
     pub lm_head: B::Tensor,
     /// RoPE inverse frequencies after `rope_scaling`.
     inv_freq: Vec<f32>,
@@ -237,7 +238,15 @@ impl<B: Backend> Llama<B> {
 
     /// `LlamaForCausalLM.lm_head`: logits `[.., vocab]` from final-normed hidden states.
     pub fn lm_head(&self, hidden: B::Tensor) -> B::Tensor {
-        self.backend.linear(hidden, &self.lm_head, None)
+        let b = &self.backend;
+        let shape = b.shape(&hidden);
+        let d = shape[shape.len() - 1];
+        let rows: usize = shape[..shape.len() - 1].iter().product();
+        let h = b.reshape(hidden, &[rows, d]);
+        let logits_t = b.matmul(self.lm_head.clone(), b.transpose(h, 0, 1)); // [vocab, rows]
+        let mut out = shape.clone();
+        *out.last_mut().expect("rank ≥ 1") = self.config.vocab_size;
+        b.reshape(b.transpose(logits_t, 0, 1), &out)
     }
 
     /// A zeroed key/value cache for `slots` sequences of up to `capacity` positions.

@@ -216,11 +216,10 @@ pub fn build_llama<B: Backend>(backend: B, config: LlamaConfig, src: &mut dyn Te
     let norm = param(required(src, "model.norm.weight", &[dm])?);
     let embed_tokens = backend.param(embed_host.data, &[v, dm]);
     let lm_head = if c.tie_word_embeddings {
-        // The same parameter seen as [hidden, vocab]; a stored lm_head.weight is ignored, as transformers does.
-        backend.transpose(embed_tokens.clone(), 0, 1)
+        // The same parameter; a stored lm_head.weight is ignored, as transformers does.
+        embed_tokens.clone()
     } else {
-        let w = required(src, "lm_head.weight", &[v, dm])?;
-        backend.param(transpose_host(&w.data, v, dm), &[dm, v])
+        param(required(src, "lm_head.weight", &[v, dm])?)
     };
     Ok(Llama::new(backend, config, embed_tokens, layers, norm, lm_head))
 }
