@@ -15,6 +15,7 @@ pub mod sampling;
 pub mod scoring;
 pub mod server;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 pub use backend::burn_flex::BurnBackend;

@@ -324,4 +324,42 @@ impl Backend for BurnBackend {
     fn detach(&self, t: BurnTensor) -> BurnTensor {
         BurnTensor::wrap(t.inner.detach(), t.rank)
     }
+
+    fn adamw_update(
+        &self,
+        param: BurnTensor,
+        grad: BurnTensor,
+        exp_avg: Option<BurnTensor>,
+        exp_avg_sq: Option<BurnTensor>,
+        scalars: &crate::train::optim::AdamWScalars,
+    ) -> (BurnTensor, BurnTensor, BurnTensor) {
+        // In place: `inner()` drops the autodiff wrapper and flex's `into_data` hands over the
+        // buffer without a copy when the tensor is its only owner, so the update is one pass
+        // over parameter, gradient and moments (a shared or strided buffer is copied first).
+        let (rank, dims) = (param.rank, param.inner.dims());
+        let inner = param.inner.inner();
+        let state_device = inner.device();
+        let f32_data = |t: Tensor<4>| {
+            let d = t.inner().into_data();
+            if d.as_slice::<f32>().is_ok() { d } else { d.convert::<f32>() }
+        };
+        let mut p = f32_data(inner);
+        let g = f32_data(grad.inner);
+        let n: usize = dims.iter().product();
+        let zeros = || TensorData::new(vec![0.0f32; n], dims);
+        let mut m = exp_avg.map(|t| f32_data(t.inner)).unwrap_or_else(zeros);
+        let mut v = exp_avg_sq.map(|t| f32_data(t.inner)).unwrap_or_else(zeros);
+        crate::train::optim::adamw_kernel(
+            p.as_mut_slice::<f32>().expect("f32 parameter data"),
+            g.as_slice::<f32>().expect("f32 gradient data"),
+            m.as_mut_slice::<f32>().expect("f32 moment data"),
+            v.as_mut_slice::<f32>().expect("f32 moment data"),
+            scalars,
+        );
+        let p = Tensor::<4>::from_data(p, &self.device);
+        let p = if self.device.is_autodiff() { p.require_grad() } else { p };
+        let m = Tensor::<4>::from_data(m, &state_device);
+        let v = Tensor::<4>::from_data(v, &state_device);
+        (BurnTensor::wrap(p, rank), BurnTensor::wrap(m, rank), BurnTensor::wrap(v, rank))
+    }
 }

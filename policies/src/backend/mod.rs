@@ -179,6 +179,31 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     fn grad(&self, grads: &Self::Grads, param: &Self::Tensor) -> Option<Self::Tensor>;
     /// The same values, cut from the autodiff graph.
     fn detach(&self, t: Self::Tensor) -> Self::Tensor;
+
+    // ---- training (optimizer) ------------------------------------------------------------
+    /// One AdamW update of one parameter (`crate::train::optim`, PyTorch semantics): returns
+    /// the updated parameter as a trainable leaf (records gradients on an autodiff backend) and
+    /// the new first and second moments; `None` moments mean zeros (the first step). The
+    /// default runs [`crate::train::optim::adamw_kernel`] on host copies; a backend overrides it
+    /// to update its own buffers in place.
+    fn adamw_update(
+        &self,
+        param: Self::Tensor,
+        grad: Self::Tensor,
+        exp_avg: Option<Self::Tensor>,
+        exp_avg_sq: Option<Self::Tensor>,
+        scalars: &crate::train::optim::AdamWScalars,
+    ) -> (Self::Tensor, Self::Tensor, Self::Tensor) {
+        let shape = self.shape(&param);
+        let mut p = self.to_vec(&param);
+        drop(param);
+        let g = self.to_vec(&grad);
+        let n = p.len();
+        let mut m = exp_avg.map(|t| self.to_vec(&t)).unwrap_or_else(|| vec![0.0; n]);
+        let mut v = exp_avg_sq.map(|t| self.to_vec(&t)).unwrap_or_else(|| vec![0.0; n]);
+        crate::train::optim::adamw_kernel(&mut p, &g, &mut m, &mut v, scalars);
+        (self.param(p, &shape), self.tensor(m, &shape), self.tensor(v, &shape))
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,205 @@
+//! Tiny Llama presets with seeded random initialisation, for tests, CI and fast experiments.
+//!
+//! | preset | layers | hidden | heads / kv heads | head dim | FFN |
+//! |---|---|---|---|---|---|
+//! | `tiny-2l-64d` | 2 | 64 | 4 / 2 | 16 | 192 |
+//! | `tiny-4l-128d` | 4 | 128 | 4 / 2 | 32 | 384 |
+//! | `tiny-4l-256d` | 4 | 256 | 8 / 4 | 32 | 768 |
+//!
+//! All use tied embeddings, RoPE θ = 10000, RMSNorm ε = 1e-5 and 4096 positions, and take the
+//! vocabulary size from the tokenizer (special ids as [`crate::train::bpe`] assigns them:
+//! `<|im_start|>` = 1 is BOS, `<|im_end|>` = 2 is EOS). Initialisation is transformers'
+//! `LlamaPreTrainedModel._init_weights`: normal(0, 0.02) for embeddings and projections, ones
+//! for norms.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use crate::backend::Backend;
+use crate::config::LlamaConfig;
+use crate::model::Llama;
+use crate::train::error::{Result, TrainError};
+use crate::train::params::llama_from_hf_tensors;
+use crate::weights::HostTensor;
+
+/// A named tiny architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TinyPreset {
+    /// 2 layers, width 64.
+    L2D64,
+    /// 4 layers, width 128.
+    L4D128,
+    /// 4 layers, width 256.
+    L4D256,
+}
+
+/// transformers' default `initializer_range`.
+pub const INIT_STD: f32 = 0.02;
+
+impl TinyPreset {
+    /// Every preset.
+    pub const ALL: [TinyPreset; 3] = [TinyPreset::L2D64, TinyPreset::L4D128, TinyPreset::L4D256];
+
+    /// The preset's name, e.g. `tiny-2l-64d`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TinyPreset::L2D64 => "tiny-2l-64d",
+            TinyPreset::L4D128 => "tiny-4l-128d",
+            TinyPreset::L4D256 => "tiny-4l-256d",
+        }
+    }
+
+    /// The preset called `name`.
+    pub fn parse(name: &str) -> Result<TinyPreset> {
+        TinyPreset::ALL.into_iter().find(|p| p.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = TinyPreset::ALL.iter().map(|p| p.name()).collect();
+            TrainError::config("tiny preset", format!("unknown preset `{name}`; expected one of {names:?}"))
+        })
+    }
+
+    /// `(layers, hidden, heads, kv_heads)`.
+    fn shape(self) -> (usize, usize, usize, usize) {
+        match self {
+            TinyPreset::L2D64 => (2, 64, 4, 2),
+            TinyPreset::L4D128 => (4, 128, 4, 2),
+            TinyPreset::L4D256 => (4, 256, 8, 4),
+        }
+    }
+
+    /// The preset's `config.json` (LlamaForCausalLM) for a vocabulary of `vocab_size` tokens.
+    pub fn hf_config(self, vocab_size: usize) -> Value {
+        let (layers, hidden, heads, kv_heads) = self.shape();
+        json!({
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "vocab_size": vocab_size,
+            "hidden_size": hidden,
+            "intermediate_size": 3 * hidden,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": kv_heads,
+            "head_dim": hidden / heads,
+            "hidden_act": "silu",
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0,
+            "rope_scaling": null,
+            "max_position_embeddings": 4096,
+            "tie_word_embeddings": true,
+            "attention_bias": false,
+            "mlp_bias": false,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "initializer_range": INIT_STD,
+        })
+    }
+
+    /// The preset's configuration for a vocabulary of `vocab_size` tokens.
+    pub fn config(self, vocab_size: usize) -> Result<LlamaConfig> {
+        if vocab_size < 3 {
+            return Err(TrainError::config("tiny preset", format!("vocab_size must be at least 3 (special tokens), got {vocab_size}")));
+        }
+        Ok(LlamaConfig::from_hf_json(&self.hf_config(vocab_size), self.name())?)
+    }
+}
+
+/// Standard normal draws by the Box–Muller transform (two per pair of uniforms); written here
+/// because `rand_distr` is not otherwise needed.
+fn normals(rng: &mut ChaCha8Rng, n: usize, std: f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
+        let u2: f64 = rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = 2.0 * std::f64::consts::PI * u2;
+        out.push((r * t.cos()) as f32 * std);
+        out.push((r * t.sin()) as f32 * std);
+    }
+    out.truncate(n);
+    out
+}
+
+/// Random HF-layout tensors for `config`: normal(0, `std`) for embeddings, projections and
+/// biases, ones for norms. Drawn in a fixed order from one ChaCha8 stream seeded by `seed`.
+pub fn random_hf_tensors(config: &LlamaConfig, seed: u64, std: f32) -> Vec<(String, HostTensor)> {
+    let c = config;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (dm, v, ff) = (c.hidden_size, c.vocab_size, c.intermediate_size);
+    let (qd, kvd) = (c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
+    let mut out = Vec::new();
+    let mut normal = |name: String, shape: Vec<usize>, rng: &mut ChaCha8Rng| {
+        let n = shape.iter().product();
+        out.push((name, HostTensor { data: normals(rng, n, std), shape }));
+    };
+    normal("model.embed_tokens.weight".into(), vec![v, dm], &mut rng);
+    let mut ones = Vec::new();
+    for i in 0..c.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        for (name, out_f, in_f, bias) in [
+            ("self_attn.q_proj", qd, dm, c.qkv_bias),
+            ("self_attn.k_proj", kvd, dm, c.qkv_bias),
+            ("self_attn.v_proj", kvd, dm, c.qkv_bias),
+            ("self_attn.o_proj", dm, qd, c.o_bias),
+            ("mlp.gate_proj", ff, dm, c.mlp_bias),
+            ("mlp.up_proj", ff, dm, c.mlp_bias),
+            ("mlp.down_proj", dm, ff, c.mlp_bias),
+        ] {
+            normal(format!("{p}.{name}.weight"), vec![out_f, in_f], &mut rng);
+            if bias {
+                normal(format!("{p}.{name}.bias"), vec![out_f], &mut rng);
+            }
+        }
+        ones.push(format!("{p}.input_layernorm.weight"));
+        ones.push(format!("{p}.post_attention_layernorm.weight"));
+    }
+    ones.push("model.norm.weight".into());
+    if !c.tie_word_embeddings {
+        normal("lm_head.weight".into(), vec![v, dm], &mut rng);
+    }
+    for name in ones {
+        out.push((name, HostTensor { shape: vec![dm], data: vec![1.0; dm] }));
+    }
+    out
+}
+
+/// A randomly initialised model for `config` on `backend` (see [`random_hf_tensors`]).
+pub fn init_random<B: Backend>(backend: B, config: LlamaConfig, seed: u64, std: f32) -> Result<Llama<B>> {
+    let tensors = random_hf_tensors(&config, seed, std);
+    Ok(llama_from_hf_tensors(backend, config, tensors)?)
+}
+
+/// A tiny preset model with transformers' initialisation, seeded.
+pub fn init_tiny<B: Backend>(backend: B, preset: TinyPreset, vocab_size: usize, seed: u64) -> Result<Llama<B>> {
+    init_random(backend, preset.config(vocab_size)?, seed, INIT_STD)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_parse_and_build_configs() {
+        for p in TinyPreset::ALL {
+            assert_eq!(TinyPreset::parse(p.name()).unwrap(), p);
+            let c = p.config(1024).unwrap();
+            assert_eq!(c.vocab_size, 1024);
+            assert!(c.tie_word_embeddings);
+            assert!((2..=4).contains(&c.num_hidden_layers) && (64..=256).contains(&c.hidden_size));
+        }
+        assert!(TinyPreset::parse("tiny-9l").unwrap_err().to_string().contains("tiny-2l-64d"));
+        assert!(TinyPreset::L2D64.config(2).is_err());
+    }
+
+    #[test]
+    fn normals_have_the_requested_moments_and_are_seeded() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let x = normals(&mut rng, 100_001, 0.02);
+        assert_eq!(x.len(), 100_001);
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
+        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / x.len() as f64;
+        assert!(mean.abs() < 3e-4, "{mean}");
+        assert!((var.sqrt() - 0.02).abs() < 3e-4, "{}", var.sqrt());
+        let mut rng2 = ChaCha8Rng::seed_from_u64(3);
+        assert_eq!(normals(&mut rng2, 10, 0.02), x[..10]);
+    }
+}

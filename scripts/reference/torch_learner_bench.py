@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Learner throughput of PyTorch + transformers on SmolLM2-135M (the same GGUF memrl loads), for
+comparison with `memrl_policies::train::bench::learner_throughput` (same shapes, same loss,
+same clipping and optimizer).
+
+One step: forward over `batch x seq` random token ids, loss = -mean log p(x[t] | x[..t]) over
+every predicted position, backward, clip_grad_norm_(1.0), AdamW (PyTorch defaults, weight
+decay 0.01). Tokens/s = batch * seq / median step time. Prints one JSON object.
+
+    python3 scripts/reference/torch_learner_bench.py [--gguf PATH | --model DIR] [--threads 2]
+        [--batch 4] [--seq 256] [--warmup 1] [--steps 3] [--lr 1e-5]
+
+Needs torch, transformers, gguf and accelerate (transformers wants it for GGUF files) in the
+running interpreter, e.g. a venv made with
+`python3 -m venv /work/venv-torch && /work/venv-torch/bin/pip install torch transformers gguf accelerate`.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DEFAULT_GGUF = os.path.join(ROOT, ".cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def rss_mib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gguf", default=os.environ.get("MEMRL_SMOLLM2_GGUF", DEFAULT_GGUF))
+    ap.add_argument("--model", help="an HF model directory instead of the GGUF")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-5)
+    args = ap.parse_args()
+
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.model:
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    else:
+        d, f = os.path.split(os.path.abspath(args.gguf))
+        model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
+    model.train()
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (args.batch, args.seq))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr)  # betas (0.9, 0.999), eps 1e-8, weight_decay 0.01
+    rss_before = rss_mib("VmRSS:")
+    steps, loss_value = [], float("nan")
+    for i in range(args.warmup + args.steps):
+        if i == args.warmup:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+            except OSError:
+                pass
+        t0 = time.perf_counter()
+        logits = model(input_ids=ids, use_cache=False).logits[:, :-1]
+        logp = torch.log_softmax(logits, dim=-1)
+        loss = -logp.gather(2, ids[:, 1:, None]).mean()
+        loss_value = loss.item()
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        t3 = time.perf_counter()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        t4 = time.perf_counter()
+        del logits, logp, loss
+        if i >= args.warmup:
+            steps.append({"forward_s": t1 - t0, "backward_s": t2 - t1, "clip_s": t3 - t2,
+                          "optimizer_s": t4 - t3, "total_s": t4 - t0})
+    tokens = args.batch * args.seq
+    print(json.dumps({
+        "library": "torch", "torch": torch.__version__, "transformers": transformers.__version__,
+        "threads": args.threads, "batch": args.batch, "seq": args.seq,
+        "trainable_parameters": sum(p.numel() for p in params), "tokens_per_step": tokens,
+        "steps": steps, "tokens_per_s": tokens / statistics.median(s["total_s"] for s in steps),
+        "last_loss": loss_value, "rss_before_mib": rss_before, "peak_rss_mib": rss_mib("VmHWM:"),
+    }))
+
+
+if __name__ == "__main__":
+    main()
