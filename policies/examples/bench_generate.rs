@@ -40,22 +40,30 @@ fn op_breakdown(model: &Llama<BurnBackend>, batch: usize, ctx: usize) -> serde_j
     let layers = c.num_hidden_layers as f64;
     let x = b.tensor(vec![0.1; batch * c.hidden_size], &[batch, 1, c.hidden_size]);
     let l0 = &model.layers[0];
-    let reps = 20;
+    let reps = 5;
+    // Each timing runs the op for every layer's own weights, so weights stream from memory as in
+    // a real step (timing one layer repeatedly would measure cache-hot weights).
     let qkv = time_min(reps, || {
-        for lin in [&l0.q_proj, &l0.k_proj, &l0.v_proj] {
-            let _ = b.to_vec(&b.narrow(b.linear(x.clone(), &lin.weight, lin.bias.as_ref()), 2, 0, 1));
+        for l in &model.layers {
+            for lin in [&l.q_proj, &l.k_proj, &l.v_proj] {
+                let _ = b.to_vec(&b.narrow(b.linear(x.clone(), &lin.weight, lin.bias.as_ref()), 2, 0, 1));
+            }
         }
-    });
+    }) / layers;
     let o = time_min(reps, || {
-        let _ = b.to_vec(&b.narrow(b.linear(x.clone(), &l0.o_proj.weight, None), 2, 0, 1));
-    });
+        for l in &model.layers {
+            let _ = b.to_vec(&b.narrow(b.linear(x.clone(), &l.o_proj.weight, None), 2, 0, 1));
+        }
+    }) / layers;
     let xf = b.tensor(vec![0.1; batch * c.intermediate_size], &[batch, 1, c.intermediate_size]);
     let mlp = time_min(reps, || {
-        let g = b.silu(b.linear(x.clone(), &l0.gate_proj.weight, None));
-        let u = b.linear(x.clone(), &l0.up_proj.weight, None);
-        let _ = b.to_vec(&b.narrow(b.mul(g, u), 2, 0, 1));
-        let _ = b.to_vec(&b.narrow(b.linear(xf.clone(), &l0.down_proj.weight, None), 2, 0, 1));
-    });
+        for l in &model.layers {
+            let g = b.silu(b.linear(x.clone(), &l.gate_proj.weight, None));
+            let u = b.linear(x.clone(), &l.up_proj.weight, None);
+            let _ = b.to_vec(&b.narrow(b.mul(g, u), 2, 0, 1));
+            let _ = b.to_vec(&b.narrow(b.linear(xf.clone(), &l.down_proj.weight, None), 2, 0, 1));
+        }
+    }) / layers;
     let norm = time_min(reps, || {
         let _ = b.to_vec(&b.narrow(b.rms_norm(x.clone(), &l0.input_layernorm, 1e-5), 2, 0, 1));
     });
@@ -87,16 +95,6 @@ fn op_breakdown(model: &Llama<BurnBackend>, batch: usize, ctx: usize) -> serde_j
         let h = model.forward_cached(&mut step_cache, 0, &step_ids, batch, 1, &vec![ctx; batch]);
         let _ = b.to_vec(&model.lm_head(h));
     });
-    // One MLP projection in both layouts: x @ W[in, out] (stored) vs W[out, in] @ x^T.
-    let w_out_in = b.tensor(vec![0.01; c.intermediate_size * c.hidden_size], &[c.intermediate_size, c.hidden_size]);
-    let gate_stored = time_min(reps, || {
-        let _ = b.to_vec(&b.narrow(b.linear(x.clone(), &l0.gate_proj.weight, None), 2, 0, 1));
-    });
-    let h2 = b.reshape(hn.clone(), &[batch, c.hidden_size]);
-    let gate_out_in = time_min(reps, || {
-        let yt = b.matmul(w_out_in.clone(), b.transpose(h2.clone(), 0, 1));
-        let _ = b.to_vec(&b.narrow(yt, 1, 0, 1));
-    });
     let per_layer = qkv + o + mlp + 2.0 * norm + attn;
     json!({
         "batch": batch, "context": ctx,
@@ -105,8 +103,6 @@ fn op_breakdown(model: &Llama<BurnBackend>, batch: usize, ctx: usize) -> serde_j
             "rms_norm": 2.0 * norm * layers * 1e3, "attention_with_cache": attn * layers * 1e3,
             "lm_head_and_logits_copy": head * 1e3,
             "lm_head_as_h_at_w_transposed_view": head_h_at_wt * 1e3,
-            "gate_proj_x_at_w_in_out": gate_stored * layers * 1e3,
-            "gate_proj_w_out_in_at_xt": gate_out_in * layers * 1e3,
             "sum": (per_layer * layers + head) * 1e3,
             "measured_full_step": full_step * 1e3,
         }
