@@ -283,6 +283,28 @@ impl Tokenizer {
     pub fn origin(&self) -> &str {
         &self.origin
     }
+
+    /// The HF `tokenizer.json` text of this tokenizer (e.g. to write a checkpoint of a model
+    /// whose tokenizer was built from GGUF metadata).
+    pub fn to_hf_json(&self) -> Result<String> {
+        self.inner
+            .to_string(false)
+            .map_err(|e| PolicyError::Tokenizer { origin: self.origin.clone(), message: format!("serialising: {e}") })
+    }
+
+    /// The HF `tokenizer_config.json` of this tokenizer: its special tokens and chat template.
+    pub fn tokenizer_config_json(&self) -> serde_json::Value {
+        let mut cfg = serde_json::Map::new();
+        for (key, token) in [("bos_token", &self.bos), ("eos_token", &self.eos), ("pad_token", &self.pad), ("unk_token", &self.unk)] {
+            if let Some((text, _)) = token {
+                cfg.insert(key.into(), serde_json::Value::String(text.clone()));
+            }
+        }
+        if let Some(t) = &self.chat_template {
+            cfg.insert("chat_template".into(), serde_json::Value::String(t.source().to_string()));
+        }
+        serde_json::Value::Object(cfg)
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@ enum Command {
     Env(memrl_trainer::cli::env::EnvArgs),
     /// Throughput measurements (`memrl bench envs`).
     Bench(memrl_trainer::cli::bench::BenchArgs),
+    /// Generate from a model (HF directory or .gguf) with the batched KV-cache engine.
+    Generate(memrl_trainer::cli::generate::GenerateArgs),
+    /// Tokenize text with a model's tokenizer.
+    Tokenize(memrl_trainer::cli::tokenize::TokenizeArgs),
 }
 
 /// Runs the command; an error is printed as one line (`error: outer: cause: ...`, no
@@ -31,6 +35,8 @@ fn main() -> std::process::ExitCode {
         Command::Score(args) => memrl_trainer::cli::score::run(args),
         Command::Env(args) => memrl_trainer::cli::env::run(args),
         Command::Bench(args) => memrl_trainer::cli::bench::run(args),
+        Command::Generate(args) => memrl_trainer::cli::generate::run(args),
+        Command::Tokenize(args) => memrl_trainer::cli::tokenize::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -3,4 +3,6 @@
 pub mod bench;
 pub mod data;
 pub mod env;
+pub mod generate;
 pub mod score;
+pub mod tokenize;

@@ -1,0 +1,276 @@
+//! One learner update: micro-batches → log-probs → loss → accumulated gradients → clip →
+//! AdamW. Also the SFT (negative log-likelihood) update on demonstration segments.
+
+use memrl_policies::backend::Backend;
+use memrl_policies::model::Llama;
+use memrl_policies::train::grads::{ModelGrads, clip_grad_norm};
+use memrl_policies::train::optim::AdamW;
+use memrl_policies::train::params::TrainBackend;
+
+use crate::batching::{pack_micro_batches, split_mini_batches};
+use crate::learner::batch::{MicroBatch, mini_batch_weights};
+use crate::learner::loss::{policy_loss_tensor, token_logprobs};
+use crate::loss_reference::{LossAggregation, LossBatch, LossConfig, LossDiagnostics};
+use crate::segments::Segment;
+
+/// What the learner needs besides the segments.
+#[derive(Debug, Clone)]
+pub struct UpdateSettings {
+    /// The policy loss.
+    pub loss: LossConfig,
+    /// Learning rate of this step.
+    pub lr: f64,
+    /// Global gradient-norm clip (0: none).
+    pub grad_clip: f64,
+    /// Real tokens per micro-batch (gradient accumulation beyond it).
+    pub micro_batch_tokens: usize,
+    /// Optimizer steps per batch (the segments are split into this many mini-batches).
+    pub mini_batches: usize,
+    /// Passes over the batch.
+    pub epochs: usize,
+    /// Seed of the mini-batch shuffle.
+    pub seed: u64,
+    /// Padding token id.
+    pub pad_id: u32,
+}
+
+/// What an update did, for the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateReport {
+    /// Optimizer steps taken.
+    pub optimizer_steps: usize,
+    /// Optimizer steps skipped because the gradient norm was not finite.
+    pub skipped_steps: usize,
+    /// Mean pre-clip gradient norm over the optimizer steps.
+    pub grad_norm: f64,
+    /// Loss value summed over mini-batches, averaged over optimizer steps.
+    pub loss: f64,
+    /// Token-weighted mean of the micro-batch diagnostics.
+    pub diagnostics: LossDiagnostics,
+    /// Tokens that carried loss.
+    pub loss_tokens: usize,
+    /// Positions processed (padding included).
+    pub positions: usize,
+}
+
+/// Token lengths of each segment as the learner sees them (inputs = all tokens but the last).
+fn segment_lengths(segments: &[Segment]) -> Vec<usize> {
+    segments.iter().map(|s| s.prompt_ids.len() + s.response_ids.len() - 1).collect()
+}
+
+/// Mini-batches of micro-batches, in a deterministic order.
+fn plan(segments: &[Segment], advantages: &[Vec<f32>], s: &UpdateSettings, epoch: usize) -> Vec<Vec<MicroBatch>> {
+    let lengths = segment_lengths(segments);
+    split_mini_batches(segments.len(), s.mini_batches.max(1), s.seed.wrapping_add(epoch as u64))
+        .into_iter()
+        .map(|members| {
+            pack_micro_batches(&members, &lengths, s.micro_batch_tokens.max(1))
+                .into_iter()
+                .map(|rows| MicroBatch::build(segments, advantages, &rows, s.pad_id))
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs the clipped policy-gradient update of `model` on `segments`.
+///
+/// The old log-probs are the learner's own, before this update: with one mini-batch and one
+/// epoch they equal the new ones at the moment of the single step (computed in the same
+/// forward); otherwise a no-grad pass over the whole batch computes them first. The reference
+/// log-probs come from `reference` when a KL term is configured.
+pub fn policy_update<M>(
+    model: &mut Llama<M>,
+    optimizer: &mut AdamW<M::Leaf>,
+    reference: Option<&Llama<M::Leaf>>,
+    segments: &[Segment],
+    advantages: &[Vec<f32>],
+    s: &UpdateSettings,
+) -> anyhow::Result<UpdateReport>
+where
+    M: TrainBackend,
+{
+    let needs_old_pass = s.mini_batches > 1 || s.epochs > 1;
+    let with_entropy = s.loss.entropy_coef != 0.0;
+    let mut report = UpdateReport::default();
+    let mut diag_acc = DiagAccumulator::default();
+    let mut old_cache: Vec<Vec<Vec<f64>>> = Vec::new();
+    for epoch in 0..s.epochs.max(1) {
+        let plan = plan(segments, advantages, s, epoch);
+        if needs_old_pass && epoch == 0 {
+            old_cache = plan
+                .iter()
+                .map(|mini| mini.iter().map(|mb| detached_logprobs(model, mb)).collect())
+                .collect();
+        }
+        for (mi, mini) in plan.iter().enumerate() {
+            let weights = mini_batch_weights(s.loss.aggregation, mini);
+            let mut accumulated: Option<ModelGrads<M::Leaf>> = None;
+            let mut loss_sum = 0.0;
+            for (k, (mb, w)) in mini.iter().zip(weights).enumerate() {
+                let b = &model.backend;
+                let (new_lp, entropy) = token_logprobs(model, mb, with_entropy);
+                let new_host: Vec<f64> = b.to_vec(&new_lp).into_iter().map(f64::from).collect();
+                let entropy_host: Vec<f64> =
+                    entropy.as_ref().map(|e| b.to_vec(e).into_iter().map(f64::from).collect()).unwrap_or_default();
+                let old = if needs_old_pass { old_cache[mi][k].clone() } else { new_host.clone() };
+                let ref_lp = match reference {
+                    Some(r) if s.loss.kl_coef != 0.0 => detached_logprobs(r, mb),
+                    _ => Vec::new(),
+                };
+                let host = LossBatch {
+                    new_logprobs: new_host,
+                    old_logprobs: old,
+                    rollout_logprobs: mb.rollout_logprobs.iter().map(|&x| f64::from(x)).collect(),
+                    ref_logprobs: ref_lp,
+                    advantages: mb.advantages.iter().map(|&x| f64::from(x)).collect(),
+                    mask: mb.loss_mask.clone(),
+                    entropy: entropy_host,
+                    segment_ids: mb.segment_ids.clone(),
+                    trajectory_ids: mb.trajectory_ids.clone(),
+                };
+                let (loss, out) = policy_loss_tensor(b, new_lp, entropy, &host, &s.loss, w)?;
+                loss_sum += out.loss;
+                diag_acc.add(&out.diagnostics);
+                report.loss_tokens += out.diagnostics.tokens;
+                report.positions += mb.rows * mb.seq;
+                let grads = ModelGrads::from_backward(model, b.backward(&loss));
+                match &mut accumulated {
+                    None => accumulated = Some(grads),
+                    Some(acc) => acc.accumulate(grads)?,
+                }
+            }
+            let Some(mut grads) = accumulated else { continue };
+            report.loss += loss_sum;
+            if step_optimizer(model, optimizer, &mut grads, s, &mut report)? {
+                report.optimizer_steps += 1;
+            }
+        }
+    }
+    let steps = (report.optimizer_steps + report.skipped_steps).max(1) as f64;
+    report.loss /= steps;
+    report.grad_norm /= steps;
+    report.diagnostics = diag_acc.mean();
+    Ok(report)
+}
+
+/// Clips and applies the accumulated gradients; returns false (and counts a skip) when the
+/// gradient norm is not finite, in which case the model is left untouched.
+fn step_optimizer<M: TrainBackend>(
+    model: &mut Llama<M>,
+    optimizer: &mut AdamW<M::Leaf>,
+    grads: &mut ModelGrads<M::Leaf>,
+    s: &UpdateSettings,
+    report: &mut UpdateReport,
+) -> anyhow::Result<bool> {
+    let clip = clip_grad_norm(grads, if s.grad_clip > 0.0 { s.grad_clip } else { f64::INFINITY });
+    if !clip.finite {
+        report.skipped_steps += 1;
+        return Ok(false);
+    }
+    report.grad_norm += clip.norm;
+    optimizer.step(model, std::mem::replace(grads, ModelGrads::from_host(model.backend.leaf_backend().clone(), Vec::new())), s.lr)?;
+    Ok(true)
+}
+
+/// Target log-probs of a micro-batch without recording gradients (as f64).
+pub fn detached_logprobs<B: Backend>(model: &Llama<B>, mb: &MicroBatch) -> Vec<f64> {
+    let (lp, _) = token_logprobs(model, mb, false);
+    let b = &model.backend;
+    b.to_vec(&b.detach(lp)).into_iter().map(f64::from).collect()
+}
+
+/// Supervised fine-tuning on demonstration segments: the token-mean negative log-likelihood of
+/// the policy tokens, one optimizer step per mini-batch of `batch_segments` segments.
+pub fn sft_update<M: TrainBackend>(
+    model: &mut Llama<M>,
+    optimizer: &mut AdamW<M::Leaf>,
+    segments: &[Segment],
+    s: &UpdateSettings,
+) -> anyhow::Result<UpdateReport> {
+    let ones: Vec<Vec<f32>> = segments.iter().map(|seg| vec![1.0; seg.response_ids.len()]).collect();
+    let mut report = UpdateReport::default();
+    let mut nll_sum = 0.0;
+    for mini in plan(segments, &ones, s, 0) {
+        let weights = mini_batch_weights(LossAggregation::TokenMean, &mini);
+        let mut accumulated: Option<ModelGrads<M::Leaf>> = None;
+        for (mb, w) in mini.iter().zip(weights) {
+            let b = &model.backend;
+            let (lp, _) = token_logprobs(model, mb, false);
+            let n = mb.rows * mb.seq;
+            let weights = b.tensor(w.iter().map(|&x| -x as f32).collect(), &[n]);
+            let loss = b.sum_all(b.mul(lp, weights));
+            nll_sum += f64::from(b.to_vec(&loss)[0]);
+            report.loss_tokens += mb.loss_tokens();
+            report.positions += n;
+            let grads = ModelGrads::from_backward(model, b.backward(&loss));
+            match &mut accumulated {
+                None => accumulated = Some(grads),
+                Some(acc) => acc.accumulate(grads)?,
+            }
+        }
+        let Some(mut grads) = accumulated else { continue };
+        if step_optimizer(model, optimizer, &mut grads, s, &mut report)? {
+            report.optimizer_steps += 1;
+        }
+    }
+    let steps = (report.optimizer_steps + report.skipped_steps).max(1) as f64;
+    report.loss = nll_sum / steps;
+    report.grad_norm /= steps;
+    Ok(report)
+}
+
+/// Token-weighted running mean of loss diagnostics over micro-batches.
+#[derive(Default)]
+struct DiagAccumulator {
+    tokens: f64,
+    sums: [f64; 10],
+    ref_kl: Option<f64>,
+    entropy: Option<f64>,
+}
+
+impl DiagAccumulator {
+    fn add(&mut self, d: &LossDiagnostics) {
+        let t = d.tokens as f64;
+        self.tokens += t;
+        let vals = [
+            d.pg_loss,
+            d.kl_loss,
+            d.entropy_loss,
+            d.clip_frac_low * t,
+            d.clip_frac_high * t,
+            d.dual_clip_frac * t,
+            d.approx_kl * t,
+            d.tis_weight_mean * t,
+            d.rollout_logprob_abs_diff * t,
+            d.tis_capped_frac * t,
+        ];
+        for (s, v) in self.sums.iter_mut().zip(vals) {
+            *s += v;
+        }
+        if let Some(k) = d.ref_kl {
+            *self.ref_kl.get_or_insert(0.0) += k * t;
+        }
+        if let Some(e) = d.entropy_mean {
+            *self.entropy.get_or_insert(0.0) += e * t;
+        }
+    }
+
+    fn mean(&self) -> LossDiagnostics {
+        let t = self.tokens.max(1.0);
+        LossDiagnostics {
+            pg_loss: self.sums[0],
+            kl_loss: self.sums[1],
+            entropy_loss: self.sums[2],
+            clip_frac_low: self.sums[3] / t,
+            clip_frac_high: self.sums[4] / t,
+            dual_clip_frac: self.sums[5] / t,
+            approx_kl: self.sums[6] / t,
+            ref_kl: self.ref_kl.map(|k| k / t),
+            entropy_mean: self.entropy.map(|e| e / t),
+            tis_weight_mean: if self.tokens == 0.0 { 1.0 } else { self.sums[7] / t },
+            tis_capped_frac: self.sums[9] / t,
+            rollout_logprob_abs_diff: self.sums[8] / t,
+            tokens: self.tokens as usize,
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The policy a run trains: a pretrained model (HF directory or GGUF file) or a tiny preset
+//! with a byte-level BPE tokenizer trained on the environment's own text.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use memrl_envs::env::{Next, ScriptedKind, Split, TaskId};
+use memrl_envs::registry::build_env;
+use memrl_envs::tokens::WhitespaceCounter;
+use memrl_policies::BurnBackend;
+use memrl_policies::model::Llama;
+use memrl_policies::tokenizer::Tokenizer;
+use memrl_policies::train::bpe::{BpeTrainingConfig, train_bpe_tokenizer};
+use memrl_policies::train::checkpoint::{CheckpointOptions, TokenizerFiles, save_checkpoint};
+use memrl_policies::train::optim::AdamW;
+use memrl_policies::train::tiny::{TinyPreset, init_tiny};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::Config;
+use crate::rollout::adapters::TokenizerCodec;
+
+/// The trainable model with what the rollout and checkpoints need alongside it.
+pub struct PolicyBundle {
+    /// The model, on the autodiff backend.
+    pub model: Llama<BurnBackend>,
+    /// Its tokenizer.
+    pub tokenizer: Arc<Tokenizer>,
+    /// Tokenizer + chat template for the rollout.
+    pub codec: TokenizerCodec,
+    /// Tokens that end an assistant turn (`<|im_end|>` first).
+    pub stop_ids: Vec<u32>,
+    /// Padding id for training batches.
+    pub pad_id: u32,
+    /// The tokenizer files checkpoints carry.
+    pub tokenizer_files: TokenizerFiles,
+}
+
+impl PolicyBundle {
+    /// Writes an HF-layout checkpoint (model, tokenizer, optimizer state) into `dir`, atomically.
+    pub fn save(&self, dir: &Path, optimizer: &AdamW<BurnBackend>) -> anyhow::Result<()> {
+        let state = optimizer.state(&BurnBackend::flex());
+        save_checkpoint(dir, &self.model, &self.tokenizer_files, Some(&state), &CheckpointOptions::default())
+            .with_context(|| format!("writing checkpoint {}", dir.display()))
+    }
+}
+
+/// Text of scripted (oracle and heuristic) episodes of the training split: the corpus a tiny
+/// preset's tokenizer is trained on.
+pub fn environment_corpus(config: &Config, episodes: u64) -> anyhow::Result<Vec<String>> {
+    let knobs = serde_json::to_value(&config.env.options)?;
+    let mut corpus = Vec::new();
+    for i in 0..episodes {
+        let mut env = build_env(&config.env.name, knobs.clone(), Arc::new(WhitespaceCounter))?;
+        let kind = if i % 2 == 0 { ScriptedKind::Oracle } else { ScriptedKind::Heuristic };
+        let mut rng = ChaCha8Rng::seed_from_u64(config.run.seed ^ i);
+        let mut turn = env.reset(TaskId { split: Split::Train, index: 1_000_000 + i }, config.run.seed ^ i)?;
+        for _ in 0..256 {
+            corpus.extend(turn.messages.iter().map(|m| m.content.clone()));
+            corpus.push(turn.tools_text.to_string());
+            let completion = env.scripted(kind, &mut rng)?;
+            corpus.push(completion.clone());
+            match env.step(&completion)?.next {
+                Next::Continue(t) => turn = t,
+                Next::Done(_) => break,
+            }
+        }
+    }
+    Ok(corpus)
+}
+
+/// Builds the policy named by `config.policy.model`: a tiny preset (`tiny-…`) or a path.
+pub fn build_policy(config: &Config) -> anyhow::Result<PolicyBundle> {
+    let backend = BurnBackend::flex_autodiff();
+    let name = &config.policy.model;
+    let (model, tokenizer, files) = if name.starts_with("tiny-") {
+        let preset = TinyPreset::parse(name)?;
+        let corpus = environment_corpus(config, 64).context("gathering environment text for the tokenizer")?;
+        let trained = train_bpe_tokenizer(corpus.iter().map(String::as_str), &BpeTrainingConfig::default())?;
+        let files = TokenizerFiles::from_trained(&trained)?;
+        let dir = config.run_dir().join("tokenizer");
+        files.write(&dir)?;
+        let tokenizer = Tokenizer::from_hf_dir(&dir)?;
+        let model = init_tiny(backend, preset, trained.vocab_size(), config.run.seed)?;
+        (model, tokenizer, files)
+    } else {
+        let path = Path::new(name);
+        let (model, tokenizer) = memrl_policies::load_policy(backend, path).with_context(|| format!("loading policy.model {name}"))?;
+        let files = if path.is_dir() {
+            TokenizerFiles::from_hf_dir(path)?
+        } else {
+            TokenizerFiles {
+                tokenizer_json: tokenizer.to_hf_json()?,
+                tokenizer_config: tokenizer.tokenizer_config_json(),
+            }
+        };
+        (model, tokenizer, files)
+    };
+    let stop = tokenizer
+        .token_to_id("<|im_end|>")
+        .or_else(|| model.config.eos_token_ids.first().copied())
+        .ok_or_else(|| anyhow!("policy.model {name}: no `<|im_end|>` token and no eos_token_id to end turns with"))?;
+    let pad_id = stop;
+    let tokenizer = Arc::new(tokenizer);
+    let codec = TokenizerCodec::new((*tokenizer).clone(), false);
+    Ok(PolicyBundle { model, tokenizer, codec, stop_ids: vec![stop], pad_id, tokenizer_files: files })
+}
