@@ -121,7 +121,7 @@ fn full_model_checkpoint_round_trips_with_identical_logits() {
     assert_eq!(hf_state_dict(&model).into_iter().map(|(_, t)| t.data).collect::<Vec<_>>(), hf_state_dict(&resumed_model).into_iter().map(|(_, t)| t.data).collect::<Vec<_>>());
 
     // Overwriting an existing checkpoint works and stays atomic.
-    save_checkpoint(&dir, &model, &files, None, &CheckpointOptions::default()).unwrap();
+    save_checkpoint(&dir, &model, &files, None, &options).unwrap();
     assert!(!dir.join("optimizer.json").exists(), "the old directory was replaced");
     assert!(!root.join("tiny-full.old").exists() && !root.join("tiny-full.tmp").exists());
 }

@@ -71,6 +71,7 @@ def main():
             except OSError:
                 pass
         t0 = time.perf_counter()
+        c0 = time.process_time()
         logits = model(input_ids=ids, use_cache=False).logits[:, :-1]
         logp = torch.log_softmax(logits, dim=-1)
         loss = -logp.gather(2, ids[:, 1:, None]).mean()
@@ -86,13 +87,14 @@ def main():
         del logits, logp, loss
         if i >= args.warmup:
             steps.append({"forward_s": t1 - t0, "backward_s": t2 - t1, "clip_s": t3 - t2,
-                          "optimizer_s": t4 - t3, "total_s": t4 - t0})
+                          "optimizer_s": t4 - t3, "total_s": t4 - t0, "cpu_s": time.process_time() - c0})
     tokens = args.batch * args.seq
     print(json.dumps({
         "library": "torch", "torch": torch.__version__, "transformers": transformers.__version__,
         "threads": args.threads, "batch": args.batch, "seq": args.seq,
         "trainable_parameters": sum(p.numel() for p in params), "tokens_per_step": tokens,
         "steps": steps, "tokens_per_s": tokens / statistics.median(s["total_s"] for s in steps),
+        "tokens_per_cpu_s": tokens / statistics.median(s["cpu_s"] for s in steps),
         "last_loss": loss_value, "rss_before_mib": rss_before, "peak_rss_mib": rss_mib("VmHWM:"),
     }))
 

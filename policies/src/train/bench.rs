@@ -78,6 +78,9 @@ pub struct LearnerStepTiming {
     pub optimizer_s: f64,
     /// The whole step.
     pub total_s: f64,
+    /// CPU time (user + system, all threads) of the whole step: robust to other tenants
+    /// sharing the cores, unlike wall time.
+    pub cpu_s: f64,
 }
 
 /// What the learner benchmark measured.
@@ -95,6 +98,9 @@ pub struct LearnerBenchReport {
     pub steps: Vec<LearnerStepTiming>,
     /// `tokens_per_step / median step time`.
     pub tokens_per_s: f64,
+    /// `tokens_per_step / median step CPU time`: tokens per CPU-second, comparable across runs
+    /// on a shared machine.
+    pub tokens_per_cpu_s: f64,
     /// Loss of the last step (sanity: finite, and it should fall over steps at a useful lr).
     pub last_loss: f32,
     /// Resident memory before the first step (model loaded), MiB.
@@ -111,6 +117,17 @@ pub fn proc_status_mib(field: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// User + system CPU seconds of this process so far (all threads), from `/proc/self/stat`
+/// (clock ticks of 1/100 s, Linux's `USER_HZ`); 0 off Linux.
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(text) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let Some(rest) = text.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Resets the process's peak-RSS counter (`VmHWM`), where the kernel allows it.
@@ -148,6 +165,7 @@ pub fn learner_throughput<M: TrainBackend>(model: &mut Llama<M>, config: &Learne
             reset_peak_rss();
         }
         let t0 = Instant::now();
+        let cpu0 = process_cpu_seconds();
         let loss = mean_nll(model, &seqs);
         last_loss = model.backend.to_vec(&loss)[0];
         let t1 = Instant::now();
@@ -168,11 +186,13 @@ pub fn learner_throughput<M: TrainBackend>(model: &mut Llama<M>, config: &Learne
                 clip_s: (t3 - t2).as_secs_f64(),
                 optimizer_s: (t4 - t3).as_secs_f64(),
                 total_s: (t4 - t0).as_secs_f64(),
+                cpu_s: process_cpu_seconds() - cpu0,
             });
         }
     }
     let tokens = config.batch * config.seq;
     let tokens_per_s = tokens as f64 / median(steps.iter().map(|s| s.total_s).collect());
+    let tokens_per_cpu_s = tokens as f64 / median(steps.iter().map(|s| s.cpu_s).collect());
     Ok(LearnerBenchReport {
         backend: model.backend.name(),
         config: config.clone(),
@@ -180,6 +200,7 @@ pub fn learner_throughput<M: TrainBackend>(model: &mut Llama<M>, config: &Learne
         tokens_per_step: tokens,
         steps,
         tokens_per_s,
+        tokens_per_cpu_s,
         last_loss,
         rss_before_mib: rss_before,
         rss_timed_start_mib: rss_timed_start,
