@@ -236,3 +236,28 @@ fn damaged_checkpoints_give_clear_errors() {
     std::fs::remove_file(ck.join("optimizer.json")).unwrap();
     assert!(read_optimizer_state(&ck).unwrap_err().to_string().contains("optimizer.json"));
 }
+
+fn gguf_path() -> PathBuf {
+    let path = match std::env::var_os("MEMRL_SMOLLM2_GGUF") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    };
+    assert!(path.is_file(), "SmolLM2 GGUF not found at {} — run scripts/fetch-model.sh or set MEMRL_SMOLLM2_GGUF", path.display());
+    path
+}
+
+#[test]
+fn smollm2_from_gguf_exports_as_an_hf_checkpoint() {
+    let (_keep, root) = out_dir();
+    let (model, tok) = load_policy(BurnBackend::flex(), &gguf_path()).unwrap();
+    let messages = vec![serde_json::json!({"role": "user", "content": "Remember that my sister's name is Dana."})];
+    let text = tok.apply_chat_template(&messages, None, true).unwrap();
+    let reference = ReferencePrompt { ids: tok.encode(&text, false).unwrap(), text };
+    let dir = root.join("smollm2");
+    let options = CheckpointOptions { merge_lora: false, reference: Some(reference.clone()) };
+    save_checkpoint(&dir, &model, &TokenizerFiles::from_tokenizer(&tok).unwrap(), None, &options).unwrap();
+    let (loaded, loaded_tok) = load_policy(BurnBackend::flex(), &dir).unwrap();
+    assert_eq!(loaded_tok.encode_chat(&messages, None, true).unwrap(), reference.ids);
+    assert_eq!(loaded_tok.eos, tok.eos);
+    assert!(max_diff(&logits(&loaded, &reference.ids), &logits(&model, &reference.ids)) < 1e-5);
+}

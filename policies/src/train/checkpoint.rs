@@ -50,6 +50,15 @@ impl TokenizerFiles {
         Ok(TokenizerFiles { tokenizer_json: t.to_json()?, tokenizer_config: t.tokenizer_config() })
     }
 
+    /// The files of a loaded memrl tokenizer (from an HF directory or built from GGUF metadata):
+    /// its `tokenizer.json`, special tokens and chat template.
+    pub fn from_tokenizer(t: &Tokenizer) -> Result<TokenizerFiles> {
+        let mut config = t.tokenizer_config_json();
+        config["tokenizer_class"] = json!("PreTrainedTokenizerFast");
+        config["clean_up_tokenization_spaces"] = json!(false);
+        Ok(TokenizerFiles { tokenizer_json: t.to_hf_json()?, tokenizer_config: config })
+    }
+
     /// The files of an HF model directory (`tokenizer_config.json` may be absent: `{}`).
     pub fn from_hf_dir(dir: &Path) -> Result<TokenizerFiles> {
         let path = dir.join("tokenizer.json");
