@@ -10,7 +10,7 @@ vocabulary ids) and the whole last row. A LoRA checkpoint saved unmerged (adapte
 adapter_model.safetensors) is merged here as PEFT does: W += (lora_alpha / r) * B @ A.
 Prints one JSON object; exits 1 if anything differs.
 
-Needs torch, transformers and safetensors (e.g. /work/venv-torch).
+Needs torch, transformers and safetensors (e.g. .venv-torch).
 """
 import argparse
 import json

@@ -5,7 +5,7 @@ Usage:
     python scripts/check_parquet.py FILE.parquet
 
 Needs `pip install pyarrow pandas`. To produce a sample file from the Rust writer:
-    MEMRL_WRITE_SAMPLE_PARQUET=/tmp/sample.parquet \
+    MEMRL_WRITE_SAMPLE_PARQUET=sample.parquet \
         cargo test -p memrl-trainer --test core_rollout_store write_sample_for_python_check
 Exits non-zero, naming the column or row, on any mismatch.
 """

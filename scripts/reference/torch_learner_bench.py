@@ -12,7 +12,7 @@ decay 0.01). Tokens/s = batch * seq / median step time. Prints one JSON object.
 
 Needs torch, transformers, gguf and accelerate (transformers wants it for GGUF files) in the
 running interpreter, e.g. a venv made with
-`python3 -m venv /work/venv-torch && /work/venv-torch/bin/pip install torch transformers gguf accelerate`.
+`python3 -m venv .venv-torch && .venv-torch/bin/pip install torch transformers gguf accelerate`.
 """
 import argparse
 import json
