@@ -14,4 +14,5 @@ pub mod sampler;
 pub mod schedule;
 pub mod segments;
 pub mod batching;
+pub mod learner;
 pub mod train;

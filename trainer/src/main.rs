@@ -24,6 +24,10 @@ enum Command {
     Generate(memrl_trainer::cli::generate::GenerateArgs),
     /// Tokenize text with a model's tokenizer.
     Tokenize(memrl_trainer::cli::tokenize::TokenizeArgs),
+    /// Train a policy from a TOML config: optional SFT warm start, then RL.
+    Train(memrl_trainer::cli::train::TrainArgs),
+    /// Run only the `[sft]` stage of a config (supervised warm start on scripted demonstrations).
+    Sft(memrl_trainer::cli::train::TrainArgs),
 }
 
 /// Runs the command; an error is printed as one line (`error: outer: cause: ...`, no
@@ -37,6 +41,8 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => memrl_trainer::cli::bench::run(args),
         Command::Generate(args) => memrl_trainer::cli::generate::run(args),
         Command::Tokenize(args) => memrl_trainer::cli::tokenize::run(args),
+        Command::Train(args) => memrl_trainer::cli::train::run(args),
+        Command::Sft(args) => memrl_trainer::cli::train::run_sft(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

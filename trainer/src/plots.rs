@@ -37,6 +37,7 @@ pub const STANDARD_PLOTS: &[PlotSpec] = &[
         series: &[names::CLIP_LOW, names::CLIP_HIGH, names::CLIP_DUAL],
     },
     PlotSpec { file_stem: "fractures", title: "Trajectory fractures", y_label: "count", series: &[names::FRACTURES] },
+    PlotSpec { file_stem: "sft_nll", title: "SFT negative log-likelihood", y_label: "nats per token", series: &["sft/nll"] },
 ];
 
 /// Output image format.

@@ -6,3 +6,4 @@ pub mod env;
 pub mod generate;
 pub mod score;
 pub mod tokenize;
+pub mod train;

@@ -157,15 +157,37 @@ fn advance_context(codec: &dyn ChatCodec, ep: &mut Episode) -> Result<(), Rollou
     Ok(())
 }
 
+/// Where a [`play_timed`] call spent its wall time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PlayTimings {
+    /// Inside the generator (the model's prefill and decode, or the scripted policy).
+    pub generate_seconds: f64,
+    /// Environment resets and steps plus the context tracking (chat rendering, tokenisation).
+    pub env_seconds: f64,
+}
+
 /// Plays one episode per `(env, task, seed)` to the end, in lockstep, and returns the
 /// trajectories in input order.
 pub fn play(
     envs: Vec<(Box<dyn Env>, TaskId, u64)>,
     codec: &dyn ChatCodec,
-    mut source: CompletionSource<'_>,
+    source: CompletionSource<'_>,
     limits: RolloutLimits,
     batch_seed: u64,
 ) -> Result<Vec<Trajectory>, RolloutError> {
+    play_timed(envs, codec, source, limits, batch_seed).map(|(t, _)| t)
+}
+
+/// [`play`], also reporting where the time went.
+pub fn play_timed(
+    envs: Vec<(Box<dyn Env>, TaskId, u64)>,
+    codec: &dyn ChatCodec,
+    mut source: CompletionSource<'_>,
+    limits: RolloutLimits,
+    batch_seed: u64,
+) -> Result<(Vec<Trajectory>, PlayTimings), RolloutError> {
+    let mut timings = PlayTimings::default();
+    let clock = std::time::Instant::now();
     let mut episodes: Vec<Episode> = envs
         .into_par_iter()
         .enumerate()
@@ -182,6 +204,7 @@ pub fn play(
             Ok(ep)
         })
         .collect::<Result<_, _>>()?;
+    timings.env_seconds += clock.elapsed().as_secs_f64();
 
     for tick in 0..limits.max_turns {
         let active: Vec<usize> = (0..episodes.len()).filter(|&i| episodes[i].turn.is_some()).collect();
@@ -199,6 +222,7 @@ pub fn play(
                 runnable.push(i);
             }
         }
+        let clock = std::time::Instant::now();
         let outputs: Vec<GenOutput> = match &mut source {
             CompletionSource::Model(generator) => {
                 let requests = runnable
@@ -233,6 +257,8 @@ pub fn play(
                 })
                 .collect::<Result<_, _>>()?,
         };
+        timings.generate_seconds += clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
 
         let mut slots: Vec<Option<(&mut Episode, GenOutput)>> = Vec::with_capacity(runnable.len());
         {
@@ -273,13 +299,14 @@ pub fn play(
             }
             Ok(())
         })?;
+        timings.env_seconds += clock.elapsed().as_secs_f64();
     }
     for ep in &mut episodes {
         if ep.turn.take().is_some() {
             ep.out.truncated = true;
         }
     }
-    Ok(episodes.into_iter().map(|e| e.out).collect())
+    Ok((episodes.into_iter().map(|e| e.out).collect(), timings))
 }
 
 #[cfg(test)]

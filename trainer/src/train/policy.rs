@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use memrl_envs::env::{Next, ScriptedKind, Split, TaskId};
 use memrl_envs::registry::build_env;
 use memrl_envs::tokens::WhitespaceCounter;
@@ -14,11 +14,13 @@ use memrl_policies::tokenizer::Tokenizer;
 use memrl_policies::train::bpe::{BpeTrainingConfig, train_bpe_tokenizer};
 use memrl_policies::train::checkpoint::{CheckpointOptions, TokenizerFiles, save_checkpoint};
 use memrl_policies::train::optim::AdamW;
+use memrl_policies::train::params::{hf_state_dict, llama_from_hf_tensors};
 use memrl_policies::train::tiny::{TinyPreset, init_tiny};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::Config;
+use crate::config::BackendKind;
 use crate::rollout::adapters::TokenizerCodec;
 
 /// The trainable model with what the rollout and checkpoints need alongside it.
@@ -38,11 +40,18 @@ pub struct PolicyBundle {
 }
 
 impl PolicyBundle {
-    /// Writes an HF-layout checkpoint (model, tokenizer, optimizer state) into `dir`, atomically.
-    pub fn save(&self, dir: &Path, optimizer: &AdamW<BurnBackend>) -> anyhow::Result<()> {
-        let state = optimizer.state(&BurnBackend::flex());
-        save_checkpoint(dir, &self.model, &self.tokenizer_files, Some(&state), &CheckpointOptions::default())
+    /// Writes an HF-layout checkpoint (model, tokenizer, and the optimizer state when given)
+    /// into `dir`, each file atomically.
+    pub fn save(&self, dir: &Path, optimizer: Option<&AdamW<BurnBackend>>) -> anyhow::Result<()> {
+        let state = optimizer.map(|o| o.state(&BurnBackend::flex()));
+        save_checkpoint(dir, &self.model, &self.tokenizer_files, state.as_ref(), &CheckpointOptions::default())
             .with_context(|| format!("writing checkpoint {}", dir.display()))
+    }
+
+    /// A frozen inference copy of the current weights (no autodiff): the rollout engine's model
+    /// and the KL reference.
+    pub fn inference_copy(&self) -> anyhow::Result<Llama<BurnBackend>> {
+        Ok(llama_from_hf_tensors(BurnBackend::flex(), self.model.config.clone(), hf_state_dict(&self.model))?)
     }
 }
 
@@ -72,9 +81,10 @@ pub fn environment_corpus(config: &Config, episodes: u64) -> anyhow::Result<Vec<
 
 /// Builds the policy named by `config.policy.model`: a tiny preset (`tiny-…`) or a path.
 pub fn build_policy(config: &Config) -> anyhow::Result<PolicyBundle> {
+    check_supported(config)?;
     let backend = BurnBackend::flex_autodiff();
     let name = &config.policy.model;
-    let (model, tokenizer, files) = if name.starts_with("tiny-") {
+    if name.starts_with("tiny-") {
         let preset = TinyPreset::parse(name)?;
         let corpus = environment_corpus(config, 64).context("gathering environment text for the tokenizer")?;
         let trained = train_bpe_tokenizer(corpus.iter().map(String::as_str), &BpeTrainingConfig::default())?;
@@ -83,26 +93,49 @@ pub fn build_policy(config: &Config) -> anyhow::Result<PolicyBundle> {
         files.write(&dir)?;
         let tokenizer = Tokenizer::from_hf_dir(&dir)?;
         let model = init_tiny(backend, preset, trained.vocab_size(), config.run.seed)?;
-        (model, tokenizer, files)
+        bundle(model, tokenizer, files, name)
     } else {
         let path = Path::new(name);
         let (model, tokenizer) = memrl_policies::load_policy(backend, path).with_context(|| format!("loading policy.model {name}"))?;
         let files = if path.is_dir() {
             TokenizerFiles::from_hf_dir(path)?
         } else {
-            TokenizerFiles {
-                tokenizer_json: tokenizer.to_hf_json()?,
-                tokenizer_config: tokenizer.tokenizer_config_json(),
-            }
+            TokenizerFiles { tokenizer_json: tokenizer.to_hf_json()?, tokenizer_config: tokenizer.tokenizer_config_json() }
         };
-        (model, tokenizer, files)
-    };
+        bundle(model, tokenizer, files, name)
+    }
+}
+
+/// Loads the policy of a run checkpoint (written by [`PolicyBundle::save`]) for resuming.
+pub fn load_policy_checkpoint(config: &Config, dir: &Path) -> anyhow::Result<PolicyBundle> {
+    check_supported(config)?;
+    let shown = dir.display().to_string();
+    let (model, tokenizer) = memrl_policies::load_policy(BurnBackend::flex_autodiff(), dir)
+        .with_context(|| format!("loading the checkpoint model in {shown}"))?;
+    let files = TokenizerFiles::from_hf_dir(dir).with_context(|| format!("reading the tokenizer files of {shown}"))?;
+    bundle(model, tokenizer, files, &shown)
+}
+
+/// The policy settings `memrl train` does not run yet, refused up front with the key to change.
+fn check_supported(config: &Config) -> anyhow::Result<()> {
+    if config.policy.backend != BackendKind::Burn {
+        bail!("policy.backend = \"tch\": this build trains on the burn backend only (policy.backend = \"burn\")");
+    }
+    if config.policy.lora.enabled {
+        bail!(
+            "policy.lora.enabled = true: `memrl train` trains full weights only for now (LoRA exists in \
+             memrl_policies::train::lora but is not wired into the run loop); set policy.lora.enabled = false"
+        );
+    }
+    Ok(())
+}
+
+fn bundle(model: Llama<BurnBackend>, tokenizer: Tokenizer, files: TokenizerFiles, name: &str) -> anyhow::Result<PolicyBundle> {
     let stop = tokenizer
         .token_to_id("<|im_end|>")
         .or_else(|| model.config.eos_token_ids.first().copied())
-        .ok_or_else(|| anyhow!("policy.model {name}: no `<|im_end|>` token and no eos_token_id to end turns with"))?;
-    let pad_id = stop;
+        .ok_or_else(|| anyhow!("policy {name}: no `<|im_end|>` token and no eos_token_id to end turns with"))?;
     let tokenizer = Arc::new(tokenizer);
     let codec = TokenizerCodec::new((*tokenizer).clone(), false);
-    Ok(PolicyBundle { model, tokenizer, codec, stop_ids: vec![stop], pad_id, tokenizer_files: files })
+    Ok(PolicyBundle { model, tokenizer, codec, stop_ids: vec![stop], pad_id: stop, tokenizer_files: files })
 }

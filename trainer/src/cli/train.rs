@@ -2,19 +2,23 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 use crate::config;
-use crate::train::run::{Existing, train};
+use crate::train::run::{StartMode, train};
 
 /// Arguments of `memrl train` and `memrl sft`.
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// The run's TOML config (see `configs/`).
-    pub config: PathBuf,
+    /// The run's TOML config (see `configs/`). With `--resume` it may be left out: the run
+    /// directory's saved `config.toml` is used.
+    pub config: Option<PathBuf>,
     /// Override a config value, e.g. `--set trainer.lr=2e-6` (repeatable; dotted key paths).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Continue the run in this directory from its latest complete checkpoint.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "overwrite")]
+    pub resume: Option<PathBuf>,
     /// Replace the run directory if it exists (otherwise an existing one is refused).
     #[arg(long)]
     pub overwrite: bool,
@@ -39,15 +43,29 @@ pub fn run_sft(args: TrainArgs) -> anyhow::Result<()> {
 fn run_with(args: TrainArgs, forced: &[&str]) -> anyhow::Result<()> {
     let mut overrides = args.set.clone();
     overrides.extend(forced.iter().map(|s| s.to_string()));
-    let cfg = config::load(Some(&args.config), &overrides).with_context(|| format!("loading {}", args.config.display()))?;
-    let existing = if args.overwrite { Existing::Overwrite } else { Existing::Refuse };
-    let summary = train(&cfg, existing, !args.quiet)?;
+    let (path, mode) = match (&args.resume, &args.config) {
+        (Some(dir), config) => {
+            // The resumed run lives where it is, whatever its config says.
+            overrides.push(format!("run.dir={}", toml::Value::String(dir.display().to_string())));
+            (config.clone().unwrap_or_else(|| dir.join("config.toml")), StartMode::Resume)
+        }
+        (None, Some(path)) => (path.clone(), if args.overwrite { StartMode::Overwrite } else { StartMode::Fresh }),
+        (None, None) => bail!("give a config file (memrl train CONFIG) or a run to continue (--resume RUN_DIR)"),
+    };
+    let cfg = config::load(Some(&path), &overrides).with_context(|| format!("loading {}", path.display()))?;
+    let summary = train(&cfg, mode, !args.quiet)?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
-        println!("run directory   {}", summary.run_dir);
-        println!("rl steps        {}", summary.steps);
         let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+        println!("run directory   {}", summary.run_dir);
+        if let Some(step) = summary.resumed_from {
+            println!("resumed from    step {step}");
+        }
+        if let Some(r) = summary.sft_demo_reward {
+            println!("sft demo reward {r:.4}");
+        }
+        println!("rl steps        {}", summary.steps);
         println!("eval reward     {} -> {}", fmt(summary.eval_reward_start), fmt(summary.eval_reward_end));
         println!("wall time       {:.1} s", summary.wall_seconds);
     }
