@@ -46,7 +46,8 @@ fn run_with(args: TrainArgs, forced: &[&str]) -> anyhow::Result<()> {
     let (path, mode) = match (&args.resume, &args.config) {
         (Some(dir), config) => {
             // The resumed run lives where it is, whatever its config says.
-            overrides.push(format!("run.dir={}", toml::Value::String(dir.display().to_string())));
+            // String-typed keys take the raw text after `=`, so the path goes in unquoted.
+            overrides.push(format!("run.dir={}", dir.display()));
             (config.clone().unwrap_or_else(|| dir.join("config.toml")), StartMode::Resume)
         }
         (None, Some(path)) => (path.clone(), if args.overwrite { StartMode::Overwrite } else { StartMode::Fresh }),

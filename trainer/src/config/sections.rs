@@ -218,8 +218,12 @@ pub struct RolloutConfig {
     /// Most tokens the policy may see in one context (prompt + generation); a turn that would
     /// exceed it ends the episode as truncated.
     pub max_context_tokens: usize,
-    /// Rollout worker threads (0: one per available core).
+    /// Rollout worker threads (0: one per available core). The whole run executes in a rayon
+    /// pool of this size; results do not depend on it.
     pub workers: usize,
+    /// Training tasks the sampler cycles through, epoch by epoch (0: the environment's whole
+    /// train split, or 100,000 synthetic tasks where the split is unbounded).
+    pub task_pool: usize,
 }
 
 impl Default for RolloutConfig {
@@ -234,6 +238,7 @@ impl Default for RolloutConfig {
             max_turns: 16,
             max_context_tokens: 4096,
             workers: 0,
+            task_pool: 0,
         }
     }
 }

@@ -106,6 +106,14 @@ fn new_optimizer(config: &Config) -> anyhow::Result<AdamW<BurnBackend>> {
 /// for the keys in [`crate::train::state::RESUME_ALLOWED_KEYS`].
 pub fn train(config: &Config, mode: StartMode, progress: bool) -> anyhow::Result<TrainSummary> {
     config.validate().context("invalid configuration")?;
+    if config.rollout.workers > 0 {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(config.rollout.workers).build()?;
+        return pool.install(|| train_in_pool(config, mode, progress));
+    }
+    train_in_pool(config, mode, progress)
+}
+
+fn train_in_pool(config: &Config, mode: StartMode, progress: bool) -> anyhow::Result<TrainSummary> {
     let root = config.run_dir();
     let existing = match mode {
         StartMode::Fresh => ExistingRun::Refuse,
@@ -143,7 +151,12 @@ pub fn train(config: &Config, mode: StartMode, progress: bool) -> anyhow::Result
     let counter: Arc<dyn TokenCounter> = Arc::new(TokenizerCounter(policy.tokenizer.clone()));
     let env_knobs = serde_json::to_value(&config.env.options).context("env options")?;
     let probe = build_env(&config.env.name, env_knobs.clone(), counter.clone()).context("building the environment")?;
-    let pool = probe.task_count(Split::Train).map_or(SYNTHETIC_POOL, |n| n as usize);
+    let available = probe.task_count(Split::Train).map(|n| n as usize);
+    let pool = match (config.rollout.task_pool, available) {
+        (0, n) => n.unwrap_or(SYNTHETIC_POOL),
+        (k, Some(n)) if k > n => bail!("rollout.task_pool = {k}, but the {} train split has only {n} tasks", config.env.name),
+        (k, _) => k,
+    };
     let mut run = Run { config, dir, policy, optimizer, counter, env_knobs, pool, started: Instant::now() };
 
     let (state, sft_demo_reward) = match state {
