@@ -106,10 +106,17 @@ where
             let weights = mini_batch_weights(s.loss.aggregation, mini);
             let mut accumulated: Option<ModelGrads<M::Leaf>> = None;
             let mut loss_sum = 0.0;
+            let mut poisoned = false;
             for (k, (mb, w)) in mini.iter().zip(weights).enumerate() {
                 let b = &model.backend;
                 let (new_lp, entropy) = token_logprobs(model, mb, with_entropy);
                 let new_host: Vec<f64> = b.to_vec(&new_lp).into_iter().map(f64::from).collect();
+                // A model that produces non-finite log-probs gets no update from this mini-batch
+                // (the NaN guard), rather than an error that would end the run.
+                if mb.loss_mask.iter().zip(&new_host).any(|(&m, x)| m != 0 && !x.is_finite()) {
+                    poisoned = true;
+                    break;
+                }
                 let entropy_host: Vec<f64> =
                     entropy.as_ref().map(|e| b.to_vec(e).into_iter().map(f64::from).collect()).unwrap_or_default();
                 let old = if needs_old_pass { old_cache[mi][k].clone() } else { new_host.clone() };
@@ -138,6 +145,10 @@ where
                     None => accumulated = Some(grads),
                     Some(acc) => acc.accumulate(grads)?,
                 }
+            }
+            if poisoned {
+                report.skipped_steps += 1;
+                continue;
             }
             let Some(mut grads) = accumulated else { continue };
             report.loss += loss_sum;
@@ -199,7 +210,13 @@ pub fn sft_update<M: TrainBackend>(
             let n = mb.rows * mb.seq;
             let weights = b.tensor(w.iter().map(|&x| -x as f32).collect(), &[n]);
             let loss = b.sum_all(b.mul(lp, weights));
-            nll_sum += f64::from(b.to_vec(&loss)[0]);
+            let value = f64::from(b.to_vec(&loss)[0]);
+            if !value.is_finite() {
+                accumulated = None;
+                report.skipped_steps += 1;
+                break;
+            }
+            nll_sum += value;
             report.loss_tokens += mb.loss_tokens();
             report.positions += n;
             let grads = ModelGrads::from_backward(model, b.backward(&loss));
@@ -272,5 +289,109 @@ impl DiagAccumulator {
             rollout_logprob_abs_diff: self.sums[8] / t,
             tokens: self.tokens as usize,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use memrl_policies::BurnBackend;
+    use memrl_policies::train::optim::AdamWConfig;
+    use memrl_policies::train::params::{hf_state_dict, llama_from_hf_tensors};
+    use memrl_policies::train::tiny::{TinyPreset, init_tiny};
+
+    use super::*;
+    use crate::loss_reference::LossConfig;
+
+    fn segment(trajectory_id: u64) -> Segment {
+        Segment {
+            trajectory_id,
+            group_id: 0,
+            index: 0,
+            is_last: true,
+            prompt_ids: vec![1, 5, 9, 12],
+            response_ids: vec![7, 3, 2],
+            loss_mask: vec![1, 1, 1],
+            rollout_logprobs: vec![-2.0, -2.0, -2.0],
+            policy_version: 0,
+        }
+    }
+
+    fn settings() -> UpdateSettings {
+        UpdateSettings {
+            loss: LossConfig::default(),
+            lr: 1e-2,
+            grad_clip: 1.0,
+            micro_batch_tokens: 64,
+            mini_batches: 1,
+            epochs: 1,
+            seed: 0,
+            pad_id: 0,
+        }
+    }
+
+    fn weights(model: &Llama<BurnBackend>) -> Vec<Vec<f32>> {
+        hf_state_dict(model).into_iter().map(|(_, t)| t.data).collect()
+    }
+
+    fn bits(w: &[Vec<f32>]) -> Vec<Vec<u32>> {
+        w.iter().map(|t| t.iter().map(|x| x.to_bits()).collect()).collect()
+    }
+
+    #[test]
+    fn non_finite_log_probs_skip_the_step_and_leave_the_model_untouched() {
+        let healthy = init_tiny(BurnBackend::flex_autodiff(), TinyPreset::L2D64, 32, 0).unwrap();
+        let mut tensors = hf_state_dict(&healthy);
+        let norm = tensors.iter_mut().find(|(name, _)| name == "model.norm.weight").expect("final norm");
+        norm.1.data[0] = f32::INFINITY;
+        let mut model = llama_from_hf_tensors(BurnBackend::flex_autodiff(), healthy.config.clone(), tensors).unwrap();
+        let mut optimizer = AdamW::new(AdamWConfig::default()).unwrap();
+        let before = bits(&weights(&model));
+        let segments = vec![segment(1), segment(2)];
+        let advantages = vec![vec![1.0; 3], vec![-1.0; 3]];
+        let report = policy_update(&mut model, &mut optimizer, None, &segments, &advantages, &settings()).unwrap();
+        assert_eq!((report.optimizer_steps, report.skipped_steps), (0, 1));
+        assert_eq!(bits(&weights(&model)), before, "a skipped step must not touch the weights");
+        assert_eq!(optimizer.steps(), 0, "nor the optimizer state");
+        let report = sft_update(&mut model, &mut optimizer, &segments, &settings()).unwrap();
+        assert_eq!((report.optimizer_steps, report.skipped_steps), (0, 1));
+        assert_eq!(bits(&weights(&model)), before);
+
+        // The healthy model does update.
+        let mut model = healthy;
+        let before = weights(&model);
+        let report = policy_update(&mut model, &mut optimizer, None, &segments, &advantages, &settings()).unwrap();
+        assert_eq!((report.optimizer_steps, report.skipped_steps), (1, 0));
+        assert_ne!(weights(&model), before);
+    }
+
+    #[test]
+    fn non_finite_advantages_are_an_error_not_a_silent_skip() {
+        let mut model = init_tiny(BurnBackend::flex_autodiff(), TinyPreset::L2D64, 32, 0).unwrap();
+        let mut optimizer = AdamW::new(AdamWConfig::default()).unwrap();
+        let segments = vec![segment(1)];
+        let err = policy_update(&mut model, &mut optimizer, None, &segments, &[vec![f32::NAN; 3]], &settings()).unwrap_err();
+        assert!(err.to_string().contains("advantages"), "{err}");
+    }
+
+    #[test]
+    fn accumulation_over_micro_batches_equals_one_big_batch() {
+        let segments: Vec<Segment> = (0..4).map(segment).collect();
+        let advantages: Vec<Vec<f32>> = (0..4).map(|i| vec![if i % 2 == 0 { 1.0 } else { -0.5 }; 3]).collect();
+        let run = |micro_batch_tokens: usize| {
+            let mut model = init_tiny(BurnBackend::flex_autodiff(), TinyPreset::L2D64, 32, 0).unwrap();
+            let mut optimizer = AdamW::new(AdamWConfig::default()).unwrap();
+            let s = UpdateSettings { micro_batch_tokens, ..settings() };
+            let r = policy_update(&mut model, &mut optimizer, None, &segments, &advantages, &s).unwrap();
+            (r.grad_norm, r.loss, r.loss_tokens)
+        };
+        let (norm_one, loss_one, tokens_one) = run(1024); // all four segments in one micro-batch
+        let (norm_many, loss_many, tokens_many) = run(6); // one segment per micro-batch
+        assert_eq!(tokens_one, tokens_many);
+        assert!(norm_one > 0.0);
+        // The accumulated gradient is the big batch's (its norm agrees to f32 summation order);
+        // weights are not compared because Adam's first step divides by |g| and amplifies
+        // rounding in coordinates whose gradient is ~0.
+        assert!((norm_one - norm_many).abs() < 1e-4 * norm_one, "grad norm {norm_one} vs {norm_many}");
+        assert!((loss_one - loss_many).abs() < 1e-9, "loss {loss_one} vs {loss_many}");
     }
 }
