@@ -13,6 +13,7 @@ pub mod run_dir;
 pub mod sampler;
 pub mod schedule;
 pub mod segments;
+pub mod sweep;
 pub mod batching;
 pub mod learner;
 pub mod train;

@@ -28,6 +28,8 @@ enum Command {
     Train(memrl_trainer::cli::train::TrainArgs),
     /// Run only the `[sft]` stage of a config (supervised warm start on scripted demonstrations).
     Sft(memrl_trainer::cli::train::TrainArgs),
+    /// Grid / random search over a base config and several seeds (each trial a `memrl train`).
+    Sweep(memrl_trainer::cli::sweep::SweepArgs),
 }
 
 /// Runs the command; an error is printed as one line (`error: outer: cause: ...`, no
@@ -43,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Tokenize(args) => memrl_trainer::cli::tokenize::run(args),
         Command::Train(args) => memrl_trainer::cli::train::run(args),
         Command::Sft(args) => memrl_trainer::cli::train::run_sft(args),
+        Command::Sweep(args) => memrl_trainer::cli::sweep::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

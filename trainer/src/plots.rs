@@ -78,12 +78,12 @@ pub enum PlotError {
     Write(#[from] crate::run_dir::RunDirError),
 }
 
-const FONT: &str = "sans-serif";
-const SIZE: (u32, u32) = (900, 500);
-const COLORS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
+pub(crate) const FONT: &str = "sans-serif";
+pub(crate) const SIZE: (u32, u32) = (900, 500);
+pub(crate) const COLORS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
 
 /// Registers the embedded font once per process.
-fn ensure_font() -> Result<(), String> {
+pub(crate) fn ensure_font() -> Result<(), String> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {
@@ -104,7 +104,7 @@ pub fn series_of(rows: &[MetricsRow], name: &str) -> Vec<(f64, f64)> {
 }
 
 /// Axis range covering `values` with 5% padding (a unit range around a single value).
-fn padded_range(values: impl Iterator<Item = f64> + Clone) -> std::ops::Range<f64> {
+pub(crate) fn padded_range(values: impl Iterator<Item = f64> + Clone) -> std::ops::Range<f64> {
     let lo = values.clone().fold(f64::INFINITY, f64::min);
     let hi = values.fold(f64::NEG_INFINITY, f64::max);
     if !lo.is_finite() {

@@ -5,5 +5,6 @@ pub mod data;
 pub mod env;
 pub mod generate;
 pub mod score;
+pub mod sweep;
 pub mod tokenize;
 pub mod train;
