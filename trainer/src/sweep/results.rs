@@ -128,6 +128,10 @@ pub fn classify(trial: &Trial, run_dir: &Path, result: Option<&TrialResult>) -> 
     if result.is_some_and(|r| r.status == TrialStatus::Finished) && metrics.is_file() {
         return Ok(TrialStart::Finished);
     }
+    if !run_dir.is_dir() {
+        // Missing, or something else in its place: a fresh start (the child reports what is wrong).
+        return Ok(TrialStart::Fresh);
+    }
     let Some((step, _)) = latest_complete_checkpoint(&run_dir.join("checkpoints"))? else {
         return Ok(TrialStart::Fresh);
     };
@@ -161,6 +165,9 @@ mod tests {
         let run = dir.path().join("run");
         let t = trial(2);
         assert_eq!(classify(&t, &run, None).unwrap(), TrialStart::Fresh);
+        std::fs::write(&run, "not a directory").unwrap();
+        assert_eq!(classify(&t, &run, None).unwrap(), TrialStart::Fresh);
+        std::fs::remove_file(&run).unwrap();
         std::fs::create_dir_all(run.join("checkpoints/step-1.tmp")).unwrap();
         assert_eq!(classify(&t, &run, None).unwrap(), TrialStart::Fresh, "a half-written checkpoint does not count");
         checkpoint(&run, 1);
