@@ -62,7 +62,7 @@ pub enum SweepError {
         /// Which config: the base, or a trial id.
         what: String,
         /// The config error (names the key).
-        source: crate::config::ConfigError,
+        source: Box<crate::config::ConfigError>,
     },
     /// The output directory holds a sweep with other trials.
     #[error(

@@ -128,7 +128,7 @@ pub fn plan_sweep(spec: &SweepSpec, out_dir: &Path) -> Result<SweepPlan, SweepEr
     let file = spec.file.display().to_string();
     let config_err = |what: String| {
         let file = file.clone();
-        move |source| SweepError::Config { file, what, source }
+        move |source| SweepError::Config { file, what, source: Box::new(source) }
     };
     let base = config::load(Some(&spec.base), &[]).map_err(config_err(format!("base config {}", spec.base.display())))?;
     let defaults = toml::Value::try_from(Config::default()).expect("the default config serialises");
@@ -288,7 +288,7 @@ pub fn format_value(value: &toml::Value) -> String {
 }
 
 /// The last segment of each key (`trainer.lr` → `lr`), or the full keys where two would clash.
-fn short_names(keys: &[String]) -> Vec<String> {
+pub fn short_names(keys: &[String]) -> Vec<String> {
     let last = |k: &String| k.rsplit('.').next().unwrap_or(k).to_string();
     let lasts: Vec<String> = keys.iter().map(last).collect();
     let unique = lasts.iter().enumerate().all(|(i, a)| !lasts[..i].contains(a));

@@ -9,9 +9,10 @@ use super::SweepError;
 use super::summary::SettingRow;
 use crate::plots::{COLORS, FONT, PlotError, SIZE, ensure_font, padded_range};
 
-/// Draws the per-setting plot to `path` (PNG, replaced atomically). Returns false, drawing
-/// nothing, when no setting has a final value.
-pub fn plot_settings(path: &Path, metric: &str, settings: &[SettingRow]) -> Result<bool, SweepError> {
+/// Draws the per-setting plot to `path` (PNG, replaced atomically); `params` names the varied
+/// keys (short names) for the x-axis title, each tick shows a setting's values. Returns false,
+/// drawing nothing, when no setting has a final value.
+pub fn plot_settings(path: &Path, metric: &str, params: &[String], settings: &[SettingRow]) -> Result<bool, SweepError> {
     if settings.iter().all(|s| s.finals.is_empty()) {
         return Ok(false);
     }
@@ -23,7 +24,7 @@ pub fn plot_settings(path: &Path, metric: &str, settings: &[SettingRow]) -> Resu
     let size = (SIZE.0.max(110 * settings.len() as u32 + 140), SIZE.1);
     {
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
-        draw(root, metric, settings).map_err(draw_err)?;
+        draw(root, metric, params, settings).map_err(draw_err)?;
     }
     std::fs::rename(&tmp, path).map_err(super::io_err("rename into", path))?;
     Ok(true)
@@ -32,6 +33,7 @@ pub fn plot_settings(path: &Path, metric: &str, settings: &[SettingRow]) -> Resu
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     metric: &str,
+    params: &[String],
     settings: &[SettingRow],
 ) -> Result<(), String> {
     let spread = |s: &SettingRow| s.mean.map(|m| (m, s.std.unwrap_or(0.0)));
@@ -48,12 +50,12 @@ fn draw<DB: DrawingBackend>(
         .build_cartesian_2d((0..settings.len()).into_segmented(), y)
         .map_err(|e| e.to_string())?;
     let label = |x: &SegmentValue<usize>| match x {
-        SegmentValue::CenterOf(i) => settings.get(*i).map_or(String::new(), |s| format!("{}: {}", s.id, s.label)),
+        SegmentValue::CenterOf(i) => settings.get(*i).map_or(String::new(), |s| s.values.join(", ")),
         _ => String::new(),
     };
     chart
         .configure_mesh()
-        .x_desc("setting")
+        .x_desc(if params.is_empty() { "setting".to_string() } else { format!("setting ({})", params.join(", ")) })
         .y_desc(metric)
         .x_labels(settings.len())
         .x_label_formatter(&label)
@@ -108,7 +110,7 @@ mod tests {
         SettingRow {
             id: id.into(),
             label: format!("lr={id}"),
-            values: vec![],
+            values: vec![format!("{id}-value")],
             trials: finals.len(),
             finals,
             mean,
@@ -122,10 +124,10 @@ mod tests {
     fn draws_a_png_or_nothing_without_values() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("final_metric.png");
-        assert!(!plot_settings(&path, "eval/reward", &[setting("s00", vec![])]).unwrap());
+        assert!(!plot_settings(&path, "eval/reward", &["lr".into()], &[setting("s00", vec![])]).unwrap());
         assert!(!path.exists());
         let settings = [setting("s00", vec![0.2, 0.4]), setting("s01", vec![0.5]), setting("s02", vec![])];
-        assert!(plot_settings(&path, "eval/reward", &settings).unwrap());
+        assert!(plot_settings(&path, "eval/reward", &["lr".into()], &settings).unwrap());
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
         assert!(bytes.len() > 5_000, "a drawn chart, not a blank image: {} bytes", bytes.len());

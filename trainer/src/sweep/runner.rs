@@ -23,7 +23,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::plan::{SweepPlan, TRIAL_LIST_VERSION, TrialList, launch_overrides, plan_sweep};
+use super::plan::{SweepPlan, TRIAL_LIST_VERSION, TrialList, launch_overrides, plan_sweep, short_names};
 use super::results::{Attempt, StartKind, TrialResult, TrialStart, TrialStatus, classify, read_result, write_result};
 use super::spec::{Goal, SweepSpec};
 use super::summary::{SettingRow, TrialRow, best_setting, setting_rows, trial_row, write_summary};
@@ -123,7 +123,6 @@ pub fn run_sweep(spec: &SweepSpec, opts: &RunOptions) -> Result<SweepReport, Swe
             best.offer(&trial_row(list, index, &out, Some(&r)));
         }
     }
-    bar.set_message(best.message(0));
     write_outputs(&out, list, spec.goal)?;
 
     let jobs = opts.jobs.max(1).min(pending.len().max(1));
@@ -168,7 +167,7 @@ pub fn run_sweep(spec: &SweepSpec, opts: &RunOptions) -> Result<SweepReport, Swe
     bar.finish_and_clear();
     outcome?;
 
-    let (trials, settings, files, plot) = write_outputs(&out, list, spec.goal)?;
+    let Outputs { trials, settings, files, plot } = write_outputs(&out, list, spec.goal)?;
     let failed: Vec<String> = trials.iter().filter(|t| t.status != "finished").map(|t| t.id.clone()).collect();
     Ok(SweepReport {
         out_dir: out.display().to_string(),
@@ -367,12 +366,16 @@ fn record(out: &Path, list: &TrialList, done: Finished) -> Result<TrialResult, S
     Ok(result)
 }
 
+/// What [`write_outputs`] wrote, and the rows it wrote.
+struct Outputs {
+    trials: Vec<TrialRow>,
+    settings: Vec<SettingRow>,
+    files: super::summary::SummaryFiles,
+    plot: Option<PathBuf>,
+}
+
 /// Reads every trial's state and writes `summary.csv`, `summary.md` and `final_metric.png`.
-fn write_outputs(
-    out: &Path,
-    list: &TrialList,
-    goal: Goal,
-) -> Result<(Vec<TrialRow>, Vec<SettingRow>, super::summary::SummaryFiles, Option<PathBuf>), SweepError> {
+fn write_outputs(out: &Path, list: &TrialList, goal: Goal) -> Result<Outputs, SweepError> {
     let mut trials = Vec::with_capacity(list.trials.len());
     for (index, trial) in list.trials.iter().enumerate() {
         trials.push(trial_row(list, index, out, read_result(out, &trial.id)?.as_ref()));
@@ -380,8 +383,8 @@ fn write_outputs(
     let settings = setting_rows(list, &trials);
     let files = write_summary(out, list, goal, &settings, &trials)?;
     let plot_path = out.join("final_metric.png");
-    let plot = super::plot::plot_settings(&plot_path, &list.metric, &settings)?.then_some(plot_path);
-    Ok((trials, settings, files, plot))
+    let plot = super::plot::plot_settings(&plot_path, &list.metric, &short_names(&list.params), &settings)?.then_some(plot_path);
+    Ok(Outputs { trials, settings, files, plot })
 }
 
 /// The best trial so far, for the progress message.

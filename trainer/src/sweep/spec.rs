@@ -10,7 +10,8 @@
 //! [set]                               # fixed overrides for every trial
 //! "run.steps" = 20
 //!
-//! [grid]                              # every combination (keys quoted or as nested tables)
+//! [grid]                              # every combination, keys in sorted order (the first
+//!                                     # outermost); quoted dotted keys or nested tables
 //! "trainer.lr" = [1e-4, 3e-4]
 //! "rollout.group_size" = [4, 8]
 //!
