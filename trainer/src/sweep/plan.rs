@@ -81,7 +81,9 @@ impl TrialList {
     /// same trials would run). The metric, file paths and name do not count.
     pub fn difference(&self, other: &TrialList) -> Option<String> {
         if self.base_config != other.base_config {
-            return Some(format!("the resolved base config {} changed", other.base));
+            let keys = changed_keys(&self.base_config, &other.base_config);
+            let keys = if keys.is_empty() { String::new() } else { format!(" in {}", keys.join(", ")) };
+            return Some(format!("the resolved base config {} changed{keys}", other.base));
         }
         if self.params != other.params {
             return Some(format!("the varied keys were [{}], now [{}]", self.params.join(", "), other.params.join(", ")));
@@ -111,6 +113,28 @@ impl TrialList {
         }
         None
     }
+}
+
+/// The dotted keys whose values differ between two TOML documents (empty when either does not
+/// parse).
+fn changed_keys(a: &str, b: &str) -> Vec<String> {
+    fn walk(prefix: &str, a: Option<&toml::Value>, b: Option<&toml::Value>, out: &mut Vec<String>) {
+        match (a, b) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&path, x.get(k), y.get(k), out);
+                }
+            }
+            _ if a != b => out.push(prefix.to_string()),
+            _ => {}
+        }
+    }
+    let (Ok(x), Ok(y)) = (a.parse::<toml::Table>(), b.parse::<toml::Table>()) else { return Vec::new() };
+    let mut out = Vec::new();
+    walk("", Some(&toml::Value::Table(x)), Some(&toml::Value::Table(y)), &mut out);
+    out
 }
 
 /// A planned sweep: the trial list and each trial's resolved config.
@@ -431,6 +455,10 @@ mod tests {
         let changed = parse_sweep(&text.replace("3e-4", "5e-4"), &sweep).unwrap();
         let diff = plan.list.difference(&plan_sweep(&changed, Path::new("out")).unwrap().list).unwrap();
         assert!(diff.contains("s01") && diff.contains("lr=5e-4"), "{diff}");
+        let mut edited = plan.list.clone();
+        edited.base_config = edited.base_config.replace("steps = 7", "steps = 8");
+        let diff = plan.list.difference(&edited).unwrap();
+        assert!(diff.ends_with("changed in run.steps"), "{diff}");
         let fewer_seeds = parse_sweep(&text.replace("[1, 2]", "[1]"), &sweep).unwrap();
         assert!(plan.list.difference(&plan_sweep(&fewer_seeds, Path::new("out")).unwrap().list).is_some());
 
