@@ -231,3 +231,39 @@ fn malformed_checkpoints_name_the_file() {
     let err = memrl_eval(&["--bench", "facts", "--policy", "oracle", "--set", "capacity"], dir.path()).unwrap_err();
     assert!(err.contains("KEY=VALUE"), "{err}");
 }
+
+#[test]
+fn config_file_supplies_the_judge_and_base_knobs() {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: EvalArgs,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("eval.toml");
+    std::fs::write(&config, "[run]\nname = \"ignored\"\n[judge]\nmodel = \"judge.gguf\"\nmax_new_tokens = 5\n[env]\nname = \"facts\"\n[env.options]\nentities = 2\ncapacity = 3\n").unwrap();
+    let parse = |extra: &[&str]| {
+        let mut argv = vec!["memrl-eval", "--bench", "facts", "--config", config.to_str().unwrap()];
+        argv.extend_from_slice(extra);
+        options(&Cli::try_parse_from(argv).unwrap().args)
+    };
+    let opts = parse(&["--set", "capacity=4"]).unwrap();
+    assert_eq!(opts.judge, Some(JudgeOptions { model: PathBuf::from("judge.gguf"), max_new_tokens: Some(5) }));
+    assert_eq!(opts.base_knobs["entities"], 2);
+    assert_eq!(opts.set, vec!["capacity=4".to_string()]);
+    // --judge-model and --judge-max-tokens win over the file.
+    let opts = parse(&["--judge-model", "other.gguf", "--judge-max-tokens", "7"]).unwrap();
+    assert_eq!(opts.judge, Some(JudgeOptions { model: PathBuf::from("other.gguf"), max_new_tokens: Some(7) }));
+    // The knobs reach the environment: --set overrides the file.
+    let mut run = parse(&["--policy", "oracle", "--limit", "2", "--set", "capacity=4"]).unwrap();
+    run.judge = None;
+    let report = evaluate(&run).unwrap();
+    assert_eq!((report.knobs["entities"].as_u64(), report.knobs["capacity"].as_u64()), (Some(2), Some(4)));
+    // An [env] for another benchmark, or an unknown [judge] key, is refused with the file named.
+    std::fs::write(&config, "[env]\nname = \"locomo\"\n").unwrap();
+    let err = format!("{:#}", parse(&[]).unwrap_err());
+    assert!(err.contains("eval.toml") && err.contains("locomo"), "{err}");
+    std::fs::write(&config, "[judge]\nmodle = \"x\"\n").unwrap();
+    let err = format!("{:#}", parse(&[]).unwrap_err());
+    assert!(err.contains("eval.toml") && err.contains("modle"), "{err}");
+}

@@ -65,6 +65,7 @@ impl Plan {
                 let memory = match (policy, context) {
                     (_, ReaderContext::FullHistory) => "no memory is built: the reader sees the raw history, truncated to its window (most recent turns kept)".to_string(),
                     (_, ReaderContext::Bm25Turns { k }) => format!("no memory is built: BM25 over every turn of the history, the top {k} turns (by the question) go to the reader"),
+                    (EvalPolicy::NoMemory, ReaderContext::MemorySearch { .. }) => "no memory is kept: the reader sees only the question".to_string(),
                     (_, ReaderContext::MemorySearch { k }) => format!(
                         "memory built by the model-free {} manager; memory_search(question, k={k}) results go to the reader",
                         kind_name(*manager)
