@@ -42,7 +42,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -93,6 +93,13 @@ pub struct LocomoKnobs {
     /// Stream only the first N sessions (and keep only questions whose evidence lies in
     /// them); None streams everything.
     pub max_sessions: Option<u32>,
+    /// Keep only these conversations (sample ids such as `conv-41`), in file order; None
+    /// keeps all. An unknown id is an error.
+    pub conversations: Option<Vec<String>>,
+    /// Keep at most N questions per split, evenly spaced over the split's questions in task
+    /// order (positions `floor(j * n / N)`), so that categories, which the data lists in
+    /// blocks, stay represented in proportion; None keeps all. For capped evaluations.
+    pub max_questions: Option<usize>,
     /// Related memories shown per chunk (Memory-R1's TopK retrieval).
     pub manager_k: usize,
     /// Memory capacity in entries.
@@ -125,6 +132,8 @@ impl Default for LocomoKnobs {
             questions_per_episode: 10,
             chunk_turns: 0,
             max_sessions: None,
+            conversations: None,
+            max_questions: None,
             manager_k: 10,
             capacity: 512,
             memory_tokens: 32_768,
@@ -174,6 +183,24 @@ fn usable(sample: &LocomoSample, qa: &QaItem, knobs: &LocomoKnobs) -> bool {
     }
 }
 
+/// Keeps at most `cap` of the questions of `convs` (flattened in order), at evenly spaced
+/// positions `floor(j * n / cap)`; conversations left without questions are dropped.
+fn spread(convs: Vec<Batch>, cap: usize) -> Vec<Batch> {
+    let n: usize = convs.iter().map(|(_, v)| v.len()).sum();
+    if n <= cap {
+        return convs;
+    }
+    let keep: HashSet<usize> = (0..cap).map(|j| j * n / cap).collect();
+    let mut position = 0;
+    convs
+        .into_iter()
+        .filter_map(|(c, v)| {
+            let kept: Vec<usize> = v.into_iter().filter(|_| { let k = keep.contains(&position); position += 1; k }).collect();
+            (!kept.is_empty()).then_some((c, kept))
+        })
+        .collect()
+}
+
 impl LocomoSource {
     /// Loads the data and builds the split.
     pub fn new(knobs: LocomoKnobs) -> Result<Self, EnvError> {
@@ -181,8 +208,20 @@ impl LocomoSource {
             return Err(EnvError::Knobs { env: "locomo".into(), message: "questions_per_episode, capacity and question_turns must be at least 1".into() });
         }
         let data = load(&knobs.data_path)?;
+        if let Some(wanted) = &knobs.conversations {
+            if let Some(unknown) = wanted.iter().find(|w| !data.samples.iter().any(|s| &s.sample_id == *w)) {
+                let known: Vec<&str> = data.samples.iter().map(|s| s.sample_id.as_str()).collect();
+                return Err(EnvError::Knobs { env: "locomo".into(), message: format!("conversations: unknown sample id {unknown:?} (expected some of {})", known.join(", ")) });
+            }
+        }
+        if knobs.max_questions == Some(0) {
+            return Err(EnvError::Knobs { env: "locomo".into(), message: "max_questions must be at least 1 (or absent)".into() });
+        }
         let mut per_split: [Vec<(usize, Vec<usize>)>; 3] = Default::default();
         for (c, sample) in data.samples.iter().enumerate() {
+            if knobs.conversations.as_ref().is_some_and(|w| !w.contains(&sample.sample_id)) {
+                continue;
+            }
             let mut qs: Vec<usize> = (0..sample.qa.len()).filter(|&i| usable(sample, &sample.qa[i], &knobs)).collect();
             let assign: [Vec<usize>; 3] = match knobs.split_mode {
                 SplitMode::MemoryR1 => {
@@ -212,6 +251,9 @@ impl LocomoSource {
                 }
             }
         }
+        if let Some(cap) = knobs.max_questions {
+            per_split = per_split.map(|convs| spread(convs, cap));
+        }
         let questions = [0, 1, 2].map(|s| per_split[s].iter().map(|(_, v)| v.len()).sum());
         let tasks = per_split.map(|convs| {
             convs.into_iter().flat_map(|(c, v)| v.chunks(knobs.questions_per_episode).map(|b| (c, b.to_vec())).collect::<Vec<_>>()).collect()
@@ -222,6 +264,17 @@ impl LocomoSource {
     /// Questions per split (train, validation, test).
     pub fn question_counts(&self) -> [usize; 3] {
         self.questions
+    }
+
+    /// The loaded dataset.
+    pub fn dataset(&self) -> &LocomoDataset {
+        &self.data
+    }
+
+    /// Where a task question comes from: (conversation position in the file, index in its
+    /// `qa` list).
+    pub fn locate(q: &StreamQuestion) -> (usize, usize) {
+        (q.item >> 16, q.item & 0xFFFF)
     }
 
     fn unit(turn: &LocomoTurn) -> Unit {
@@ -282,8 +335,10 @@ impl LocomoSource {
     }
 }
 
-/// Maps a one- or three-character reply to its option text, as the official pipeline does.
-fn resolve_option(question_text: &str, prediction: &str) -> String {
+/// Maps a one- or three-character reply to a category-5 question (`question_text` as the
+/// task shows it, with its two options) to its option text, as the official pipeline does;
+/// any other reply is returned unchanged.
+pub fn resolve_option(question_text: &str, prediction: &str) -> String {
     let p = prediction.trim().to_lowercase();
     let options = question_text.rsplit_once("Select the correct answer: (a) ").and_then(|(_, rest)| rest.split_once(" (b) ")).map(|(a, b)| (a.to_string(), b.trim_end_matches('.').to_string()));
     match (options, p.chars().count()) {
@@ -314,7 +369,7 @@ impl StreamSource for LocomoSource {
     }
 
     fn score(&self, q: &StreamQuestion, prediction: &str) -> f64 {
-        let (c, i) = (q.item >> 16, q.item & 0xFFFF);
+        let (c, i) = Self::locate(q);
         let Some(qa) = self.data.samples.get(c).and_then(|s| s.qa.get(i)) else { return 0.0 };
         // Category 5 has no gold answer: every metric uses the official phrase rule.
         if qa.category == Category::Adversarial {

@@ -30,7 +30,9 @@ use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// How answers are scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -105,10 +107,24 @@ impl Default for LongMemEvalKnobs {
 /// What abstention questions' ideal answer says.
 pub const ABSTAIN: &str = "The information provided is not enough to answer this question.";
 
+/// Loads a dataset once per path per process (the `_s` file is hundreds of MB and every
+/// episode builds its own environment).
+fn load(path: &str) -> Result<Arc<LongMemEvalDataset>, EnvError> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<LongMemEvalDataset>>>> = OnceLock::new();
+    let resolved = data_path::resolve(path)?;
+    let mut guard = CACHE.get_or_init(Default::default).lock().map_err(|_| EnvError::Data("longmemeval cache poisoned".into()))?;
+    if let Some(d) = guard.get(&resolved) {
+        return Ok(d.clone());
+    }
+    let d = Arc::new(LongMemEvalDataset::load(&resolved).map_err(|e| EnvError::Data(e.to_string()))?);
+    guard.insert(resolved, d.clone());
+    Ok(d)
+}
+
 /// The LongMemEval task source.
 pub struct LongMemEvalSource {
     knobs: LongMemEvalKnobs,
-    data: LongMemEvalDataset,
+    data: Arc<LongMemEvalDataset>,
     splits: [Vec<usize>; 3],
     judge: Option<Arc<dyn Judge + Send + Sync>>,
 }
@@ -137,8 +153,7 @@ impl LongMemEvalSource {
         if knobs.scorer == LongMemEvalScorer::Judge && judge.is_none() {
             return Err(EnvError::Knobs { env: "longmemeval".into(), message: "scorer = \"judge\" needs a judge: build with LongMemEvalEnv::with_judge".into() });
         }
-        let path = data_path::resolve(&knobs.data_path)?;
-        let data = LongMemEvalDataset::load(&path).map_err(|e| EnvError::Data(e.to_string()))?;
+        let data = load(&knobs.data_path)?;
         let mut order: Vec<usize> = (0..data.questions.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(&[knobs.split_seed, 0x1E])));
         let n = order.len();
@@ -146,6 +161,11 @@ impl LongMemEvalSource {
         let nv = ((n as f64 * v).round() as usize).min(n - nt);
         let splits = [order[..nt].to_vec(), order[nt..nt + nv].to_vec(), order[nt + nv..].to_vec()];
         Ok(Self { knobs, data, splits, judge })
+    }
+
+    /// The dataset question a task question comes from.
+    pub fn question(&self, q: &StreamQuestion) -> Option<&LongMemEvalQuestion> {
+        self.data.questions.get(q.item)
     }
 
     fn sessions(&self, q: &LongMemEvalQuestion) -> Vec<usize> {
@@ -231,6 +251,11 @@ impl LongMemEvalEnv {
     /// As [`LongMemEvalEnv::new`], scoring with `judge` when `scorer = "judge"`.
     pub fn with_judge(knobs: LongMemEvalKnobs, counter: Arc<dyn TokenCounter>, judge: Arc<dyn Judge + Send + Sync>) -> Result<Self, EnvError> {
         Self::build(knobs, counter, Some(judge))
+    }
+
+    /// The task source (split, tasks, dataset questions).
+    pub fn source(&self) -> &LongMemEvalSource {
+        self.inner.source()
     }
 
     fn build(knobs: LongMemEvalKnobs, counter: Arc<dyn TokenCounter>, judge: Option<Arc<dyn Judge + Send + Sync>>) -> Result<Self, EnvError> {

@@ -68,3 +68,26 @@ fn same_seed_same_trace() {
     assert_eq!(trace(1), trace(1));
     assert_ne!(trace(1), trace(2));
 }
+
+#[test]
+fn conversations_and_max_questions_restrict_the_split() {
+    let only = LocomoKnobs { conversations: Some(vec!["conv-41".into()]), include_adversarial: true, ..LocomoKnobs::default() };
+    let e = env(only.clone());
+    assert_eq!(e.source().question_counts(), [0, 0, 193]);
+    let capped = env(LocomoKnobs { max_questions: Some(50), questions_per_episode: 1000, ..only.clone() });
+    assert_eq!(capped.source().question_counts()[2], 50);
+    assert_eq!(capped.task_count(Split::Test), Some(1));
+    // Evenly spaced: the blocks of categories 4 and 5 at the end of conv-41 are represented.
+    use memrl_envs::env::TaskId;
+    use memrl_envs::stream::StreamSource;
+    let task = capped.source().task(TaskId { split: Split::Test, index: 0 }).unwrap();
+    let cats: Vec<&str> = task.questions.iter().filter_map(|q| q.category.as_deref()).collect();
+    assert!(cats.contains(&"adversarial") && cats.contains(&"single-hop") && cats.contains(&"multi-hop"), "{cats:?}");
+    let positions: Vec<usize> = task.questions.iter().map(|q| memrl_envs::locomo::LocomoSource::locate(q).1).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]) && *positions.last().unwrap() > 150, "{positions:?}");
+    // A cap above the split's size keeps everything.
+    assert_eq!(env(LocomoKnobs { max_questions: Some(10_000), ..only.clone() }).source().question_counts()[2], 193);
+    let err = LocomoEnv::new(LocomoKnobs { conversations: Some(vec!["conv-99".into()]), ..LocomoKnobs::default() }, Arc::new(ByteApproxCounter::default())).err().unwrap().to_string();
+    assert!(err.contains("conv-99") && err.contains("conv-41"), "{err}");
+    assert!(LocomoEnv::new(LocomoKnobs { max_questions: Some(0), ..LocomoKnobs::default() }, Arc::new(ByteApproxCounter::default())).is_err());
+}

@@ -2,6 +2,7 @@
 //! the learner loop, SFT, evaluation, sweeps, configuration, and the `memrl` CLI.
 
 pub mod cli;
+pub mod eval;
 pub mod rollout;
 pub mod advantage;
 pub mod config;

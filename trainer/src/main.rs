@@ -26,6 +26,8 @@ enum Command {
     Tokenize(memrl_trainer::cli::tokenize::TokenizeArgs),
     /// Train a policy from a TOML config: optional SFT warm start, then RL.
     Train(memrl_trainer::cli::train::TrainArgs),
+    /// Evaluate a checkpoint or a baseline on a benchmark (official tables, JSON results).
+    Eval(memrl_trainer::cli::eval::EvalArgs),
     /// Run only the `[sft]` stage of a config (supervised warm start on scripted demonstrations).
     Sft(memrl_trainer::cli::train::TrainArgs),
     /// Grid / random search over a base config and several seeds (each trial a `memrl train`).
@@ -46,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => memrl_trainer::cli::train::run(args),
         Command::Sft(args) => memrl_trainer::cli::train::run_sft(args),
         Command::Sweep(args) => memrl_trainer::cli::sweep::run(args),
+        Command::Eval(args) => memrl_trainer::cli::eval::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod data;
 pub mod env;
+pub mod eval;
 pub mod generate;
 pub mod score;
 pub mod sweep;

@@ -14,6 +14,7 @@
 //! produces the expected values the tests compare against.
 
 mod bleu;
+pub mod judge;
 mod normalize;
 
 use std::collections::HashMap;
