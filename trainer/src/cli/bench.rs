@@ -1,6 +1,10 @@
 //! `memrl bench <what>`: throughput measurements. `memrl bench envs [--json]` measures
 //! environment steps per second on one core under the oracle policy, timing the env's
-//! `reset` + `step` separately from the policy's own work.
+//! `reset` + `step` separately from the policy's own work. `memrl bench policy` measures
+//! learner and decode throughput on a real model next to PyTorch / transformers ([`policy`]).
+
+pub mod peer;
+pub mod policy;
 
 use anyhow::Result;
 use memrl_envs::env::{Next, ScriptedKind, Split, TaskId};
@@ -24,6 +28,8 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// Environment steps per second per core under the oracle policy.
     Envs(BenchEnvsArgs),
+    /// Learner (fwd + bwd + AdamW) and decode tokens/s on a real model, next to PyTorch / transformers.
+    Policy(policy::BenchPolicyArgs),
 }
 
 /// Arguments of `memrl bench envs`.
@@ -126,6 +132,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
                         None => println!("{:<15} {:>9} {:>9} {:>12.1} {:>14.0} {:>12.1} {:>16.0}", r.env, r.episodes, r.steps, r.env_us_per_step, r.env_steps_per_sec, r.policy_us_per_step, r.steps_per_sec_with_policy),
                     }
                 }
+            }
+            Ok(())
+        }
+        BenchWhat::Policy(a) => {
+            let report = policy::bench_policy(&a)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", policy::format_report(&report));
             }
             Ok(())
         }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Creates (or reuses) a Python venv with the pinned torch + transformers + safetensors of
+# scripts/requirements-ci.txt, for scripts/check_checkpoint.py and the `memrl bench policy` peers.
+# Prints the venv's python on stdout; progress goes to stderr. Idempotent.
+#
+#     bash scripts/setup-python-venv.sh [VENV_DIR]      # default: .venv-ci at the repository root
+#
+# torch comes from PyTorch's CPU-only index when that is reachable (a ~200 MB wheel), otherwise
+# from PyPI (the default CUDA build: ~900 MB plus ~3 GB of CUDA libraries, works on CPU too).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${1:-$root/.venv-ci}"
+req="$root/scripts/requirements-ci.txt"
+constraints="$root/scripts/constraints-ci.txt"
+py="$venv/bin/python"
+probe='import torch, transformers, safetensors, gguf, accelerate, numpy'
+
+# A stamp of the pins the venv was built from: reuse it only when they have not changed.
+stamp="$venv/.memrl-pins.sha256"
+want="$(cat "$req" "$constraints" | sha256sum | cut -d' ' -f1)"
+if [ -x "$py" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && "$py" -c "$probe" 2>/dev/null; then
+  echo "$py"
+  exit 0
+fi
+
+start=$(date +%s)
+if [ ! -x "$py" ]; then
+  python3 -m venv "$venv" >&2 || {
+    echo "setup-python-venv: 'python3 -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2
+    exit 1
+  }
+fi
+torch_pin="$(grep -E '^torch==' "$req")"
+cpu_index=https://download.pytorch.org/whl/cpu
+# The CPU wheel's dependencies come from PyPI (--extra-index-url); any failure there falls back to PyPI alone.
+if "$py" -c "import urllib.request; urllib.request.urlopen('$cpu_index/torch/', timeout=15)" 2>/dev/null \
+  && "$py" -m pip install -q --index-url "$cpu_index" --extra-index-url https://pypi.org/simple "$torch_pin" -c "$constraints" >&2; then
+  echo "setup-python-venv: $torch_pin from the PyTorch CPU index" >&2
+else
+  echo "setup-python-venv: PyTorch CPU index unreachable; $torch_pin from PyPI (CUDA build, larger)" >&2
+  "$py" -m pip install -q "$torch_pin" -c "$constraints" >&2
+fi
+"$py" -m pip install -q -r "$req" -c "$constraints" >&2
+"$py" -c "$probe" >&2
+echo "$want" > "$stamp"
+echo "setup-python-venv: $venv ready in $(( $(date +%s) - start )) s" >&2
+echo "$py"

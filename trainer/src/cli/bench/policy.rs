@@ -1,0 +1,338 @@
+//! `memrl bench policy`: learner and decode throughput of memrl on a real model, each next to
+//! PyTorch / transformers running the same model on the same machine in the same run.
+//!
+//! memrl's side is `memrl_policies::train::bench::{learner_throughput, decode_throughput}`; the
+//! peer's side is the reference scripts (see [`super::peer`]). Measurements run one after the
+//! other (never two at once) with the same thread count. The machine may be shared, so the
+//! load average is recorded before and after, and the learner is also reported in tokens per
+//! CPU-second, which other tenants disturb much less than wall-clock time.
+
+use super::peer::{self, DECODE_SCRIPT, LEARNER_SCRIPT, PeerDecode, PeerError, PeerLearner};
+use anyhow::{Context, Result};
+use memrl_policies::train::bench::{DecodeBenchReport, LearnerBenchConfig, LearnerBenchReport, decode_throughput, learner_throughput};
+use memrl_policies::{BurnBackend, load_model};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the SmolLM2-135M-Instruct GGUF lives when neither `--model` nor `$MEMRL_SMOLLM2_GGUF` says.
+pub const DEFAULT_MODEL: &str = ".cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Which measurements to run.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Forward + backward + clip + AdamW.
+    Learner,
+    /// Greedy decode through the generation engine.
+    Decode,
+}
+
+/// Arguments of `memrl bench policy`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchPolicyArgs {
+    /// Model: a .gguf file or an HF directory (default: `$MEMRL_SMOLLM2_GGUF`, else the
+    /// SmolLM2-135M-Instruct GGUF that scripts/fetch-model.sh places under .cache/).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Python interpreter with torch + transformers for the peer (default: `$MEMRL_PYTHON`, else `python3`).
+    #[arg(long)]
+    pub python: Option<String>,
+    /// Measure memrl only.
+    #[arg(long)]
+    pub no_peer: bool,
+    /// Only this measurement (default: both).
+    #[arg(long, value_enum)]
+    pub only: Option<Part>,
+    /// Small sizes (learner 1 × 64, decode prompt 16 + 16 new, best of 2) to exercise the whole path quickly.
+    #[arg(long)]
+    pub quick: bool,
+    /// Seconds each peer script may run before it is stopped.
+    #[arg(long, default_value_t = 1800)]
+    pub peer_timeout: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Shapes of one run of the benchmark.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyBenchSizes {
+    /// Learner settings (batch × seq, warm-up and timed steps).
+    pub learner: LearnerBenchConfig,
+    /// Decode batch sizes.
+    pub decode_batches: Vec<usize>,
+    /// Prompt tokens per decode row.
+    pub prompt_tokens: usize,
+    /// New tokens per decode row.
+    pub new_tokens: usize,
+    /// Timed decode repeats (the fastest counts).
+    pub repeats: usize,
+}
+
+impl PolicyBenchSizes {
+    /// Learner 4 × 256 (1 warm-up, 3 timed steps); decode batch 1 and 8, prompt 64 + 64 new, best of 3.
+    pub fn full() -> Self {
+        PolicyBenchSizes { learner: LearnerBenchConfig::default(), decode_batches: vec![1, 8], prompt_tokens: 64, new_tokens: 64, repeats: 3 }
+    }
+    /// Learner 1 × 64 (1 warm-up, 1 timed step); decode batch 1 and 8, prompt 16 + 16 new, best
+    /// of 2 (decode time is `total − prefill`: with fewer new tokens, noise on a busy machine can
+    /// exceed it).
+    pub fn quick() -> Self {
+        let learner = LearnerBenchConfig { batch: 1, seq: 64, warmup_steps: 1, steps: 1, ..LearnerBenchConfig::default() };
+        PolicyBenchSizes { learner, decode_batches: vec![1, 8], prompt_tokens: 16, new_tokens: 16, repeats: 2 }
+    }
+}
+
+/// One line of the comparison table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// What is measured.
+    pub measure: String,
+    /// memrl's figure.
+    pub memrl: f64,
+    /// The peer's figure, when it ran.
+    pub peer: Option<f64>,
+    /// `memrl / peer`, when the peer ran.
+    pub ratio: Option<f64>,
+}
+
+/// One side's result for a part: the peer's figures or why they are missing.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartResult<M, P> {
+    /// memrl's report.
+    pub memrl: M,
+    /// The peer's parsed output.
+    pub peer: Option<P>,
+    /// Why `peer` is missing.
+    pub peer_error: Option<String>,
+}
+
+/// Everything `memrl bench policy` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyBenchReport {
+    /// `"policy"`.
+    pub bench: &'static str,
+    /// The model measured.
+    pub model: String,
+    /// Whether `--quick` sizes were used.
+    pub quick: bool,
+    /// The sizes.
+    pub sizes: PolicyBenchSizes,
+    /// Threads memrl's pool uses; the peers get the same number.
+    pub threads: usize,
+    /// Logical CPUs of the machine.
+    pub cpus: usize,
+    /// 1/5/15-minute load averages before the first measurement (Linux).
+    pub load_before: Option<[f64; 3]>,
+    /// The same after the last.
+    pub load_after: Option<[f64; 3]>,
+    /// The interpreter the peer ran with (None with `--no-peer`).
+    pub python: Option<String>,
+    /// Learner figures.
+    pub learner: Option<PartResult<LearnerBenchReport, PeerLearner>>,
+    /// Decode figures, one memrl report per batch size.
+    pub decode: Option<PartResult<Vec<DecodeBenchReport>, PeerDecode>>,
+    /// The table: memrl next to the peer, with ratios.
+    pub rows: Vec<Row>,
+}
+
+/// Reads `/proc/loadavg`.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let v: Vec<f64> = text.split_whitespace().take(3).filter_map(|f| f.parse().ok()).collect();
+    (v.len() == 3).then(|| [v[0], v[1], v[2]])
+}
+
+/// The model path from `--model`, `$MEMRL_SMOLLM2_GGUF` or [`DEFAULT_MODEL`], checked to exist.
+pub fn resolve_model(arg: Option<&Path>) -> Result<PathBuf> {
+    let path = match (arg, std::env::var_os("MEMRL_SMOLLM2_GGUF")) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(p)) => PathBuf::from(p),
+        (None, None) => PathBuf::from(DEFAULT_MODEL),
+    };
+    anyhow::ensure!(path.exists(), "model not found at {}: run scripts/fetch-model.sh (or pass --model / set MEMRL_SMOLLM2_GGUF)", path.display());
+    Ok(path)
+}
+
+fn ratio(memrl: f64, peer: Option<f64>) -> Option<f64> {
+    peer.filter(|p| p.is_finite() && *p > 0.0 && memrl.is_finite()).map(|p| memrl / p)
+}
+
+fn row(measure: String, memrl: f64, peer: Option<f64>) -> Row {
+    Row { ratio: ratio(memrl, peer), measure, memrl, peer }
+}
+
+/// Builds the table from the parts that ran.
+pub fn table(report: &PolicyBenchReport) -> Vec<Row> {
+    let mut rows = Vec::new();
+    if let Some(l) = &report.learner {
+        let c = &l.memrl.config;
+        rows.push(row(format!("learner tok/s (fwd+bwd+AdamW, {}×{})", c.batch, c.seq), l.memrl.tokens_per_s, l.peer.as_ref().map(|p| p.tokens_per_s)));
+        rows.push(row("learner tok per CPU-second".into(), l.memrl.tokens_per_cpu_s, l.peer.as_ref().map(|p| p.tokens_per_cpu_s)));
+    }
+    if let Some(d) = &report.decode {
+        for m in &d.memrl {
+            let peer = d.peer.as_ref().and_then(|p| p.runs.iter().find(|r| r.batch == m.batch));
+            rows.push(row(
+                format!("decode tok/s, batch {} ({} + {} new)", m.batch, m.prompt_tokens, m.new_tokens),
+                m.decode_tokens_per_s,
+                peer.map(|r| r.decode_tokens_per_s),
+            ));
+        }
+    }
+    rows
+}
+
+fn peer_python(args: &BenchPolicyArgs) -> String {
+    args.python.clone().or_else(|| std::env::var("MEMRL_PYTHON").ok().filter(|s| !s.is_empty())).unwrap_or_else(|| "python3".into())
+}
+
+/// Runs one peer script and parses its output with `parse`.
+fn run_peer<P>(python: Option<&str>, script: &str, script_args: Vec<String>, timeout: Duration, parse: impl FnOnce(&str) -> Result<P, PeerError>) -> (Option<P>, Option<String>) {
+    let Some(python) = python else { return (None, Some("not run (--no-peer)".into())) };
+    let outcome = peer::find_reference_scripts()
+        .and_then(|dir| peer::run_script(python, &dir.join(script), &script_args, timeout))
+        .and_then(|stdout| parse(&stdout));
+    match outcome {
+        Ok(p) => (Some(p), None),
+        Err(e) => (None, Some(e.0)),
+    }
+}
+
+/// Runs the benchmark: memrl's learner, the peer's learner, memrl's decode, the peer's decode.
+pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
+    let model = resolve_model(args.model.as_deref())?;
+    let sizes = if args.quick { PolicyBenchSizes::quick() } else { PolicyBenchSizes::full() };
+    let threads = rayon::current_num_threads();
+    let python = (!args.no_peer).then(|| peer_python(args));
+    let timeout = Duration::from_secs(args.peer_timeout);
+    let gguf = model.display().to_string();
+    let mut report = PolicyBenchReport {
+        bench: "policy",
+        model: gguf.clone(),
+        quick: args.quick,
+        sizes: sizes.clone(),
+        threads,
+        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        load_before: load_average(),
+        load_after: None,
+        python: python.clone(),
+        learner: None,
+        decode: None,
+        rows: vec![],
+    };
+    if args.only != Some(Part::Decode) {
+        let l = &sizes.learner;
+        let memrl = {
+            let mut m = load_model(BurnBackend::flex_autodiff(), &model).with_context(|| format!("loading {gguf} for the learner benchmark"))?;
+            learner_throughput(&mut m, l).context("memrl learner benchmark")?
+        };
+        let script_args = [
+            ("--gguf", gguf.clone()),
+            ("--threads", threads.to_string()),
+            ("--batch", l.batch.to_string()),
+            ("--seq", l.seq.to_string()),
+            ("--warmup", l.warmup_steps.to_string()),
+            ("--steps", l.steps.to_string()),
+            ("--lr", l.lr.to_string()),
+        ];
+        let (peer, peer_error) = run_peer(python.as_deref(), LEARNER_SCRIPT, flatten(&script_args), timeout, |out| peer::parse_learner(out, l.batch, l.seq, threads));
+        report.learner = Some(PartResult { memrl, peer, peer_error });
+    }
+    if args.only != Some(Part::Learner) {
+        let memrl = {
+            let m = Arc::new(load_model(BurnBackend::flex(), &model).with_context(|| format!("loading {gguf} for the decode benchmark"))?);
+            sizes
+                .decode_batches
+                .iter()
+                .map(|&b| decode_throughput(m.clone(), b, sizes.prompt_tokens, sizes.new_tokens, sizes.repeats).context("memrl decode benchmark"))
+                .collect::<Result<Vec<_>>>()?
+        };
+        let batches = sizes.decode_batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+        let script_args = [
+            ("--gguf", gguf.clone()),
+            ("--threads", threads.to_string()),
+            ("--prompt-tokens", sizes.prompt_tokens.to_string()),
+            ("--new-tokens", sizes.new_tokens.to_string()),
+            ("--batches", batches),
+            ("--repeats", sizes.repeats.to_string()),
+        ];
+        let mut script_args = flatten(&script_args);
+        script_args.push("--no-venv".into());
+        let (peer, peer_error) = run_peer(python.as_deref(), DECODE_SCRIPT, script_args, timeout, |out| {
+            peer::parse_decode(out, &sizes.decode_batches, sizes.prompt_tokens, sizes.new_tokens, threads)
+        });
+        report.decode = Some(PartResult { memrl, peer, peer_error });
+    }
+    report.load_after = load_average();
+    report.rows = table(&report);
+    Ok(report)
+}
+
+fn flatten(pairs: &[(&str, String)]) -> Vec<String> {
+    pairs.iter().flat_map(|(k, v)| [k.to_string(), v.clone()]).collect()
+}
+
+fn fmt_load(l: Option<[f64; 3]>) -> String {
+    l.map(|[a, b, c]| format!("{a:.2} {b:.2} {c:.2}")).unwrap_or_else(|| "unknown".into())
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "–".into())
+}
+
+/// The report as a text table with the peer's versions, the load and any peer failure.
+pub fn format_report(r: &PolicyBenchReport) -> String {
+    let mut s = String::new();
+    s += &format!("memrl bench policy: {}{}\n", r.model, if r.quick { " (--quick sizes)" } else { "" });
+    s += &format!(
+        "threads: {} for memrl and for the peer, on {} CPUs; load average (1/5/15 min) before {}, after {}\n",
+        r.threads,
+        r.cpus,
+        fmt_load(r.load_before),
+        fmt_load(r.load_after)
+    );
+    s += "the machine may be shared: wall-clock tok/s depend on other load; tok per CPU-second much less\n";
+    let versions = r
+        .learner
+        .as_ref()
+        .and_then(|l| l.peer.as_ref().map(|p| (p.torch.clone(), p.transformers.clone())))
+        .or_else(|| r.decode.as_ref().and_then(|d| d.peer.as_ref().map(|p| (p.torch.clone(), p.transformers.clone()))));
+    match (&r.python, versions) {
+        (None, _) => s += "peer: not run (--no-peer)\n",
+        (Some(py), Some((t, tf))) => s += &format!("peer: torch {t} + transformers {tf} ({py})\n"),
+        (Some(py), None) => s += &format!("peer: unavailable ({py})\n"),
+    }
+    for (part, error) in [("learner", r.learner.as_ref().and_then(|l| l.peer_error.as_ref())), ("decode", r.decode.as_ref().and_then(|d| d.peer_error.as_ref()))] {
+        if let Some(e) = error {
+            s += &format!("peer {part} unavailable, no ratio: {e}\n");
+        }
+    }
+    s += &format!("{:<44} {:>10} {:>10} {:>11}\n", "measure", "memrl", "peer", "memrl/peer");
+    for row in &r.rows {
+        s += &format!("{:<44} {:>10.1} {:>10} {:>11}\n", row.measure, row.memrl, fmt_opt(row.peer, 1), fmt_opt(row.ratio, 2));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_needs_a_positive_finite_peer() {
+        assert_eq!(ratio(20.0, Some(10.0)), Some(2.0));
+        assert_eq!(ratio(20.0, None), None);
+        assert_eq!(ratio(20.0, Some(0.0)), None);
+        assert_eq!(ratio(20.0, Some(f64::NAN)), None);
+    }
+
+    #[test]
+    fn quick_sizes_are_smaller_than_full() {
+        let (q, f) = (PolicyBenchSizes::quick(), PolicyBenchSizes::full());
+        assert!(q.learner.batch * q.learner.seq < f.learner.batch * f.learner.seq);
+        assert!(q.new_tokens < f.new_tokens && q.decode_batches == f.decode_batches);
+        assert_eq!((f.learner.batch, f.learner.seq, f.prompt_tokens, f.new_tokens), (4, 256, 64, 64));
+    }
+}
