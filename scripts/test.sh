@@ -52,7 +52,7 @@ for spec in tiny-full:1e-4 tiny-lora:1e-4 tiny-lora-merged:1e-4 smollm2:1e-3; do
   fi
   err="$MEMRL_CHECKPOINT_OUT/$name.stderr"
   if report="$("$MEMRL_PYTHON" scripts/check_checkpoint.py "$dir" --tol "$tol" 2>"$err")"; then
-    echo "test.sh: transformers loads $name: $(printf '%s' "$report" | "$MEMRL_PYTHON" -c 'import json, sys; r = json.load(sys.stdin); print(f"max |logit diff| {max(r["max_abs_diff_leading"], r["max_abs_diff_last_row"]):.2e}, adapters merged {r["adapters_merged"]}")')"
+    echo "test.sh: transformers loads $name: $(printf '%s' "$report" | "$MEMRL_PYTHON" -c 'import json, sys; r = json.load(sys.stdin); print("max |logit diff| %.2e, adapters merged %s" % (max(r["max_abs_diff_leading"], r["max_abs_diff_last_row"]), r["adapters_merged"]))')"
   else
     echo "test.sh: transformers check of $name FAILED: $report $(tail -n 3 "$err")" >&2
     failed=1
