@@ -102,7 +102,8 @@ fn oracle_scores_one_on_facts_and_no_memory_does_not() {
     assert_eq!((table.reward, table.task_score, table.question_score), (1.0, 1.0, Some(1.0)));
     assert!(oracle.rows.iter().all(|r| r.score == 1.0 && r.prediction.is_some()));
     assert!(oracle.efficiency.tokens_read_per_question > 0.0 && oracle.efficiency.memory_peak_entries > 0.0);
-    assert!(oracle.protocol.contains("no model"));
+    assert!(oracle.protocol.contains("no model") && oracle.examples.is_empty());
+    assert_eq!(oracle.efficiency.format_errors_per_episode, 0.0);
     opts.policy = EvalPolicy::NoMemory;
     let none = evaluate(&opts).unwrap();
     assert!(none.synthetic.unwrap().task_score < 0.2);
@@ -202,6 +203,9 @@ fn tiny_model_as_reader_judge_and_agent() {
     let e = &agent.efficiency;
     assert!(e.memory_tokens_read_per_question > 0.0 && e.answer_tokens_read_per_question > 0.0, "{e:?}");
     assert!(e.generated_tokens_per_question > 0.0 && e.generate_seconds > 0.0);
+    // A random model writes no valid tool call: every turn is a format error, and shows up in the examples.
+    assert!(e.format_errors_per_episode > 0.0 && e.memory_ops_per_episode == 0.0, "{e:?}");
+    assert!(["memory", "answer"].iter().all(|p| agent.examples.iter().any(|x| x.phase == *p)), "{:?}", agent.examples);
     assert_eq!(agent.settings.max_context, Some(4096));
 
     // A baseline that needs a reader refuses to run without one; the judge path is checked.

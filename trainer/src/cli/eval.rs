@@ -250,7 +250,11 @@ pub fn format_report(r: &EvalReport) -> String {
         "tokens read / question: {:.0} (answering {:.0}, memory management {:.0}); generated / question: {:.1}; turns / question: {:.2}  [{}]",
         e.tokens_read_per_question, e.answer_tokens_read_per_question, e.memory_tokens_read_per_question, e.generated_tokens_per_question, e.turns_per_question, e.token_source
     );
-    let _ = writeln!(s, "memory bank peak: {:.1} entries, {:.0} tokens (mean over episodes)", e.memory_peak_entries, e.memory_peak_tokens);
+    let _ = writeln!(
+        s,
+        "memory bank peak: {:.1} entries, {:.0} tokens; memory ops {:.1}, malformed/missing tool calls {:.1} (means per episode)",
+        e.memory_peak_entries, e.memory_peak_tokens, e.memory_ops_per_episode, e.format_errors_per_episode
+    );
     if let Some(c) = &e.reader_context {
         let _ = writeln!(s, "reader context: {:.1} items shown of {:.0} history turns ({:.0} tokens); prompt {:.0} tokens (means per question)", c.items_shown, c.history_turns, c.history_tokens, c.prompt_tokens);
     }

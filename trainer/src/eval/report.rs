@@ -215,6 +215,10 @@ pub struct Efficiency {
     /// Raw-history baselines: mean history turns and tokens, and mean items shown per question.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reader_context: Option<ReaderContextStats>,
+    /// Memory operations applied (add + update + delete + ...) per finished episode.
+    pub memory_ops_per_episode: f64,
+    /// Malformed or missing tool calls per finished episode.
+    pub format_errors_per_episode: f64,
     /// Episodes cut off at the context window (their questions count as 0).
     pub episodes_cut_off: usize,
     /// Wall time of the whole evaluation, seconds.

@@ -171,8 +171,37 @@ pub struct EvalReport {
     pub efficiency: Efficiency,
     /// Caveats worth reading next to the numbers.
     pub notes: Vec<String>,
+    /// The model's first completions of each phase (up to [`EXAMPLES_PER_PHASE`]), to see what it writes.
+    pub examples: Vec<ExampleTurn>,
     /// Every question.
     pub rows: Vec<QuestionRow>,
+}
+
+/// Completions kept per phase in [`EvalReport::examples`].
+pub const EXAMPLES_PER_PHASE: usize = 3;
+
+/// One model completion kept as an example.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExampleTurn {
+    /// Task index.
+    pub task: u64,
+    /// "memory" (reading the history, memory tools) or "answer".
+    pub phase: &'static str,
+    /// The completion as the environment received it.
+    pub completion: String,
+}
+
+fn examples(played: &[Played]) -> Vec<ExampleTurn> {
+    let mut out: Vec<ExampleTurn> = Vec::new();
+    for p in played {
+        for (text, record) in p.texts.iter().zip(&p.records) {
+            let phase = if record.phase == Phase::Memory { "memory" } else { "answer" };
+            if out.iter().filter(|e| e.phase == phase).count() < EXAMPLES_PER_PHASE {
+                out.push(ExampleTurn { task: p.task.index, phase, completion: text.clone() });
+            }
+        }
+    }
+    out
 }
 
 /// A loaded model with what generation needs.
@@ -250,6 +279,8 @@ struct Played {
     records: Vec<TurnRecord>,
     /// (context tokens, completion tokens) per model turn.
     exact: Option<Vec<(usize, usize)>>,
+    /// The model's completion texts, in turn order (model plans only).
+    texts: Vec<String>,
     notes: Vec<ReaderNote>,
 }
 
@@ -320,7 +351,7 @@ pub fn evaluate(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
                 if total_questions.is_none() {
                     bar.inc(1);
                 }
-                Ok(Played { task: s.task, stream: s.stream, end: Some(result.end), records: take(&s.log), exact: None, notes: take(&s.notes) })
+                Ok(Played { task: s.task, stream: s.stream, end: Some(result.end), records: take(&s.log), exact: None, texts: Vec::new(), notes: take(&s.notes) })
             })
             .collect::<anyhow::Result<_>>()?,
         (_, Some(m)) => {
@@ -340,7 +371,8 @@ pub fn evaluate(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
                         bar.inc(1);
                     }
                     let exact = t.turns.iter().map(|turn| (turn.context_ids.len(), turn.completion_ids.len())).collect();
-                    out.push(Played { task: s.task, stream: s.stream.take(), end: t.end, records: take(&s.log), exact: Some(exact), notes: take(&s.notes) });
+                    let texts = t.turns.iter().map(|turn| turn.text.clone()).collect();
+                    out.push(Played { task: s.task, stream: s.stream.take(), end: t.end, records: take(&s.log), exact: Some(exact), texts, notes: take(&s.notes) });
                 }
             }
             out
@@ -403,6 +435,7 @@ pub fn evaluate(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
         synthetic,
         efficiency,
         notes,
+        examples: examples(&played),
         rows,
     };
     Ok(report)
@@ -572,6 +605,8 @@ fn efficiency(played: &[Played], questions: usize, exact: bool, opts: &EvalOptio
             items_shown: notes.iter().map(|x| x.items_shown as f64).sum::<f64>() / n,
             prompt_tokens: notes.iter().map(|x| x.prompt_tokens as f64).sum::<f64>() / n,
         }),
+        memory_ops_per_episode: ended.iter().map(|x| f64::from(x.breakdown.stats.ops.memory_ops())).sum::<f64>() / e,
+        format_errors_per_episode: ended.iter().map(|x| f64::from(x.breakdown.stats.format_errors)).sum::<f64>() / e,
         episodes_cut_off: played.iter().filter(|p| p.end.is_none()).count(),
         wall_seconds: started.elapsed().as_secs_f64(),
         generate_seconds,
