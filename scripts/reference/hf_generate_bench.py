@@ -6,7 +6,7 @@ Creates `.venv` at the repository root on first use (torch + transformers + gguf
 large CUDA wheel, a few minutes) and re-runs itself inside it, unless `--no-venv` is given (then the
 running interpreter must have them: `memrl bench policy` runs it so). Prints one JSON object.
 
-    python3 scripts/reference/hf_generate_bench.py [--gguf PATH] [--threads 2] [--new-tokens 64] [--prompt-tokens 64]
+    python3 scripts/reference/hf_generate_bench.py [--gguf PATH | --model DIR] [--threads 2] [--new-tokens 64] [--prompt-tokens 64]
         [--batches 1,8] [--repeats 3] [--no-venv]
 
 Measured: greedy decoding with `min_new_tokens = max_new_tokens` so every row produces exactly N tokens.
@@ -41,6 +41,7 @@ def ensure_venv():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gguf", default=os.environ.get("MEMRL_SMOLLM2_GGUF", DEFAULT_GGUF))
+    ap.add_argument("--model", help="an HF model directory instead of the GGUF")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--prompt-tokens", type=int, default=64)
@@ -56,9 +57,13 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    d, f = os.path.split(os.path.abspath(args.gguf))
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
+    if args.model:
+        tok = AutoTokenizer.from_pretrained(args.model)
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    else:
+        d, f = os.path.split(os.path.abspath(args.gguf))
+        tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+        model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
     model.eval()
     text = ("Memory lets an agent keep what matters across a long conversation: names, dates, plans, "
             "preferences and corrections. A good agent writes short notes, updates them when facts change, "

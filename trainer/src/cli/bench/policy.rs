@@ -208,6 +208,8 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
     let python = (!args.no_peer).then(|| peer_python(args));
     let timeout = Duration::from_secs(args.peer_timeout);
     let gguf = model.display().to_string();
+    // The peer scripts take a GGUF file as `--gguf`, an HF directory as `--model`.
+    let model_flag = if model.is_dir() { "--model" } else { "--gguf" };
     let mut report = PolicyBenchReport {
         bench: "policy",
         model: gguf.clone(),
@@ -229,7 +231,7 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
             learner_throughput(&mut m, l).context("memrl learner benchmark")?
         };
         let script_args = [
-            ("--gguf", gguf.clone()),
+            (model_flag, gguf.clone()),
             ("--threads", threads.to_string()),
             ("--batch", l.batch.to_string()),
             ("--seq", l.seq.to_string()),
@@ -251,7 +253,7 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
         };
         let batches = sizes.decode_batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
         let script_args = [
-            ("--gguf", gguf.clone()),
+            (model_flag, gguf.clone()),
             ("--threads", threads.to_string()),
             ("--prompt-tokens", sizes.prompt_tokens.to_string()),
             ("--new-tokens", sizes.new_tokens.to_string()),
