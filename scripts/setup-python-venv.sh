@@ -56,6 +56,13 @@ else
   echo "setup-python-venv: PyTorch CPU index unreachable; $torch_pin from PyPI (CUDA build, larger; triton left out)" >&2
   grep -E '^[A-Za-z0-9_.-]+==' "$constraints" | grep -v -E '^triton==' > "$TMPDIR/lock.txt"
   "${pip[@]}" --no-deps -r "$TMPDIR/lock.txt" >&2
+  # The lock must be closed under dependencies: anything pip check reports but triton is an error.
+  missing="$("$py" -m pip check 2>&1 | grep -v -E 'requires triton, which is not installed|^No broken requirements' || true)"
+  if [ -n "$missing" ]; then
+    echo "setup-python-venv: scripts/constraints-ci.txt is not a closed lock:" >&2
+    echo "$missing" >&2
+    exit 1
+  fi
 fi
 "$py" -c "$probe" >&2
 echo "$want" > "$stamp"
