@@ -84,3 +84,21 @@ fn same_seed_gives_byte_identical_traces() {
     assert_eq!(trace(9), trace(9));
     assert_ne!(trace(9), trace(10));
 }
+
+#[test]
+fn no_context_tool_never_fractures() {
+    // The `prefix_only` baseline's setting: without a context tool the context only grows.
+    let k = MultiObjectiveKnobs { context_tool: ContextTool::None, min_questions: 1, max_questions: 2, filler_docs: 4, ..MultiObjectiveKnobs::default() };
+    let mut e = env(k);
+    let oracle = play(&mut e, ScriptedKind::Oracle, Split::Validation, 50, 0);
+    assert!(oracle.iter().all(|r| r.fractures == 0 && r.labelled_edits == 0));
+    assert!(oracle.iter().all(|r| r.trace.iter().all(|t| matches!(t.edit, ContextEdit::Initial | ContextEdit::Appended))));
+    // one question always fits the budget; some two-question tasks do not
+    assert!(mean_reward(&oracle) > 0.3, "{}", mean_reward(&oracle));
+    let first = e.reset(TaskId { split: Split::Train, index: 0 }, 0).unwrap();
+    assert!(!first.messages[0].content.contains("prune_context"), "{}", first.messages[0].content);
+    let step = e.step("<tool_call>{\"name\":\"prune_context\",\"arguments\":{\"memory\":\"m\",\"delete_ids\":[\"r1\"]}}</tool_call>").unwrap();
+    let Next::Continue(t) = step.next else { panic!() };
+    assert_eq!(t.edit, ContextEdit::Appended);
+    assert!(step.observation.contains("error"), "{}", step.observation);
+}

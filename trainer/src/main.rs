@@ -32,6 +32,8 @@ enum Command {
     Sft(memrl_trainer::cli::train::TrainArgs),
     /// Grid / random search over a base config and several seeds (each trial a `memrl train`).
     Sweep(memrl_trainer::cli::sweep::SweepArgs),
+    /// Draw training curves: one run's standard figures, or one metric across several runs.
+    Plot(memrl_trainer::cli::plot::PlotArgs),
 }
 
 /// Runs the command; an error is printed as one line (`error: outer: cause: ...`, no
@@ -49,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Sft(args) => memrl_trainer::cli::train::run_sft(args),
         Command::Sweep(args) => memrl_trainer::cli::sweep::run(args),
         Command::Eval(args) => memrl_trainer::cli::eval::run(args),
+        Command::Plot(args) => memrl_trainer::cli::plot::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

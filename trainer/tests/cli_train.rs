@@ -150,6 +150,17 @@ fn same_seed_same_metrics_whatever_the_thread_count() {
     ok(&memrl(&["train", a.to_str().unwrap(), "--set", "run.steps=3"], Some(1)));
     ok(&memrl(&["train", b.to_str().unwrap(), "--set", "run.steps=3"], Some(2)));
     assert_eq!(comparable(&tmp.path().join("one")), comparable(&tmp.path().join("two")));
+
+    // `memrl plot` compares the two runs: one PNG per metric, a line per run.
+    let (one, two, figs) = (tmp.path().join("one"), tmp.path().join("two"), tmp.path().join("figs"));
+    let plot = |args: &[&str]| Command::new(MEMRL).arg("plot").args([one.to_str().unwrap(), two.to_str().unwrap()]).args(args).output().unwrap();
+    let printed = ok(&plot(&["--metric", "reward/mean", "--out", figs.to_str().unwrap()]));
+    let png = std::fs::read(figs.join("reward_mean.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 1000, "{printed}");
+    let e = err(&plot(&["--metric", "no/such", "--out", figs.to_str().unwrap()]));
+    assert!(e.contains("no/such"), "{e}");
+    let e = err(&plot(&[]));
+    assert!(e.contains("--out"), "{e}");
 }
 
 /// Kills a run with SIGKILL once `ready` holds (polled), then resumes it to the end.

@@ -40,6 +40,9 @@ pub enum ContextTool {
     Summarize,
     /// Both.
     Both,
+    /// No context tool: the context only grows (the `prefix_only` baseline: no edit can fracture
+    /// the trajectory, and an episode whose context outgrows the budget ends under `enforce`).
+    None,
 }
 
 /// Knobs of the `multiobjective` environment.
@@ -126,6 +129,7 @@ impl MultiObjectiveKnobs {
 }
 
 const SYSTEM: &str = "You answer several questions about a document collection. Use search to find documents, and answer each question with answer(question_id, text) as soon as you know it; answers are final. Core principle: active context management. Your working context has a hard token budget. Every tool result starts with its record id, like [r3]. When you no longer need records, call prune_context with a short memory note of what to keep and the ids to delete; the note stays and can be pruned later too. Reply with tool calls only.";
+const SYSTEM_NO_EDITS: &str = "You answer several questions about a document collection. Use search to find documents, and answer each question with answer(question_id, text) as soon as you know it; answers are final. Your working context has a hard token budget and cannot be edited: search only for what you need. Reply with tool calls only.";
 const SYSTEM_SUMMARIZE: &str = "You answer several questions about a document collection. Use search to find documents, and answer each question with answer(question_id, text) as soon as you know it; answers are final. Core principle: active context management. Your working context has a hard token budget. When it grows large, call summarize with everything you still need: the context is then reset to the task plus your summary. Reply with tool calls only.";
 
 /// What a record in the context holds (for the scripted policies).
@@ -163,9 +167,22 @@ impl MultiObjectiveEnv {
             ContextTool::Prune => kinds.push(ToolKind::PruneContext),
             ContextTool::Summarize => kinds.push(ToolKind::Summarize),
             ContextTool::Both => kinds.extend([ToolKind::PruneContext, ToolKind::Summarize]),
+            ContextTool::None => {}
         }
         kinds.push(ToolKind::Answer);
         Ok(Self { tools: ToolSet::new(&kinds), knobs, counter, ep: None })
+    }
+
+    /// The offered tools' names, for error messages ("search, prune_context or answer").
+    fn tool_names(&self) -> String {
+        let mut names: Vec<&str> = vec!["search"];
+        match self.knobs.context_tool {
+            ContextTool::Prune => names.push("prune_context"),
+            ContextTool::Summarize => names.push("summarize"),
+            ContextTool::Both => names.extend(["prune_context", "summarize"]),
+            ContextTool::None => {}
+        }
+        format!("{} or answer", names.join(", "))
     }
 
     /// The knobs in force.
@@ -314,7 +331,11 @@ impl Env for MultiObjectiveEnv {
             t.docs.len(),
             self.knobs.max_context_tokens
         );
-        let system = if self.knobs.context_tool == ContextTool::Summarize { SYSTEM_SUMMARIZE } else { SYSTEM };
+        let system = match self.knobs.context_tool {
+            ContextTool::Summarize => SYSTEM_SUMMARIZE,
+            ContextTool::None => SYSTEM_NO_EDITS,
+            ContextTool::Prune | ContextTool::Both => SYSTEM,
+        };
         let ctx = WorkingContext::new(system.into(), prompt, self.knobs.id_style, seed);
         let ep = Episode { task: t, index, ctx, records: HashMap::new(), sheet, ledger: Ledger::new(self.knobs.penalties, self.knobs.max_context_tokens), turn: 0, done: false };
         let turn = self.turn(&ep, ContextEdit::Initial);
@@ -366,7 +387,7 @@ impl Env for MultiObjectiveEnv {
         }
         if spans.is_empty() {
             ep.ledger.format_error();
-            let obs = "error: no tool call found; use search, prune_context or answer".to_string();
+            let obs = format!("error: no tool call found; use {}", self.tool_names());
             let id = ep.ctx.push_user(|id| format!("[{id}] {obs}"));
             ep.records.insert(id, RecordInfo::Other);
             logs.push(ActionLog { action: None, ok: false, observation: obs });

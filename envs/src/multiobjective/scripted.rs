@@ -37,6 +37,7 @@ fn note(ep: &Episode, just_answered: &Question) -> String {
 fn free_context(ep: &Episode, knobs: &MultiObjectiveKnobs, q: &Question) -> Vec<Action> {
     let ids = ep.ctx.record_ids();
     match knobs.context_tool {
+        ContextTool::None => vec![],
         ContextTool::Summarize => vec![Action::Summarize { summary: note(ep, q) }],
         _ if ids.is_empty() => vec![],
         _ => vec![Action::PruneContext { memory: note(ep, q), delete_ids: ids }],

@@ -5,6 +5,7 @@ pub mod data;
 pub mod env;
 pub mod eval;
 pub mod generate;
+pub mod plot;
 pub mod score;
 pub mod sweep;
 pub mod tokenize;
