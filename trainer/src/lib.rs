@@ -7,6 +7,7 @@ pub mod rollout;
 pub mod advantage;
 pub mod config;
 pub mod loss_reference;
+pub mod malloc;
 pub mod metrics;
 pub mod plots;
 pub mod rollout_store;

@@ -39,6 +39,7 @@ enum Command {
 /// Runs the command; an error is printed as one line (`error: outer: cause: ...`, no
 /// backtrace even when RUST_BACKTRACE is set) and the exit status is 1.
 fn main() -> std::process::ExitCode {
+    memrl_trainer::malloc::tune_for_tensors();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Data(args) => memrl_trainer::cli::data::run(args),
