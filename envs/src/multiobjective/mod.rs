@@ -3,7 +3,8 @@
 //! searches a per-task document collection with `search(query, k)` (BM25) and answers
 //! with one `answer(question_id, text)` call per question (answers are final). The
 //! working context (everything after the instruction) has a token budget small enough
-//! that the policy must `prune_context` (or `summarize`, by knob) as it goes.
+//! that the policy must `prune_context` (or `summarize`, by knob) as it goes; `context_tool =
+//! "none"` offers no editing tool (the `prefix_only` baseline: the context only grows).
 //!
 //! Every tool response is a record whose id (`r7`) is printed at its start; pruning by
 //! id removes the record and cuts its call out of the assistant message (MemAct §1.2).
