@@ -77,16 +77,16 @@ fn logits_match_burn_and_transformers_within_1e3() {
     let v = tch.config.vocab_size;
     let (mut vs_burn, mut vs_reference) = (0.0f32, 0.0f32);
     for case in fixture()["logits"].as_array().unwrap() {
-        let ids = ids(&case["ids"]);
-        let n = ids.len();
-        let t = tch.backend.to_vec(&tch.lm_head(tch.forward(&ids, 1, n, &[n])));
-        let b = burn.backend.to_vec(&burn.lm_head(burn.forward(&ids, 1, n, &[n])));
+        let tokens = ids(&case["ids"]);
+        let n = tokens.len();
+        let t = tch.backend.to_vec(&tch.lm_head(tch.forward(&tokens, 1, n, &[n])));
+        let b = burn.backend.to_vec(&burn.lm_head(burn.forward(&tokens, 1, n, &[n])));
         assert_eq!(t.len(), n * v);
         let diff = max_abs_diff(&t, &b);
         vs_burn = vs_burn.max(diff);
         assert!(diff < 1e-3, "{n} tokens: max |tch - burn| logit {diff}");
         for (p, want) in floats(&case["per_position_logit_of_next_token"]).iter().enumerate() {
-            let got = t[p * v + ids[p + 1] as usize];
+            let got = t[p * v + tokens[p + 1] as usize];
             vs_reference = vs_reference.max((got - want).abs());
             assert!((got - want).abs() < 1e-3, "position {p}: {got} vs transformers {want}");
         }

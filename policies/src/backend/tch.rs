@@ -120,6 +120,10 @@ impl TchBackend {
     pub fn kind(&self) -> Kind {
         self.kind
     }
+    /// Sets libtorch's intra-op thread count (process-wide; libtorch's default is one per core).
+    pub fn set_num_threads(threads: usize) {
+        ::tch::set_num_threads(threads.clamp(1, i32::MAX as usize) as i32);
+    }
     /// Index tensor (`i64`) on this device.
     fn index(&self, ids: &[u32], shape: &[i64]) -> Tensor {
         let idx: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
