@@ -70,6 +70,14 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
     max_abs_diff(a, b) / scale
 }
 
+/// `‖a - b‖₂ / ‖b‖₂`: the relative error of the tensor as a whole.
+fn l2_rel_diff(a: &[f32], b: &[f32]) -> f64 {
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    assert!(norm > 0.0, "reference tensor is all zero");
+    (diff / norm).sqrt()
+}
+
 #[test]
 fn logits_match_burn_and_transformers_within_1e3() {
     let burn = load_model(BurnBackend::flex(), &gguf_path()).expect("loading SmolLM2 on burn");
@@ -178,7 +186,14 @@ fn gradients_match_burn_within_1e3_relative() {
     ];
     let mut worst_checked = 0.0f32;
     let mut worst_all = (0.0f32, String::new());
+    let mut worst_l2 = (0.0f64, String::new());
     for ((name, b), (_, t)) in burn.iter().zip(tch) {
+        let l2 = l2_rel_diff(t, b);
+        if l2 > worst_l2.0 {
+            worst_l2 = (l2, name.clone());
+        }
+        // Every tensor as a whole agrees to 1e-3 (a wrong op gives order-1 differences).
+        assert!(l2 < 1e-3, "{name}: ‖tch - burn‖ / ‖burn‖ = {l2:.3e}");
         let rel = max_rel_diff(t, b);
         if rel > worst_all.0 {
             worst_all = (rel, name.clone());
@@ -189,11 +204,14 @@ fn gradients_match_burn_within_1e3_relative() {
         }
     }
     eprintln!(
-        "tch gradients: max relative diff to burn {worst_checked:.2e} over {} checked tensors; {:.2e} over all {} ({})",
+        "tch gradients vs burn: max|diff|/max|burn| {worst_checked:.2e} over {} checked tensors, {:.2e} over all {} ({}); \
+         worst ‖diff‖/‖burn‖ {:.2e} ({})",
         checked.len(),
         worst_all.0,
         burn.len(),
-        worst_all.1
+        worst_all.1,
+        worst_l2.0,
+        worst_l2.1
     );
 }
 
