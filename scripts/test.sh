@@ -9,6 +9,11 @@
 # torch + transformers + safetensors; a few minutes, a few GB). The same interpreter runs the
 # real PyTorch / transformers peers in the `memrl bench policy` test.
 # MEMRL_CHECK_TRANSFORMERS=0 leaves the check (and that test's live peer run) out, and says so.
+#
+# Then the libtorch backend (memrl-policies' `tch` feature, CPU): its backend tests and its parity
+# tests against burn and transformers on SmolLM2 (policies/tests/tch_parity.rs). tch 0.24 links
+# the libtorch of the same venv (torch==2.11.0, LIBTORCH_USE_PYTORCH); the default workspace build
+# above never compiles torch-sys. MEMRL_TEST_TCH=0 leaves this out, and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MEMRL_SMOLLM2_GGUF="$(bash scripts/fetch-model.sh)"
@@ -30,6 +35,27 @@ if [ "$check" = 1 ]; then
 fi
 
 cargo test --workspace --locked "$@"
+
+if [ "${MEMRL_TEST_TCH:-1}" != 1 ]; then
+  echo "test.sh: tch backend tests NOT run (MEMRL_TEST_TCH=${MEMRL_TEST_TCH})"
+elif [ $# -gt 0 ]; then
+  echo "test.sh: tch backend tests NOT run (filter: $*)"
+else
+  tch_python="${MEMRL_PYTHON:-$(bash scripts/setup-python-venv.sh)}"
+  torch_lib="$("$tch_python" -c 'import os, torch; assert torch.__version__.split("+")[0] == "2.11.0", torch.__version__; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')" || {
+    echo "test.sh: $tch_python has no torch 2.11.0 (tch 0.24 needs exactly that); run scripts/setup-python-venv.sh" >&2
+    exit 1
+  }
+  tch_start=$(date +%s)
+  # torch-sys' build script runs `python3` from PATH (the venv's) and reruns when
+  # LIBTORCH_USE_PYTORCH changes: its value (any value turns it on) is the interpreter, so
+  # switching venvs rebuilds against the new libtorch instead of linking the old one.
+  tch_env=(env "PATH=$(dirname "$tch_python"):$PATH" "LIBTORCH_USE_PYTORCH=$tch_python"
+    "LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+  "${tch_env[@]}" cargo test -p memrl-policies --features tch --locked --lib backend::tests::tch::
+  "${tch_env[@]}" cargo test -p memrl-policies --features tch --locked --test tch_parity
+  echo "test.sh: tch backend tests passed ($(( $(date +%s) - tch_start )) s, build included)"
+fi
 
 if [ "$check" != 1 ]; then
   echo "test.sh: transformers checkpoint check NOT run (MEMRL_CHECK_TRANSFORMERS=$check)"

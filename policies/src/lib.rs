@@ -19,7 +19,9 @@ pub mod train;
 pub mod weights;
 
 pub use backend::burn_flex::BurnBackend;
-pub use backend::{AttentionMask, Backend};
+pub use backend::{AttentionMask, Backend, DeviceSpec};
+#[cfg(feature = "tch")]
+pub use backend::tch::TchBackend;
 pub use config::{LlamaConfig, RopeScaling};
 pub use engine::{Engine, EngineConfig, FinishReason, Finished, GenerationRequest, RequestId};
 pub use error::{PolicyError, Result};

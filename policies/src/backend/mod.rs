@@ -2,7 +2,8 @@
 //!
 //! [`Backend`] is the small set of operations the Llama decoder, the generation engine and the
 //! RL losses need. The model is written once against it; each tensor library implements it
-//! once ([`burn_flex::BurnBackend`] today, a libtorch one later) without touching model code.
+//! once ([`burn_flex::BurnBackend`]; `tch::TchBackend` with the `tch` feature) without touching
+//! model code.
 //! Data crosses the seam only as `Vec<f32>` / `&[u32]` / host-side descriptions
 //! ([`AttentionMask`]), never as a library's own types.
 //!
@@ -10,6 +11,11 @@
 //! keep the reduced dimension (size 1); binary operations broadcast like NumPy.
 
 pub mod burn_flex;
+pub mod device;
+#[cfg(feature = "tch")]
+pub mod tch;
+
+pub use device::{DeviceParseError, DeviceSpec};
 
 use std::fmt::Debug;
 

@@ -1,4 +1,5 @@
-//! Checks every seam operation of the burn backend against plain host loops.
+//! Checks every seam operation of each backend against plain host loops: the checks are generic
+//! functions, instantiated per backend at the bottom (burn always; tch with the `tch` feature).
 
 use super::burn_flex::BurnBackend;
 use super::{AttentionMask, Backend};
@@ -23,9 +24,7 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn shapes_reshape_transpose_narrow_cat() {
-    let b = BurnBackend::flex();
+fn shapes_reshape_transpose_narrow_cat<B: Backend>(b: B) {
     let t = b.tensor((0..6).map(|x| x as f32).collect(), &[2, 3]);
     assert_eq!(b.shape(&t), vec![2, 3]);
     let tt = b.transpose(t.clone(), 0, 1);
@@ -38,9 +37,7 @@ fn shapes_reshape_transpose_narrow_cat() {
     assert_eq!(b.to_vec(&r), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
 }
 
-#[test]
-fn elementwise_broadcast_and_reductions() {
-    let b = BurnBackend::flex();
+fn elementwise_broadcast_and_reductions<B: Backend>(b: B) {
     let x = b.tensor(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
     let row = b.tensor(vec![10.0, 20.0], &[2]);
     assert_eq!(b.to_vec(&b.add(x.clone(), row.clone())), vec![11.0, 22.0, 13.0, 24.0]);
@@ -57,9 +54,7 @@ fn elementwise_broadcast_and_reductions() {
     close(&b.to_vec(&b.log(b.exp(x.clone()))), &[1.0, 2.0, 3.0, 4.0], 1e-6);
 }
 
-#[test]
-fn linear_matmul_embedding_gather() {
-    let b = BurnBackend::flex();
+fn linear_matmul_embedding_gather<B: Backend>(b: B) {
     // x [2, 1, 3] @ w [3, 2] + bias
     let x = b.tensor(vec![1.0, 2.0, 3.0, -1.0, 0.0, 1.0], &[2, 1, 3]);
     let w = b.tensor(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2]);
@@ -78,9 +73,7 @@ fn linear_matmul_embedding_gather() {
     close(&b.to_vec(&g), &[0.3, 0.4], 1e-7);
 }
 
-#[test]
-fn softmax_log_softmax_rms_norm() {
-    let b = BurnBackend::flex();
+fn softmax_log_softmax_rms_norm<B: Backend>(b: B) {
     let v = vec![1.0f32, 2.0, 3.0, 0.5, 0.5, 0.5];
     let x = b.tensor(v.clone(), &[2, 3]);
     let mut want = vec![];
@@ -103,9 +96,7 @@ fn softmax_log_softmax_rms_norm() {
     close(&b.to_vec(&b.rms_norm(x, &w, 1e-5)), &want, 1e-6);
 }
 
-#[test]
-fn rope_rotates_halves() {
-    let b = BurnBackend::flex();
+fn rope_rotates_halves<B: Backend>(b: B) {
     let (d, s) = (4, 2);
     let x = values(d * s, 1);
     let cos = values(d * s, 2);
@@ -159,32 +150,38 @@ fn attention_ref(q: &[f32], k: &[f32], v: &[f32], dims: (usize, usize, usize, us
     out
 }
 
-#[test]
-fn grouped_query_attention_with_masks_matches_reference() {
-    let b = BurnBackend::flex();
-    let (bsz, h, hkv, d) = (2, 4, 2, 8);
-    // Prefill (causal, padded second row) and decode (one query at an offset).
-    for (s, l, mask) in [
+fn grouped_query_attention_with_masks_matches_reference<B: Backend>(b: B) {
+    let (bsz, d) = (2, 8);
+    let cases = [
+        // Prefill: causal with a padded second row, and plain causal (no padding).
         (5, 5, AttentionMask { query_start: vec![0, 0], key_len: vec![5, 3] }),
+        (5, 5, AttentionMask { query_start: vec![0, 0], key_len: vec![5, 5] }),
+        // Decode: one query at an offset (padded row), and full rows (nothing masked).
         (1, 6, AttentionMask { query_start: vec![5, 2], key_len: vec![6, 3] }),
-    ] {
-        let q = values(bsz * h * s * d, 7);
-        let k = values(bsz * hkv * l * d, 8);
-        let v = values(bsz * hkv * l * d, 9);
-        let out = b.attention(
-            b.tensor(q.clone(), &[bsz, h, s, d]),
-            b.tensor(k.clone(), &[bsz, hkv, l, d]),
-            b.tensor(v.clone(), &[bsz, hkv, l, d]),
-            &mask,
-        );
-        assert_eq!(b.shape(&out), vec![bsz, h, s, d]);
-        close(&b.to_vec(&out), &attention_ref(&q, &k, &v, (bsz, h, hkv, s, l), &mask), 1e-5);
+        (1, 6, AttentionMask { query_start: vec![5, 5], key_len: vec![6, 6] }),
+        // A chunk of queries after a cached prefix.
+        (3, 6, AttentionMask { query_start: vec![3, 1], key_len: vec![6, 4] }),
+    ];
+    // Grouped (4 query heads over 2 key/value heads) and plain multi-head attention.
+    for (h, hkv) in [(4, 2), (2, 2)] {
+        for (s, l, mask) in &cases {
+            let (s, l) = (*s, *l);
+            let q = values(bsz * h * s * d, 7);
+            let k = values(bsz * hkv * l * d, 8);
+            let v = values(bsz * hkv * l * d, 9);
+            let out = b.attention(
+                b.tensor(q.clone(), &[bsz, h, s, d]),
+                b.tensor(k.clone(), &[bsz, hkv, l, d]),
+                b.tensor(v.clone(), &[bsz, hkv, l, d]),
+                mask,
+            );
+            assert_eq!(b.shape(&out), vec![bsz, h, s, d]);
+            close(&b.to_vec(&out), &attention_ref(&q, &k, &v, (bsz, h, hkv, s, l), mask), 1e-5);
+        }
     }
 }
 
-#[test]
-fn kv_cache_write_read_move() {
-    let b = BurnBackend::flex();
+fn kv_cache_write_read_move<B: Backend>(b: B) {
     let mut cache = b.kv_cache(2, 3, 1, 4, 2);
     // Slot 0 gets two positions, slot 2 one position at offset 1.
     b.kv_write(&mut cache, 1, &[0], &[0], b.tensor(vec![1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2]), b.tensor(vec![5.0; 4], &[1, 1, 2, 2]));
@@ -200,10 +197,7 @@ fn kv_cache_write_read_move() {
     assert_eq!(b.to_vec(&b.kv_read(&cache, 1, 0, 1, 2).1), vec![0.0, 0.0, 7.0, 6.0]);
 }
 
-#[test]
-fn autodiff_gradients_match_analytic_values() {
-    let b = BurnBackend::flex_autodiff();
-    assert!(b.is_autodiff());
+fn autodiff_gradients_match_analytic_values<B: Backend>(b: B) {
     // loss = sum(x * x * w): dloss/dx = 2 x w, dloss/dw = x².
     let x = b.param(vec![1.0, -2.0, 3.0], &[3]);
     let w = b.param(vec![0.5, 1.0, 2.0], &[3]);
@@ -213,9 +207,7 @@ fn autodiff_gradients_match_analytic_values() {
     close(&b.to_vec(&b.grad(&grads, &w).unwrap()), &[1.0, 4.0, 9.0], 1e-6);
 }
 
-#[test]
-fn gradients_flow_through_attention_norm_and_log_softmax() {
-    let b = BurnBackend::flex_autodiff();
+fn gradients_flow_through_attention_norm_and_log_softmax<B: Backend>(b: B) {
     let (h, s, d) = (2, 3, 4);
     let q = b.param(values(h * s * d, 1), &[1, h, s, d]);
     let k = b.param(values(h * s * d, 2), &[1, h, s, d]);
@@ -234,3 +226,99 @@ fn gradients_flow_through_attention_norm_and_log_softmax() {
         assert!(gv.iter().all(|x| x.is_finite()), "{name} gradient not finite");
     }
 }
+
+/// One AdamW update on the backend equals [`crate::train::optim::adamw_kernel`] on the host,
+/// from zero moments (first step) and from given moments (a later step).
+fn adamw_update_matches_host_kernel<B: Backend>(b: B) {
+    use crate::train::optim::{AdamWConfig, AdamWScalars, adamw_kernel};
+    let n = 37;
+    let (p0, g) = (values(n, 11), values(n, 12));
+    let config = AdamWConfig::default();
+    let first = AdamWScalars::new(&config, 1e-2, 1, true, 0.5);
+    let (p1, m1, v1) = b.adamw_update(b.param(p0.clone(), &[n]), b.tensor(g.clone(), &[n]), None, None, &first);
+    let (mut hp, mut hm, mut hv) = (p0, vec![0.0; n], vec![0.0; n]);
+    adamw_kernel(&mut hp, &g, &mut hm, &mut hv, &first);
+    close(&b.to_vec(&p1), &hp, 1e-6);
+    close(&b.to_vec(&m1), &hm, 1e-6);
+    close(&b.to_vec(&v1), &hv, 1e-6);
+    let second = AdamWScalars::new(&config, 1e-2, 2, true, 1.0);
+    let (p2, m2, v2) = b.adamw_update(p1, b.tensor(g.clone(), &[n]), Some(m1), Some(v1), &second);
+    adamw_kernel(&mut hp, &g, &mut hm, &mut hv, &second);
+    close(&b.to_vec(&p2), &hp, 1e-6);
+    close(&b.to_vec(&m2), &hm, 1e-6);
+    close(&b.to_vec(&v2), &hv, 1e-6);
+}
+
+/// Each backward pass yields that pass's gradients only (libtorch accumulates into `.grad`
+/// underneath; the seam must not), and reading a gradient twice gives the same values.
+fn backward_passes_do_not_accumulate<B: Backend>(b: B) {
+    let x = b.param(vec![1.0, -2.0, 3.0], &[3]);
+    let first = b.backward(&b.sum_all(b.mul(x.clone(), x.clone())));
+    let g1 = b.to_vec(&b.grad(&first, &x).unwrap());
+    close(&g1, &[2.0, -4.0, 6.0], 1e-6);
+    close(&b.to_vec(&b.grad(&first, &x).unwrap()), &g1, 0.0);
+    let second = b.backward(&b.sum_all(b.mul_scalar(x.clone(), 3.0)));
+    close(&b.to_vec(&b.grad(&second, &x).unwrap()), &[3.0, 3.0, 3.0], 1e-6);
+    // The first pass's gradients are unchanged by the second pass.
+    close(&b.to_vec(&b.grad(&first, &x).unwrap()), &g1, 0.0);
+}
+
+/// Instantiates every check above for one backend (`$plain` without autodiff, `$autodiff` with).
+macro_rules! backend_tests {
+    ($module:ident, $plain:expr, $autodiff:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn shapes_reshape_transpose_narrow_cat() {
+                super::shapes_reshape_transpose_narrow_cat($plain);
+            }
+            #[test]
+            fn elementwise_broadcast_and_reductions() {
+                super::elementwise_broadcast_and_reductions($plain);
+            }
+            #[test]
+            fn linear_matmul_embedding_gather() {
+                super::linear_matmul_embedding_gather($plain);
+            }
+            #[test]
+            fn softmax_log_softmax_rms_norm() {
+                super::softmax_log_softmax_rms_norm($plain);
+            }
+            #[test]
+            fn rope_rotates_halves() {
+                super::rope_rotates_halves($plain);
+            }
+            #[test]
+            fn grouped_query_attention_with_masks_matches_reference() {
+                super::grouped_query_attention_with_masks_matches_reference($plain);
+            }
+            #[test]
+            fn kv_cache_write_read_move() {
+                super::kv_cache_write_read_move($plain);
+            }
+            #[test]
+            fn autodiff_gradients_match_analytic_values() {
+                let b = $autodiff;
+                assert!(b.is_autodiff());
+                super::autodiff_gradients_match_analytic_values(b);
+            }
+            #[test]
+            fn gradients_flow_through_attention_norm_and_log_softmax() {
+                super::gradients_flow_through_attention_norm_and_log_softmax($autodiff);
+            }
+            #[test]
+            fn adamw_update_matches_host_kernel() {
+                super::adamw_update_matches_host_kernel($autodiff);
+            }
+            #[test]
+            fn backward_passes_do_not_accumulate() {
+                super::backward_passes_do_not_accumulate($autodiff);
+            }
+        }
+    };
+}
+
+backend_tests!(burn, BurnBackend::flex(), BurnBackend::flex_autodiff());
+#[cfg(feature = "tch")]
+backend_tests!(tch, super::super::tch::TchBackend::cpu(), super::super::tch::TchBackend::cpu_autodiff());

@@ -121,6 +121,9 @@ fn check_supported(config: &Config) -> anyhow::Result<()> {
     if config.policy.backend != BackendKind::Burn {
         bail!("policy.backend = \"tch\": this build trains on the burn backend only (policy.backend = \"burn\")");
     }
+    if config.policy.device != crate::config::Device::Cpu {
+        bail!("policy.device = \"{}\": the burn backend runs on the CPU only (policy.device = \"cpu\")", config.policy.device);
+    }
     if config.policy.lora.enabled {
         bail!(
             "policy.lora.enabled = true: `memrl train` trains full weights only for now (LoRA exists in \
@@ -138,4 +141,22 @@ fn bundle(model: Llama<BurnBackend>, tokenizer: Tokenizer, files: TokenizerFiles
     let tokenizer = Arc::new(tokenizer);
     let codec = TokenizerCodec::new((*tokenizer).clone(), false);
     Ok(PolicyBundle { model, tokenizer, codec, stop_ids: vec![stop], pad_id: stop, tokenizer_files: files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Device;
+
+    #[test]
+    fn settings_train_cannot_run_are_refused_naming_the_key() {
+        assert!(check_supported(&Config::default()).is_ok());
+        let mut c = Config::default();
+        c.policy.backend = BackendKind::Tch;
+        assert!(check_supported(&c).unwrap_err().to_string().contains("policy.backend = \"tch\""));
+        let mut c = Config::default();
+        c.policy.device = Device::Cuda(0);
+        let e = check_supported(&c).unwrap_err().to_string();
+        assert!(e.contains("policy.device = \"cuda:0\"") && e.contains("CPU only"), "{e}");
+    }
 }

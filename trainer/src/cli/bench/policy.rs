@@ -10,7 +10,8 @@
 use super::peer::{self, DECODE_SCRIPT, LEARNER_SCRIPT, PeerDecode, PeerError, PeerLearner};
 use anyhow::{Context, Result};
 use memrl_policies::train::bench::{DecodeBenchReport, LearnerBenchConfig, LearnerBenchReport, decode_throughput, learner_throughput};
-use memrl_policies::{BurnBackend, load_model};
+use memrl_policies::train::TrainBackend;
+use memrl_policies::{Backend, BurnBackend, DeviceSpec, load_model};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +27,15 @@ pub enum Part {
     Learner,
     /// Greedy decode through the generation engine.
     Decode,
+}
+
+/// Which tensor backend memrl's side runs on.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchBackend {
+    /// burn, flex CPU backend (every build).
+    Burn,
+    /// libtorch through tch (a build with `--features tch`), on `--device`.
+    Tch,
 }
 
 /// Arguments of `memrl bench policy`.
@@ -53,6 +63,12 @@ pub struct BenchPolicyArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Tensor backend for memrl's side (`tch` needs a build with `--features tch`).
+    #[arg(long, value_enum, default_value_t = BenchBackend::Burn)]
+    pub backend: BenchBackend,
+    /// Device for `--backend tch`: `cpu` or `cuda:N` (burn runs on the CPU only).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 /// Shapes of one run of the benchmark.
@@ -115,6 +131,8 @@ pub struct PolicyBenchReport {
     pub bench: &'static str,
     /// The model measured.
     pub model: String,
+    /// memrl's backend, as it names itself (e.g. `burn-flex+autodiff`, `tch-cpu`).
+    pub backend: String,
     /// Whether `--quick` sizes were used.
     pub quick: bool,
     /// The sizes.
@@ -202,6 +220,9 @@ fn run_peer<P>(python: Option<&str>, script: &str, script_args: Vec<String>, tim
 
 /// Runs the benchmark: memrl's learner, the peer's learner, memrl's decode, the peer's decode.
 pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
+    if args.backend == BenchBackend::Burn && args.device != DeviceSpec::Cpu {
+        anyhow::bail!("--device {}: the burn backend runs on the CPU only (use --backend tch)", args.device);
+    }
     let model = resolve_model(args.model.as_deref())?;
     let sizes = if args.quick { PolicyBenchSizes::quick() } else { PolicyBenchSizes::full() };
     let threads = rayon::current_num_threads();
@@ -213,6 +234,7 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
     let mut report = PolicyBenchReport {
         bench: "policy",
         model: gguf.clone(),
+        backend: String::new(),
         quick: args.quick,
         sizes: sizes.clone(),
         threads,
@@ -226,10 +248,11 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
     };
     if args.only != Some(Part::Decode) {
         let l = &sizes.learner;
-        let memrl = {
-            let mut m = load_model(BurnBackend::flex_autodiff(), &model).with_context(|| format!("loading {gguf} for the learner benchmark"))?;
-            learner_throughput(&mut m, l).context("memrl learner benchmark")?
+        let (name, memrl) = match args.backend {
+            BenchBackend::Burn => memrl_learner(BurnBackend::flex_autodiff(), &model, l)?,
+            BenchBackend::Tch => tch::learner(args.device, threads, &model, l)?,
         };
+        report.backend = name;
         let script_args = [
             (model_flag, gguf.clone()),
             ("--threads", threads.to_string()),
@@ -243,14 +266,13 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
         report.learner = Some(PartResult { memrl, peer, peer_error });
     }
     if args.only != Some(Part::Learner) {
-        let memrl = {
-            let m = Arc::new(load_model(BurnBackend::flex(), &model).with_context(|| format!("loading {gguf} for the decode benchmark"))?);
-            sizes
-                .decode_batches
-                .iter()
-                .map(|&b| decode_throughput(m.clone(), b, sizes.prompt_tokens, sizes.new_tokens, sizes.repeats).context("memrl decode benchmark"))
-                .collect::<Result<Vec<_>>>()?
+        let (name, memrl) = match args.backend {
+            BenchBackend::Burn => memrl_decode(BurnBackend::flex(), &model, &sizes)?,
+            BenchBackend::Tch => tch::decode(args.device, threads, &model, &sizes)?,
         };
+        if report.backend.is_empty() {
+            report.backend = name;
+        }
         let batches = sizes.decode_batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
         let script_args = [
             (model_flag, gguf.clone()),
@@ -272,6 +294,60 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
     Ok(report)
 }
 
+/// memrl's learner benchmark on `backend` (autodiff): the backend's name and the report.
+fn memrl_learner<B: TrainBackend>(backend: B, model: &Path, l: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
+    let name = backend.name();
+    let mut m = load_model(backend, model).with_context(|| format!("loading {} for the learner benchmark", model.display()))?;
+    Ok((name, learner_throughput(&mut m, l).context("memrl learner benchmark")?))
+}
+
+/// memrl's decode benchmark on `backend`, one report per decode batch size.
+fn memrl_decode<B: Backend>(backend: B, model: &Path, sizes: &PolicyBenchSizes) -> Result<(String, Vec<DecodeBenchReport>)> {
+    let name = backend.name();
+    let m = Arc::new(load_model(backend, model).with_context(|| format!("loading {} for the decode benchmark", model.display()))?);
+    let reports = sizes
+        .decode_batches
+        .iter()
+        .map(|&b| decode_throughput(m.clone(), b, sizes.prompt_tokens, sizes.new_tokens, sizes.repeats).context("memrl decode benchmark"))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((name, reports))
+}
+
+/// The libtorch side of the benchmark (a build with the `tch` feature).
+#[cfg(feature = "tch")]
+mod tch {
+    use super::*;
+    use memrl_policies::TchBackend;
+
+    fn backend(device: DeviceSpec, threads: usize, autodiff: bool) -> Result<TchBackend> {
+        // libtorch's intra-op pool gets the same thread count as memrl's rayon pool and the peer.
+        TchBackend::set_num_threads(threads);
+        Ok(TchBackend::new(device, autodiff)?)
+    }
+    pub(super) fn learner(device: DeviceSpec, threads: usize, model: &Path, l: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
+        memrl_learner(backend(device, threads, true)?, model, l)
+    }
+    pub(super) fn decode(device: DeviceSpec, threads: usize, model: &Path, sizes: &PolicyBenchSizes) -> Result<(String, Vec<DecodeBenchReport>)> {
+        memrl_decode(backend(device, threads, false)?, model, sizes)
+    }
+}
+
+/// Without the `tch` feature `--backend tch` is refused with how to get it.
+#[cfg(not(feature = "tch"))]
+mod tch {
+    use super::*;
+
+    /// The error `--backend tch` gives in a build without the `tch` feature.
+    pub(super) const NOT_BUILT: &str = "--backend tch: memrl was built without the tch feature: cargo build --features tch (needs PyTorch 2.11.0, see scripts/test.sh)";
+
+    pub(super) fn learner(_: DeviceSpec, _: usize, _: &Path, _: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
+        anyhow::bail!(NOT_BUILT)
+    }
+    pub(super) fn decode(_: DeviceSpec, _: usize, _: &Path, _: &PolicyBenchSizes) -> Result<(String, Vec<DecodeBenchReport>)> {
+        anyhow::bail!(NOT_BUILT)
+    }
+}
+
 fn flatten(pairs: &[(&str, String)]) -> Vec<String> {
     pairs.iter().flat_map(|(k, v)| [k.to_string(), v.clone()]).collect()
 }
@@ -287,7 +363,7 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
 /// The report as a text table with the peer's versions, the load and any peer failure.
 pub fn format_report(r: &PolicyBenchReport) -> String {
     let mut s = String::new();
-    s += &format!("memrl bench policy: {}{}\n", r.model, if r.quick { " (--quick sizes)" } else { "" });
+    s += &format!("memrl bench policy: {} on {}{}\n", r.model, r.backend, if r.quick { " (--quick sizes)" } else { "" });
     s += &format!(
         "threads: {} for memrl and for the peer, on {} CPUs; load average (1/5/15 min) before {}, after {}\n",
         r.threads,
@@ -328,6 +404,30 @@ mod tests {
         assert_eq!(ratio(20.0, None), None);
         assert_eq!(ratio(20.0, Some(0.0)), None);
         assert_eq!(ratio(20.0, Some(f64::NAN)), None);
+    }
+
+    #[cfg(not(feature = "tch"))]
+    #[test]
+    fn tch_backend_is_refused_without_the_feature() {
+        let e = tch::learner(DeviceSpec::Cpu, 1, Path::new("m.gguf"), &LearnerBenchConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("built without the tch feature: cargo build --features tch"), "{e}");
+        let e = tch::decode(DeviceSpec::Cpu, 1, Path::new("m.gguf"), &PolicyBenchSizes::quick()).unwrap_err();
+        assert!(e.to_string().contains("cargo build --features tch"), "{e}");
+    }
+
+    #[test]
+    fn burn_refuses_a_cuda_device() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BenchPolicyArgs,
+        }
+        let cli = Cli::try_parse_from(["bench", "--device", "cuda:1", "--no-peer"]).unwrap();
+        let e = bench_policy(&cli.args).unwrap_err();
+        assert!(e.to_string().contains("burn backend runs on the CPU only"), "{e}");
+        assert!(Cli::try_parse_from(["bench", "--device", "gpu"]).is_err());
+        assert_eq!(Cli::try_parse_from(["bench", "--backend", "tch"]).unwrap().args.backend, BenchBackend::Tch);
     }
 
     #[test]
