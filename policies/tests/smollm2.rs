@@ -4,7 +4,9 @@
 //! The model is found via `MEMRL_SMOLLM2_GGUF`, else `<workspace>/.cache/models/...` as
 //! `scripts/fetch-model.sh` places it. A missing model fails the tests (run the script).
 
-use std::path::PathBuf;
+mod common;
+use common::{gguf_path, fixture};
+
 use std::sync::{Arc, OnceLock};
 
 use memrl_policies::{
@@ -13,24 +15,7 @@ use memrl_policies::{
 };
 use serde_json::Value;
 
-fn gguf_path() -> PathBuf {
-    let path = match std::env::var_os("MEMRL_SMOLLM2_GGUF") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../.cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
-    assert!(
-        path.is_file(),
-        "SmolLM2 GGUF not found at {} — run scripts/fetch-model.sh or set MEMRL_SMOLLM2_GGUF",
-        path.display()
-    );
-    path
-}
 
-fn fixture() -> &'static Value {
-    static F: OnceLock<Value> = OnceLock::new();
-    F.get_or_init(|| serde_json::from_str(include_str!("fixtures/smollm2_reference.json")).unwrap())
-}
 
 fn model() -> Arc<Llama<BurnBackend>> {
     static M: OnceLock<Arc<Llama<BurnBackend>>> = OnceLock::new();

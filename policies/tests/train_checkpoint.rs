@@ -4,6 +4,9 @@
 //! `MEMRL_CHECKPOINT_OUT=<dir>` keeps the checkpoints this test writes (tiny tied model, tiny
 //! LoRA unmerged, tiny LoRA merged) for `scripts/check_checkpoint.py <dir>/<name>`.
 
+mod common;
+use common::gguf_path;
+
 use std::path::{Path, PathBuf};
 
 use memrl_policies::train::bench::mean_nll;
@@ -237,14 +240,6 @@ fn damaged_checkpoints_give_clear_errors() {
     assert!(read_optimizer_state(&ck).unwrap_err().to_string().contains("optimizer.json"));
 }
 
-fn gguf_path() -> PathBuf {
-    let path = match std::env::var_os("MEMRL_SMOLLM2_GGUF") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
-    assert!(path.is_file(), "SmolLM2 GGUF not found at {} — run scripts/fetch-model.sh or set MEMRL_SMOLLM2_GGUF", path.display());
-    path
-}
 
 #[test]
 fn smollm2_from_gguf_exports_as_an_hf_checkpoint() {

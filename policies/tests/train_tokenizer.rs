@@ -1,7 +1,9 @@
 //! Byte-level BPE training on caller-supplied text: deterministic bytes, special tokens, round
 //! trips, loading as a memrl tokenizer, and a chat template that renders as SmolLM2's.
 
-use std::path::PathBuf;
+mod common;
+use common::gguf_path;
+
 
 use memrl_policies::chat::{ChatTemplate, SpecialTokens};
 use memrl_policies::train::bpe::SPECIAL_TOKENS;
@@ -70,14 +72,6 @@ fn saved_tokenizer_loads_with_special_tokens_and_chat_template() {
     assert_eq!(ids.iter().filter(|&&i| i == 1).count(), 3);
 }
 
-fn gguf_path() -> PathBuf {
-    let path = match std::env::var_os("MEMRL_SMOLLM2_GGUF") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
-    assert!(path.is_file(), "SmolLM2 GGUF not found at {} — run scripts/fetch-model.sh or set MEMRL_SMOLLM2_GGUF", path.display());
-    path
-}
 
 #[test]
 fn chatml_template_renders_exactly_as_smollm2s() {

@@ -176,14 +176,11 @@ impl MultiObjectiveEnv {
 
     /// The offered tools' names, for error messages ("search, prune_context or answer").
     fn tool_names(&self) -> String {
-        let mut names: Vec<&str> = vec!["search"];
-        match self.knobs.context_tool {
-            ContextTool::Prune => names.push("prune_context"),
-            ContextTool::Summarize => names.push("summarize"),
-            ContextTool::Both => names.extend(["prune_context", "summarize"]),
-            ContextTool::None => {}
+        let names: Vec<&str> = self.tools.kinds().iter().map(|k| k.name()).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
         }
-        format!("{} or answer", names.join(", "))
     }
 
     /// The knobs in force.
