@@ -229,6 +229,11 @@ impl Run<'_> {
         Ok(out)
     }
 
+    /// Tasks in the environment's train split (None: a synthetic environment without a count).
+    pub(crate) fn train_task_count(&self) -> anyhow::Result<Option<u64>> {
+        Ok(build_env(&self.config.env.name, self.env_knobs.clone(), self.counter.clone())?.task_count(Split::Train))
+    }
+
     pub(crate) fn limits(&self) -> RolloutLimits {
         let r = &self.config.rollout;
         RolloutLimits { max_turns: r.max_turns, max_new_tokens: r.max_new_tokens, max_context_tokens: r.max_context_tokens }

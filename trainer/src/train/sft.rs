@@ -15,8 +15,20 @@ use crate::segments::SegmentationMode;
 use crate::train::collect::collect;
 use crate::train::run::{Run, bar};
 
-/// First task index of SFT demonstrations: far from the RL sampler's pool of synthetic tasks.
+/// First task index of SFT demonstrations in a synthetic environment: far from the RL sampler's
+/// pool of synthetic tasks.
 const SFT_TASK_OFFSET: u64 = 1 << 40;
+
+/// The train tasks the SFT demonstrations play. A synthetic environment (no task count) gets
+/// fresh tasks beyond the RL pool; a dataset environment (LoCoMo, LongMemEval: `train_count`
+/// tasks) cycles through its train split, since it has no other labelled tasks.
+fn sft_tasks(episodes: usize, train_count: Option<u64>) -> anyhow::Result<Vec<u64>> {
+    match train_count {
+        None => Ok((0..episodes as u64).map(|i| SFT_TASK_OFFSET + i).collect()),
+        Some(0) => anyhow::bail!("sft: the environment's train split has no tasks to demonstrate"),
+        Some(n) => Ok((0..episodes as u64).map(|i| i % n).collect()),
+    }
+}
 
 /// What the SFT stage did.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,7 +48,7 @@ impl Run<'_> {
     pub(crate) fn sft(&mut self, progress: bool) -> anyhow::Result<SftSummary> {
         let s = &self.config.sft;
         let kind: ScriptedKind = s.source.parse().map_err(|e| anyhow::anyhow!("sft.source: {e}"))?;
-        let tasks: Vec<u64> = (0..s.episodes as u64).map(|i| SFT_TASK_OFFSET + i).collect();
+        let tasks = sft_tasks(s.episodes, self.train_task_count()?)?;
         let envs = self.envs(Split::Train, &tasks, 1, self.config.run.seed ^ 0x5F7)?;
         let source = CompletionSource::Scripted { kind, stop_id: self.policy.stop_ids[0] };
         let demos = play(envs, &self.policy.codec as &dyn ChatCodec, source, self.limits(), self.config.run.seed)?;
@@ -72,5 +84,17 @@ impl Run<'_> {
         bar.finish();
         crate::plots::plot_metrics(&self.dir.root().join("sft_metrics.jsonl"), &self.dir.plots_dir(), crate::plots::PlotFormat::Png)?;
         Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_envs_get_fresh_tasks_and_datasets_cycle_their_train_split() {
+        assert_eq!(sft_tasks(3, None).unwrap(), vec![SFT_TASK_OFFSET, SFT_TASK_OFFSET + 1, SFT_TASK_OFFSET + 2]);
+        assert_eq!(sft_tasks(5, Some(2)).unwrap(), vec![0, 1, 0, 1, 0]);
+        assert!(sft_tasks(1, Some(0)).unwrap_err().to_string().contains("no tasks"));
     }
 }
