@@ -19,7 +19,7 @@ pub mod train;
 pub mod weights;
 
 pub use backend::burn_flex::BurnBackend;
-pub use backend::{AttentionMask, Backend, DeviceSpec};
+pub use backend::{AttentionMask, Backend, DeviceSpec, Precision};
 #[cfg(feature = "tch")]
 pub use backend::tch::TchBackend;
 pub use config::{LlamaConfig, RopeScaling};

@@ -12,10 +12,12 @@
 
 pub mod burn_flex;
 pub mod device;
+pub mod precision;
 #[cfg(feature = "tch")]
 pub mod tch;
 
 pub use device::{DeviceParseError, DeviceSpec};
+pub use precision::{Precision, PrecisionParseError};
 
 use std::fmt::Debug;
 
@@ -185,6 +187,10 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     fn grad(&self, grads: &Self::Grads, param: &Self::Tensor) -> Option<Self::Tensor>;
     /// The same values, cut from the autodiff graph.
     fn detach(&self, t: Self::Tensor) -> Self::Tensor;
+
+    /// Waits until every operation queued on the device has finished (a no-op on backends that
+    /// run synchronously); benchmarks call it before reading the clock.
+    fn synchronize(&self) {}
 
     // ---- training (optimizer) ------------------------------------------------------------
     /// One AdamW update of one parameter (`crate::train::optim`, PyTorch semantics): returns

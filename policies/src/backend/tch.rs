@@ -19,9 +19,19 @@
 //! kernels, not this binding, are slow on that machine: use tch for CUDA; on CPU it serves the
 //! parity tests.
 //!
-//! Precision: the compute dtype is a field ([`TchBackend::kind`]) so a bf16 GPU path with f32
-//! master weights can be added without changing the seam; today every backend value computes in
-//! f32 (`Kind::Float`) and data crosses the seam as f32.
+//! Precision ([`Precision`], [`TchBackend::with_precision`]): `F32` computes everything in f32.
+//! `Bf16` is mixed precision done by explicit casts at the operators, with the op policy of
+//! PyTorch's autocast: matrix products ([`Backend::linear`], [`Backend::matmul`]) and attention
+//! cast their inputs to bfloat16 and return bfloat16; RMSNorm computes in f32; softmax and
+//! log-softmax return f32; other element-wise operators follow PyTorch's type promotion. On an
+//! autodiff backend parameters are f32 leaves (the master weights): the bf16 copy a matmul
+//! makes is part of the graph, so gradients arrive in the leaves' `.grad` as f32 and AdamW and
+//! its moments stay f32; the residual stream (embedding + residual adds) stays f32 as under
+//! autocast. An inference backend (no autodiff) stores parameters, constants and the key/value
+//! cache in bf16 directly, as transformers does with `dtype=torch.bfloat16`, so decode reads
+//! half the bytes. (tch 0.24's `autocast` only switches CUDA autocast on with PyTorch's default
+//! float16 and does nothing on the CPU, hence the explicit casts, which run and are tested on
+//! both.) Data crosses the seam as f32 either way.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,6 +39,7 @@ use std::sync::Mutex;
 use ::tch::{Device, Kind, Tensor};
 
 use super::device::DeviceSpec;
+use super::precision::Precision;
 use super::{AttentionMask, Backend};
 
 /// libtorch on one device, with or without autodiff.
@@ -123,9 +134,30 @@ impl TchBackend {
     pub fn device(&self) -> DeviceSpec {
         self.spec
     }
-    /// The dtype tensors are computed in (today always `Kind::Float`).
+    /// The dtype matrix products and attention compute in (`Kind::Float` or `Kind::BFloat16`).
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+    /// The same device and autodiff setting computing in `precision` (see the module doc).
+    pub fn with_precision(&self, precision: Precision) -> TchBackend {
+        let kind = match precision {
+            Precision::F32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+        };
+        TchBackend { kind, ..self.clone() }
+    }
+    /// The compute precision.
+    pub fn precision(&self) -> Precision {
+        if self.kind == Kind::BFloat16 { Precision::Bf16 } else { Precision::F32 }
+    }
+    /// The dtype [`Backend::param`] and [`Backend::tensor`] store: f32 on an autodiff backend
+    /// (master weights, optimizer moments, loss inputs), the compute dtype otherwise.
+    fn storage_kind(&self) -> Kind {
+        if self.autodiff { Kind::Float } else { self.kind }
+    }
+    /// `t` in the compute dtype (the same tensor when it already is).
+    fn compute(&self, t: &Tensor) -> Tensor {
+        if t.kind() == self.kind { t.shallow_clone() } else { t.to_kind(self.kind) }
     }
     /// Sets libtorch's intra-op thread count (process-wide; libtorch's default is one per core).
     pub fn set_num_threads(threads: usize) {
@@ -165,7 +197,10 @@ impl Backend for TchBackend {
     type KvCache = TchKvCache;
 
     fn name(&self) -> String {
-        let base = format!("tch-{}", self.spec);
+        let base = match self.precision() {
+            Precision::F32 => format!("tch-{}", self.spec),
+            Precision::Bf16 => format!("tch-{}-bf16", self.spec),
+        };
         if self.autodiff { format!("{base}+autodiff") } else { base }
     }
 
@@ -176,7 +211,7 @@ impl Backend for TchBackend {
     fn tensor(&self, data: Vec<f32>, shape: &[usize]) -> TchTensor {
         assert_eq!(data.len(), shape.iter().product::<usize>(), "tensor data does not match shape {shape:?}");
         let t = Tensor::from_slice(&data).reshape(shape_i64(shape));
-        TchTensor(t.to_device(self.device).to_kind(self.kind))
+        TchTensor(t.to_device(self.device).to_kind(self.storage_kind()))
     }
 
     fn param(&self, data: Vec<f32>, shape: &[usize]) -> TchTensor {
@@ -264,14 +299,14 @@ impl Backend for TchBackend {
     }
 
     fn matmul(&self, a: TchTensor, b: TchTensor) -> TchTensor {
-        TchTensor(a.0.matmul(&b.0))
+        TchTensor(self.compute(&a.0).matmul(&self.compute(&b.0)))
     }
 
     fn linear(&self, x: TchTensor, w: &TchTensor, bias: Option<&TchTensor>) -> TchTensor {
         // libtorch folds the leading dims of `x` into one GEMM itself.
-        let y = x.0.matmul(&w.0);
+        let y = self.compute(&x.0).matmul(&self.compute(&w.0));
         TchTensor(match bias {
-            Some(b) => y + &b.0,
+            Some(b) => y + self.compute(&b.0),
             None => y,
         })
     }
@@ -284,10 +319,10 @@ impl Backend for TchBackend {
     }
 
     fn softmax(&self, t: TchTensor, dim: usize) -> TchTensor {
-        TchTensor(t.0.softmax(d(dim), None::<Kind>))
+        TchTensor(t.0.softmax(d(dim), Kind::Float))
     }
     fn log_softmax(&self, t: TchTensor, dim: usize) -> TchTensor {
-        TchTensor(t.0.log_softmax(d(dim), None::<Kind>))
+        TchTensor(t.0.log_softmax(d(dim), Kind::Float))
     }
 
     fn gather_last(&self, t: TchTensor, ids: &[u32]) -> TchTensor {
@@ -299,10 +334,15 @@ impl Backend for TchBackend {
         TchTensor(t.0.gather(last as i64, &self.index(ids, &shape), false))
     }
 
-    /// transformers' `LlamaRMSNorm` op for op: `w * (x * rsqrt(mean(x², -1) + eps))`.
+    /// transformers' `LlamaRMSNorm` op for op: `w * (x * rsqrt(mean(x², -1) + eps))`, the
+    /// normalisation in f32 and cast back to `x`'s dtype before the weight multiplies it.
     fn rms_norm(&self, x: TchTensor, weight: &TchTensor, eps: f32) -> TchTensor {
-        let var = x.0.square().mean_dim([-1i64].as_slice(), true, None::<Kind>);
-        TchTensor(&weight.0 * (&x.0 * (var + eps as f64).rsqrt()))
+        let input_kind = x.0.kind();
+        let xf = if input_kind == Kind::Float { x.0 } else { x.0.to_kind(Kind::Float) };
+        let var = xf.square().mean_dim([-1i64].as_slice(), true, None::<Kind>);
+        let normed = &xf * (var + eps as f64).rsqrt();
+        let normed = if input_kind == Kind::Float { normed } else { normed.to_kind(input_kind) };
+        TchTensor(&weight.0 * normed)
     }
 
     fn attention(&self, q: TchTensor, k: TchTensor, v: TchTensor, mask: &AttentionMask) -> TchTensor {
@@ -312,6 +352,7 @@ impl Backend for TchBackend {
         let (b, s, l) = (b as usize, s as usize, l as usize);
         assert!(mask.query_start.len() == b && mask.key_len.len() == b, "attention: mask rows differ from batch {b}");
         let gqa = h != hkv;
+        let (q, k, v) = (TchTensor(self.compute(&q.0)), TchTensor(self.compute(&k.0)), TchTensor(self.compute(&v.0)));
         // The fused kernel (flash / memory-efficient on CUDA, flash on CPU) takes either no mask,
         // `is_causal`, or a boolean mask (true = may attend) broadcast over heads.
         let out = if is_plain_causal(mask, s, l) {
@@ -334,6 +375,7 @@ impl Backend for TchBackend {
     }
 
     fn kv_cache(&self, layers: usize, slots: usize, kv_heads: usize, capacity: usize, head_dim: usize) -> TchKvCache {
+        // The compute dtype: attention reads it in that dtype (kv_write's `copy_` casts).
         let zeros = || Tensor::zeros(shape_i64(&[slots, kv_heads, capacity, head_dim]), (self.kind, self.device));
         TchKvCache { keys: (0..layers).map(|_| zeros()).collect(), values: (0..layers).map(|_| zeros()).collect(), capacity }
     }
@@ -396,6 +438,12 @@ impl Backend for TchBackend {
         TchTensor(t.0.detach())
     }
 
+    fn synchronize(&self) {
+        if let Device::Cuda(n) = self.device {
+            ::tch::Cuda::synchronize(n as i64);
+        }
+    }
+
     fn adamw_update(
         &self,
         param: TchTensor,
@@ -408,7 +456,8 @@ impl Backend for TchBackend {
         // optimizer alone and are updated in place; the parameter comes back as a new leaf (a
         // clone of the old one, e.g. a tied `lm_head`, keeps the old values, as on burn).
         let _guard = ::tch::no_grad_guard();
-        let g = grad.0.detach() * s.grad_scale as f64;
+        // f32 whatever the compute precision: master weights and moments are f32.
+        let g = grad.0.detach().to_kind(Kind::Float) * s.grad_scale as f64;
         let mut m = exp_avg.map(|t| t.0).unwrap_or_else(|| g.zeros_like());
         let mut v = exp_avg_sq.map(|t| t.0).unwrap_or_else(|| g.zeros_like());
         m += (&g - &m) * s.one_minus_beta1 as f64;

@@ -171,6 +171,8 @@ pub fn learner_throughput<M: TrainBackend>(model: &mut Llama<M>, config: &Learne
         let t1 = Instant::now();
         let raw = model.backend.backward(&loss);
         drop(loss);
+        // Device backends queue work asynchronously: wait for it before reading the clock.
+        model.backend.synchronize();
         let t2 = Instant::now();
         let mut grads = ModelGrads::from_backward(model, raw);
         let clip = clip_grad_norm(&mut grads, config.max_grad_norm);
@@ -178,6 +180,7 @@ pub fn learner_throughput<M: TrainBackend>(model: &mut Llama<M>, config: &Learne
         if clip.finite {
             optimizer.step(model, grads, config.lr)?;
         }
+        model.backend.synchronize();
         let t4 = Instant::now();
         if i >= config.warmup_steps {
             steps.push(LearnerStepTiming {
