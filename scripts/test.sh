@@ -10,8 +10,9 @@
 # real PyTorch / transformers peers in the `memrl bench policy` test.
 # MEMRL_CHECK_TRANSFORMERS=0 leaves the check (and that test's live peer run) out, and says so.
 #
-# Then the libtorch backend (memrl-policies' `tch` feature, CPU): its backend tests and its parity
-# tests against burn and transformers on SmolLM2 (policies/tests/tch_parity.rs). tch 0.24 links
+# Then the libtorch backend (memrl-policies' `tch` feature, CPU): its backend tests, its parity
+# tests against burn and transformers on SmolLM2 (policies/tests/tch_parity.rs), bf16 mixed
+# precision (policies/tests/tch_bf16.rs) and `memrl train` on it (trainer/tests/cli_train_tch.rs). tch 0.24 links
 # the libtorch of the same venv (torch==2.11.0, LIBTORCH_USE_PYTORCH); the default workspace build
 # above never compiles torch-sys. MEMRL_TEST_TCH=0 leaves this out, and says so.
 set -euo pipefail
@@ -54,6 +55,10 @@ else
     "LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
   "${tch_env[@]}" cargo test -p memrl-policies --features tch --locked --lib backend::tests::tch::
   "${tch_env[@]}" cargo test -p memrl-policies --features tch --locked --test tch_parity
+  "${tch_env[@]}" cargo test -p memrl-policies --features tch --locked --test tch_bf16
+  # `memrl train` on the tch backend (f32 and bf16, CPU): the binary built with the feature.
+  "${tch_env[@]}" cargo test -p memrl-trainer --features tch --locked --lib train::backend
+  "${tch_env[@]}" cargo test -p memrl-trainer --features tch --locked --test cli_train_tch
   echo "test.sh: tch backend tests passed ($(( $(date +%s) - tch_start )) s, build included)"
 fi
 

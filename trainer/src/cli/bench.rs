@@ -3,6 +3,7 @@
 //! `reset` + `step` separately from the policy's own work. `memrl bench policy` measures
 //! learner and decode throughput on a real model next to PyTorch / transformers ([`policy`]).
 
+pub mod flops;
 pub mod peer;
 pub mod policy;
 

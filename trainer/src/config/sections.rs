@@ -101,6 +101,26 @@ pub enum BackendKind {
     Tch,
 }
 
+/// The policy's compute precision (`policy.dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyDtype {
+    /// f32 everywhere.
+    #[default]
+    F32,
+    /// bf16 compute, f32 master weights (tch backend).
+    Bf16,
+}
+
+impl std::fmt::Display for PolicyDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PolicyDtype::F32 => "f32",
+            PolicyDtype::Bf16 => "bf16",
+        })
+    }
+}
+
 /// Where the policy runs: `"cpu"` or `"cuda:N"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
@@ -159,13 +179,16 @@ pub struct PolicyConfig {
     pub backend: BackendKind,
     /// Device: `"cpu"` or `"cuda:N"`.
     pub device: Device,
+    /// Compute precision: `"f32"` (default, every backend) or `"bf16"` (tch only: bf16 matmuls
+    /// and attention with f32 master weights and optimizer state; meant for CUDA).
+    pub dtype: PolicyDtype,
     /// Low-rank adapters.
     pub lora: LoraConfig,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        Self { model: "tiny".into(), backend: BackendKind::Burn, device: Device::Cpu, lora: LoraConfig::default() }
+        Self { model: "tiny".into(), backend: BackendKind::Burn, device: Device::Cpu, dtype: PolicyDtype::F32, lora: LoraConfig::default() }
     }
 }
 

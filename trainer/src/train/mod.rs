@@ -1,5 +1,6 @@
 //! `memrl train`: the RL loop (and SFT warm start) from a config to a run directory.
 
+pub mod backend;
 pub mod collect;
 pub mod policy;
 pub mod run;

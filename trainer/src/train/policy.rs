@@ -8,7 +8,6 @@ use anyhow::{Context, anyhow, bail};
 use memrl_envs::env::{Next, ScriptedKind, Split, TaskId};
 use memrl_envs::registry::build_env;
 use memrl_envs::tokens::WhitespaceCounter;
-use memrl_policies::BurnBackend;
 use memrl_policies::model::Llama;
 use memrl_policies::tokenizer::Tokenizer;
 use memrl_policies::train::bpe::{BpeTrainingConfig, train_bpe_tokenizer};
@@ -20,13 +19,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::Config;
-use crate::config::BackendKind;
+use crate::train::backend::{RunBackend, check_backend};
 use crate::rollout::adapters::TokenizerCodec;
 
 /// The trainable model with what the rollout and checkpoints need alongside it.
-pub struct PolicyBundle {
+pub struct PolicyBundle<B: RunBackend> {
     /// The model, on the autodiff backend.
-    pub model: Llama<BurnBackend>,
+    pub model: Llama<B>,
     /// Its tokenizer.
     pub tokenizer: Arc<Tokenizer>,
     /// Tokenizer + chat template for the rollout.
@@ -39,19 +38,20 @@ pub struct PolicyBundle {
     pub tokenizer_files: TokenizerFiles,
 }
 
-impl PolicyBundle {
+impl<B: RunBackend> PolicyBundle<B> {
     /// Writes an HF-layout checkpoint (model, tokenizer, and the optimizer state when given)
     /// into `dir`, each file atomically.
-    pub fn save(&self, dir: &Path, optimizer: Option<&AdamW<BurnBackend>>) -> anyhow::Result<()> {
-        let state = optimizer.map(|o| o.state(&BurnBackend::flex()));
+    pub fn save(&self, dir: &Path, optimizer: Option<&AdamW<B>>) -> anyhow::Result<()> {
+        let state = optimizer.map(|o| o.state(&self.model.backend));
         save_checkpoint(dir, &self.model, &self.tokenizer_files, state.as_ref(), &CheckpointOptions::default())
             .with_context(|| format!("writing checkpoint {}", dir.display()))
     }
 
     /// A frozen inference copy of the current weights (no autodiff): the rollout engine's model
     /// and the KL reference.
-    pub fn inference_copy(&self) -> anyhow::Result<Llama<BurnBackend>> {
-        Ok(llama_from_hf_tensors(BurnBackend::flex(), self.model.config.clone(), hf_state_dict(&self.model))?)
+    /// (Through host memory: simple, and per step a small cost next to the rollout it serves.)
+    pub fn inference_copy(&self) -> anyhow::Result<Llama<B>> {
+        Ok(llama_from_hf_tensors(self.model.backend.inference(), self.model.config.clone(), hf_state_dict(&self.model))?)
     }
 }
 
@@ -79,10 +79,10 @@ pub fn environment_corpus(config: &Config, episodes: u64) -> anyhow::Result<Vec<
     Ok(corpus)
 }
 
-/// Builds the policy named by `config.policy.model`: a tiny preset (`tiny-…`) or a path.
-pub fn build_policy(config: &Config) -> anyhow::Result<PolicyBundle> {
+/// Builds the policy named by `config.policy.model` on `backend` (autodiff): a tiny preset
+/// (`tiny-…`) or a path.
+pub fn build_policy<B: RunBackend>(config: &Config, backend: B) -> anyhow::Result<PolicyBundle<B>> {
     check_supported(config)?;
-    let backend = BurnBackend::flex_autodiff();
     let name = &config.policy.model;
     if name.starts_with("tiny-") {
         let preset = TinyPreset::parse(name)?;
@@ -107,23 +107,18 @@ pub fn build_policy(config: &Config) -> anyhow::Result<PolicyBundle> {
 }
 
 /// Loads the policy of a run checkpoint (written by [`PolicyBundle::save`]) for resuming.
-pub fn load_policy_checkpoint(config: &Config, dir: &Path) -> anyhow::Result<PolicyBundle> {
+pub fn load_policy_checkpoint<B: RunBackend>(config: &Config, dir: &Path, backend: B) -> anyhow::Result<PolicyBundle<B>> {
     check_supported(config)?;
     let shown = dir.display().to_string();
-    let (model, tokenizer) = memrl_policies::load_policy(BurnBackend::flex_autodiff(), dir)
+    let (model, tokenizer) = memrl_policies::load_policy(backend, dir)
         .with_context(|| format!("loading the checkpoint model in {shown}"))?;
     let files = TokenizerFiles::from_hf_dir(dir).with_context(|| format!("reading the tokenizer files of {shown}"))?;
     bundle(model, tokenizer, files, &shown)
 }
 
 /// The policy settings `memrl train` does not run yet, refused up front with the key to change.
-fn check_supported(config: &Config) -> anyhow::Result<()> {
-    if config.policy.backend != BackendKind::Burn {
-        bail!("policy.backend = \"tch\": this build trains on the burn backend only (policy.backend = \"burn\")");
-    }
-    if config.policy.device != crate::config::Device::Cpu {
-        bail!("policy.device = \"{}\": the burn backend runs on the CPU only (policy.device = \"cpu\")", config.policy.device);
-    }
+pub(crate) fn check_supported(config: &Config) -> anyhow::Result<()> {
+    check_backend(config)?;
     if config.policy.lora.enabled {
         bail!(
             "policy.lora.enabled = true: `memrl train` trains full weights only for now (LoRA exists in \
@@ -133,7 +128,7 @@ fn check_supported(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bundle(model: Llama<BurnBackend>, tokenizer: Tokenizer, files: TokenizerFiles, name: &str) -> anyhow::Result<PolicyBundle> {
+fn bundle<B: RunBackend>(model: Llama<B>, tokenizer: Tokenizer, files: TokenizerFiles, name: &str) -> anyhow::Result<PolicyBundle<B>> {
     let stop = tokenizer
         .token_to_id("<|im_end|>")
         .or_else(|| model.config.eos_token_ids.first().copied())
@@ -146,17 +141,23 @@ fn bundle(model: Llama<BurnBackend>, tokenizer: Tokenizer, files: TokenizerFiles
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Device;
+    use crate::config::{BackendKind, Device};
 
     #[test]
     fn settings_train_cannot_run_are_refused_naming_the_key() {
         assert!(check_supported(&Config::default()).is_ok());
         let mut c = Config::default();
         c.policy.backend = BackendKind::Tch;
-        assert!(check_supported(&c).unwrap_err().to_string().contains("policy.backend = \"tch\""));
+        assert_eq!(check_supported(&c).is_ok(), cfg!(feature = "tch"));
+        if !cfg!(feature = "tch") {
+            assert!(check_supported(&c).unwrap_err().to_string().contains("policy.backend = \"tch\""));
+        }
         let mut c = Config::default();
         c.policy.device = Device::Cuda(0);
         let e = check_supported(&c).unwrap_err().to_string();
         assert!(e.contains("policy.device = \"cuda:0\"") && e.contains("CPU only"), "{e}");
+        let mut c = Config::default();
+        c.policy.lora.enabled = true;
+        assert!(check_supported(&c).unwrap_err().to_string().contains("policy.lora.enabled = true"));
     }
 }

@@ -15,6 +15,8 @@ use memrl_envs::env::{Split, TaskId};
 use memrl_envs::registry::build_env;
 use memrl_envs::tokens::TokenCounter;
 use memrl_policies::BurnBackend;
+use crate::config::BackendKind;
+use crate::train::backend::{RunBackend, check_backend};
 use memrl_policies::engine::{Engine, EngineConfig};
 use memrl_policies::model::Llama;
 use memrl_policies::sampling::SamplingParams;
@@ -79,18 +81,18 @@ pub struct TrainSummary {
 }
 
 /// Everything one run holds.
-pub(crate) struct Run<'a> {
+pub(crate) struct Run<'a, B: RunBackend> {
     pub(crate) config: &'a Config,
     pub(crate) dir: RunDir,
-    pub(crate) policy: PolicyBundle,
-    pub(crate) optimizer: AdamW<BurnBackend>,
+    pub(crate) policy: PolicyBundle<B>,
+    pub(crate) optimizer: AdamW<B>,
     counter: Arc<dyn TokenCounter>,
     env_knobs: serde_json::Value,
     pool: usize,
     started: Instant,
 }
 
-fn new_optimizer(config: &Config) -> anyhow::Result<AdamW<BurnBackend>> {
+fn new_optimizer<B: RunBackend>(config: &Config) -> anyhow::Result<AdamW<B>> {
     let t = &config.trainer;
     Ok(AdamW::new(AdamWConfig {
         beta1: t.betas[0],
@@ -113,7 +115,19 @@ pub fn train(config: &Config, mode: StartMode, progress: bool) -> anyhow::Result
     train_in_pool(config, mode, progress)
 }
 
+/// Picks the backend `policy.backend` / `device` / `dtype` name and trains on it.
 fn train_in_pool(config: &Config, mode: StartMode, progress: bool) -> anyhow::Result<TrainSummary> {
+    check_backend(config)?;
+    match config.policy.backend {
+        BackendKind::Burn => train_on(config, mode, progress, BurnBackend::flex_autodiff()),
+        #[cfg(feature = "tch")]
+        BackendKind::Tch => train_on(config, mode, progress, crate::train::backend::tch_backend(config)?),
+        #[cfg(not(feature = "tch"))]
+        BackendKind::Tch => bail!(crate::train::backend::TCH_NOT_BUILT),
+    }
+}
+
+fn train_on<B: RunBackend>(config: &Config, mode: StartMode, progress: bool, backend: B) -> anyhow::Result<TrainSummary> {
     let root = config.run_dir();
     let existing = match mode {
         StartMode::Fresh => ExistingRun::Refuse,
@@ -130,7 +144,7 @@ fn train_in_pool(config: &Config, mode: StartMode, progress: bool) -> anyhow::Re
             if state.step != *step {
                 bail!("{}: trainer_state.json says step {}, the directory name says {step}", ckpt.display(), state.step);
             }
-            let policy = load_policy_checkpoint(config, ckpt)?;
+            let policy = load_policy_checkpoint(config, ckpt, backend)?;
             let optimizer = load_checkpoint_optimizer(ckpt, &policy.model)
                 .with_context(|| format!("loading the optimizer state of {}", ckpt.display()))?;
             // Lines logged after the checkpoint are redone; at step 0 that includes the first evaluation.
@@ -146,7 +160,7 @@ fn train_in_pool(config: &Config, mode: StartMode, progress: bool) -> anyhow::Re
             }
             (policy, optimizer, Some(state))
         }
-        None => (build_policy(config).context("building the policy")?, new_optimizer(config)?, None),
+        None => (build_policy(config, backend).context("building the policy")?, new_optimizer(config)?, None),
     };
     let counter: Arc<dyn TokenCounter> = Arc::new(TokenizerCounter(policy.tokenizer.clone()));
     let env_knobs = serde_json::to_value(&config.env.options).context("env options")?;
@@ -216,7 +230,7 @@ fn resume_point(dir: &RunDir, config: &Config) -> anyhow::Result<(u64, PathBuf)>
     })
 }
 
-impl Run<'_> {
+impl<B: RunBackend> Run<'_, B> {
     pub(crate) fn envs(&self, split: Split, tasks: &[u64], group: usize, seed: u64) -> anyhow::Result<Vec<(Box<dyn Env>, TaskId, u64)>> {
         let mut out = Vec::with_capacity(tasks.len() * group);
         for (i, &task) in tasks.iter().enumerate() {
@@ -317,12 +331,12 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn load_reference(&self) -> anyhow::Result<Option<Llama<BurnBackend>>> {
+    fn load_reference(&self) -> anyhow::Result<Option<Llama<B>>> {
         if self.config.algorithm.kl_coef == 0.0 {
             return Ok(None);
         }
         let dir = self.reference_dir();
-        let (model, _) = memrl_policies::load_policy(BurnBackend::flex(), &dir)
+        let (model, _) = memrl_policies::load_policy(self.policy.model.backend.inference(), &dir)
             .with_context(|| format!("loading the KL reference model {}", dir.display()))?;
         Ok(Some(model))
     }

@@ -13,6 +13,7 @@ use crate::rollout::context::ChatCodec;
 use crate::rollout::driver::{CompletionSource, play};
 use crate::segments::SegmentationMode;
 use crate::train::collect::collect;
+use crate::train::backend::RunBackend;
 use crate::train::run::{Run, bar};
 
 /// First task index of SFT demonstrations in a synthetic environment: far from the RL sampler's
@@ -43,7 +44,7 @@ pub struct SftSummary {
     pub final_nll: f64,
 }
 
-impl Run<'_> {
+impl<B: RunBackend> Run<'_, B> {
     /// Runs the `[sft]` stage, logging to `sft_metrics.jsonl`.
     pub(crate) fn sft(&mut self, progress: bool) -> anyhow::Result<SftSummary> {
         let s = &self.config.sft;

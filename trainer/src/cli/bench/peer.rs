@@ -32,6 +32,12 @@ pub struct PeerLearner {
     pub transformers: String,
     /// Intra-op threads torch used.
     pub threads: usize,
+    /// The device it ran on (`cpu`, `cuda:N`); absent from older scripts' output.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// The compute precision (`f32`, `bf16`); absent from older scripts' output.
+    #[serde(default)]
+    pub dtype: Option<String>,
     /// Rows per step.
     pub batch: usize,
     /// Tokens per row.
@@ -73,6 +79,12 @@ pub struct PeerDecode {
     pub transformers: String,
     /// Intra-op threads torch used.
     pub threads: usize,
+    /// The device it ran on (`cpu`, `cuda:N`); absent from older scripts' output.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// The compute precision (`f32`, `bf16`); absent from older scripts' output.
+    #[serde(default)]
+    pub dtype: Option<String>,
     /// Tokens generated per row.
     pub new_tokens: usize,
     /// Prompt length of every row.
@@ -126,6 +138,16 @@ pub fn parse_decode(stdout: &str, batches: &[usize], prompt_tokens: usize, new_t
         )));
     }
     Ok(p)
+}
+
+/// Checks that a peer ran on the device and in the precision asked for (when it says).
+pub fn check_setup(script: &str, device: Option<&str>, dtype: Option<&str>, want_device: &str, want_dtype: &str) -> Result<(), PeerError> {
+    for (what, got, want) in [("device", device, want_device), ("dtype", dtype, want_dtype)] {
+        if let Some(got) = got.filter(|g| *g != want) {
+            return Err(PeerError(format!("{script} ran with {what} {got}, asked for {want}")));
+        }
+    }
+    Ok(())
 }
 
 /// The last `n` characters of `s` (on a char boundary).
@@ -222,6 +244,16 @@ mod tests {
         let decode = r#"{"library": "transformers", "torch": "2", "transformers": "5", "threads": 2, "new_tokens": 8, "prompt_tokens": 16, "runs": [{"batch": 1, "prefill_s": 0.1, "total_s": 0.5, "decode_tokens_per_s": 17.5}]}"#;
         let e = parse_decode(decode, &[1], 16, 8, 2).unwrap_err().to_string();
         assert!(e.contains("runs[0]") && e.contains("end_to_end_tokens_per_s"), "{e}");
+    }
+
+    #[test]
+    fn peer_setup_is_checked_when_reported() {
+        assert!(check_setup(LEARNER_SCRIPT, None, None, "cuda:0", "bf16").is_ok());
+        assert!(check_setup(LEARNER_SCRIPT, Some("cuda:0"), Some("bf16"), "cuda:0", "bf16").is_ok());
+        let e = check_setup(LEARNER_SCRIPT, Some("cpu"), Some("bf16"), "cuda:0", "bf16").unwrap_err().to_string();
+        assert!(e.contains("device cpu, asked for cuda:0"), "{e}");
+        let p = parse_learner(&LEARNER.replace("\"threads\": 2", "\"device\": \"cuda:0\", \"dtype\": \"bf16\", \"threads\": 2"), 1, 64, 2).unwrap();
+        assert_eq!((p.device.as_deref(), p.dtype.as_deref()), (Some("cuda:0"), Some("bf16")));
     }
 
     #[test]

@@ -6,12 +6,18 @@
 //! other (never two at once) with the same thread count. The machine may be shared, so the
 //! load average is recorded before and after, and the learner is also reported in tokens per
 //! CPU-second, which other tenants disturb much less than wall-clock time.
+//!
+//! The model is a real one (GGUF / HF directory) or a random-init one of a named shape
+//! (`--model random:qwen2.5-0.5b`, see [`super::flops`]); the learner is also reported as model
+//! FLOPs utilisation when the device's peak is known (`--peak-tflops`, or by GPU name).
 
+use super::flops::{self, cuda_device_name, matmul_parameters, peak_bf16_tflops, random_shape, train_flops_per_token};
 use super::peer::{self, DECODE_SCRIPT, LEARNER_SCRIPT, PeerDecode, PeerError, PeerLearner};
 use anyhow::{Context, Result};
 use memrl_policies::train::bench::{DecodeBenchReport, LearnerBenchConfig, LearnerBenchReport, decode_throughput, learner_throughput};
 use memrl_policies::train::TrainBackend;
-use memrl_policies::{Backend, BurnBackend, DeviceSpec, load_model};
+use memrl_policies::train::tiny::{INIT_STD, init_random};
+use memrl_policies::{Backend, BurnBackend, DeviceSpec, Llama, LlamaConfig, Precision, load_config, load_model};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,8 +47,10 @@ pub enum BenchBackend {
 /// Arguments of `memrl bench policy`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchPolicyArgs {
-    /// Model: a .gguf file or an HF directory (default: `$MEMRL_SMOLLM2_GGUF`, else the
-    /// SmolLM2-135M-Instruct GGUF that scripts/fetch-model.sh places under .cache/).
+    /// Model: a .gguf file, an HF directory, or `random:NAME` for a random-init model of a named
+    /// shape (`qwen2.5-0.5b`, `smollm2-135m`, `tiny-qwen2`; scripts/reference/random_shapes.json)
+    /// (default: `$MEMRL_SMOLLM2_GGUF`, else the SmolLM2-135M-Instruct GGUF that
+    /// scripts/fetch-model.sh places under .cache/).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Python interpreter with torch + transformers for the peer (default: `$MEMRL_PYTHON`, else `python3`).
@@ -69,6 +77,33 @@ pub struct BenchPolicyArgs {
     /// Device for `--backend tch`: `cpu` or `cuda:N` (burn runs on the CPU only).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// Compute precision: `f32`, or `bf16` (`--backend tch`: bf16 matmuls and attention with f32
+    /// master weights and AdamW state; bf16 weights for decode). The peers use the same
+    /// (`torch.autocast` bf16 over an f32 model for the learner, a bf16 model for decode).
+    #[arg(long, default_value = "f32")]
+    pub dtype: Precision,
+    /// Learner rows per step (default 4, 1 with --quick).
+    #[arg(long)]
+    pub learner_batch: Option<usize>,
+    /// Learner tokens per row (default 256, 64 with --quick).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Timed learner steps (default 3, 1 with --quick; one untimed warm-up step first).
+    #[arg(long)]
+    pub learner_steps: Option<usize>,
+    /// Decode batch sizes, comma-separated (default 1,8), e.g. `--decode-batches 1,32,128`.
+    #[arg(long, value_delimiter = ',')]
+    pub decode_batches: Option<Vec<usize>>,
+    /// Prompt tokens per decode row (default 64, 16 with --quick).
+    #[arg(long)]
+    pub prompt_tokens: Option<usize>,
+    /// New tokens per decode row (default 64, 16 with --quick).
+    #[arg(long)]
+    pub new_tokens: Option<usize>,
+    /// Peak dense TFLOP/s of the device, for MFU (default: by GPU name on CUDA — H100/H200
+    /// bf16 989, H100 PCIe 756, A100 312; none on the CPU, so no MFU there unless given).
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
 }
 
 /// Shapes of one run of the benchmark.
@@ -98,6 +133,115 @@ impl PolicyBenchSizes {
         let learner = LearnerBenchConfig { batch: 1, seq: 64, warmup_steps: 1, steps: 1, ..LearnerBenchConfig::default() };
         PolicyBenchSizes { learner, decode_batches: vec![1, 8], prompt_tokens: 16, new_tokens: 16, repeats: 2 }
     }
+}
+
+impl BenchPolicyArgs {
+    /// The sizes: `--quick` or full, then each explicit size flag.
+    pub fn sizes(&self) -> Result<PolicyBenchSizes> {
+        let mut s = if self.quick { PolicyBenchSizes::quick() } else { PolicyBenchSizes::full() };
+        if let Some(b) = self.learner_batch {
+            s.learner.batch = b;
+        }
+        if let Some(n) = self.seq_len {
+            s.learner.seq = n;
+        }
+        if let Some(n) = self.learner_steps {
+            s.learner.steps = n;
+        }
+        if let Some(b) = &self.decode_batches {
+            s.decode_batches = b.clone();
+        }
+        if let Some(n) = self.prompt_tokens {
+            s.prompt_tokens = n;
+        }
+        if let Some(n) = self.new_tokens {
+            s.new_tokens = n;
+        }
+        anyhow::ensure!(s.learner.batch >= 1, "--learner-batch: expected >= 1");
+        anyhow::ensure!(s.learner.seq >= 2, "--seq-len: expected >= 2");
+        anyhow::ensure!(s.learner.steps >= 1, "--learner-steps: expected >= 1");
+        anyhow::ensure!(!s.decode_batches.is_empty() && s.decode_batches.iter().all(|&b| b >= 1), "--decode-batches: expected sizes >= 1, e.g. 1,32,128");
+        anyhow::ensure!(s.prompt_tokens >= 1, "--prompt-tokens: expected >= 1");
+        anyhow::ensure!(s.new_tokens >= 2, "--new-tokens: expected >= 2");
+        if let Some(p) = self.peak_tflops {
+            anyhow::ensure!(p.is_finite() && p > 0.0, "--peak-tflops {p}: expected a positive number");
+        }
+        Ok(s)
+    }
+}
+
+/// The model a run measures.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// A GGUF file or HF directory.
+    File(PathBuf),
+    /// A random-init model of a named shape (seed 0, normal(0, 0.02)).
+    Random {
+        /// The shape's name in `random_shapes.json`.
+        name: String,
+        /// Its config.
+        config: Box<LlamaConfig>,
+    },
+}
+
+impl ModelSource {
+    /// `random:NAME` or a path resolved as [`resolve_model`] does.
+    pub fn from_arg(arg: Option<&Path>) -> Result<ModelSource> {
+        if let Some(name) = arg.and_then(|p| p.to_str()).and_then(|s| s.strip_prefix("random:")) {
+            return Ok(ModelSource::Random { name: name.to_string(), config: Box::new(random_shape(name)?) });
+        }
+        Ok(ModelSource::File(resolve_model(arg)?))
+    }
+    /// How reports name it.
+    pub fn display(&self) -> String {
+        match self {
+            ModelSource::File(p) => p.display().to_string(),
+            ModelSource::Random { name, .. } => format!("random:{name}"),
+        }
+    }
+    /// The model's config.
+    pub fn config(&self) -> Result<LlamaConfig> {
+        match self {
+            ModelSource::File(p) => load_config(p).with_context(|| format!("reading the config of {}", p.display())),
+            ModelSource::Random { config, .. } => Ok((**config).clone()),
+        }
+    }
+    /// The model on `backend`.
+    pub fn load<B: Backend>(&self, backend: B) -> Result<Llama<B>> {
+        match self {
+            ModelSource::File(p) => load_model(backend, p).with_context(|| format!("loading {}", p.display())),
+            ModelSource::Random { name, config } => {
+                init_random(backend, (**config).clone(), 0, INIT_STD).with_context(|| format!("initialising random:{name}"))
+            }
+        }
+    }
+    /// The peer scripts' flags naming the same model (`--gguf`, `--model DIR` or `--random NAME`).
+    fn peer_flag(&self) -> (&'static str, String) {
+        match self {
+            ModelSource::File(p) if p.is_dir() => ("--model", p.display().to_string()),
+            ModelSource::File(p) => ("--gguf", p.display().to_string()),
+            ModelSource::Random { name, .. } => ("--random", name.clone()),
+        }
+    }
+}
+
+/// Model FLOPs utilisation of the learner (formula in [`super::flops`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MfuReport {
+    /// The formula, in words.
+    pub formula: String,
+    /// `N`: parameters in matrix products.
+    pub matmul_parameters: u64,
+    /// Training FLOPs per token at the learner's sequence length.
+    pub flops_per_token: f64,
+    /// The peak used, TFLOP/s (None: unknown, no MFU).
+    pub peak_tflops: Option<f64>,
+    /// Where the peak came from (`--peak-tflops`, or the GPU's name).
+    pub peak_source: String,
+    /// memrl's MFU (fraction, not percent).
+    pub memrl: Option<f64>,
+    /// The peer's MFU at the same FLOPs per token.
+    pub peer: Option<f64>,
 }
 
 /// One line of the comparison table.
@@ -133,6 +277,14 @@ pub struct PolicyBenchReport {
     pub model: String,
     /// memrl's backend, as it names itself (e.g. `burn-flex+autodiff`, `tch-cpu`).
     pub backend: String,
+    /// The device (`cpu`, `cuda:N`) both sides ran on.
+    pub device: String,
+    /// The compute precision both sides used.
+    pub dtype: String,
+    /// The GPU's name (CUDA runs, from nvidia-smi).
+    pub gpu: Option<String>,
+    /// Learner FLOPs and MFU.
+    pub mfu: Option<MfuReport>,
     /// Whether `--quick` sizes were used.
     pub quick: bool,
     /// The sizes.
@@ -188,6 +340,10 @@ pub fn table(report: &PolicyBenchReport) -> Vec<Row> {
         let c = &l.memrl.config;
         rows.push(row(format!("learner tok/s (fwd+bwd+AdamW, {}×{})", c.batch, c.seq), l.memrl.tokens_per_s, l.peer.as_ref().map(|p| p.tokens_per_s)));
         rows.push(row("learner tok per CPU-second".into(), l.memrl.tokens_per_cpu_s, l.peer.as_ref().map(|p| p.tokens_per_cpu_s)));
+        if let Some(m) = report.mfu.as_ref().filter(|m| m.memrl.is_some()) {
+            let peak = m.peak_tflops.unwrap_or(f64::NAN);
+            rows.push(row(format!("learner MFU % (peak {peak} TFLOP/s)"), m.memrl.unwrap_or(f64::NAN) * 100.0, m.peer.map(|p| p * 100.0)));
+        }
     }
     if let Some(d) = &report.decode {
         for m in &d.memrl {
@@ -223,18 +379,28 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
     if args.backend == BenchBackend::Burn && args.device != DeviceSpec::Cpu {
         anyhow::bail!("--device {}: the burn backend runs on the CPU only (use --backend tch)", args.device);
     }
-    let model = resolve_model(args.model.as_deref())?;
-    let sizes = if args.quick { PolicyBenchSizes::quick() } else { PolicyBenchSizes::full() };
+    if args.backend == BenchBackend::Burn && args.dtype != Precision::F32 {
+        anyhow::bail!("--dtype {}: the burn backend computes in f32 only (use --backend tch)", args.dtype);
+    }
+    let model = ModelSource::from_arg(args.model.as_deref())?;
+    let sizes = args.sizes()?;
     let threads = rayon::current_num_threads();
     let python = (!args.no_peer).then(|| peer_python(args));
     let timeout = Duration::from_secs(args.peer_timeout);
-    let gguf = model.display().to_string();
-    // The peer scripts take a GGUF file as `--gguf`, an HF directory as `--model`.
-    let model_flag = if model.is_dir() { "--model" } else { "--gguf" };
+    let (model_flag, model_value) = model.peer_flag();
+    let setup = [("--device", args.device.to_string()), ("--dtype", args.dtype.to_string())];
+    let gpu = match args.device {
+        DeviceSpec::Cuda(n) => cuda_device_name(n),
+        DeviceSpec::Cpu => None,
+    };
     let mut report = PolicyBenchReport {
         bench: "policy",
-        model: gguf.clone(),
+        model: model.display(),
         backend: String::new(),
+        device: args.device.to_string(),
+        dtype: args.dtype.to_string(),
+        gpu: gpu.clone(),
+        mfu: None,
         quick: args.quick,
         sizes: sizes.clone(),
         threads,
@@ -250,11 +416,13 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
         let l = &sizes.learner;
         let (name, memrl) = match args.backend {
             BenchBackend::Burn => memrl_learner(BurnBackend::flex_autodiff(), &model, l)?,
-            BenchBackend::Tch => tch::learner(args.device, threads, &model, l)?,
+            BenchBackend::Tch => tch::learner(args.device, args.dtype, threads, &model, l)?,
         };
         report.backend = name;
         let script_args = [
-            (model_flag, gguf.clone()),
+            (model_flag, model_value.clone()),
+            setup[0].clone(),
+            setup[1].clone(),
             ("--threads", threads.to_string()),
             ("--batch", l.batch.to_string()),
             ("--seq", l.seq.to_string()),
@@ -262,20 +430,27 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
             ("--steps", l.steps.to_string()),
             ("--lr", l.lr.to_string()),
         ];
-        let (peer, peer_error) = run_peer(python.as_deref(), LEARNER_SCRIPT, flatten(&script_args), timeout, |out| peer::parse_learner(out, l.batch, l.seq, threads));
+        let (peer, peer_error) = run_peer(python.as_deref(), LEARNER_SCRIPT, flatten(&script_args), timeout, |out| {
+            let p = peer::parse_learner(out, l.batch, l.seq, threads)?;
+            peer::check_setup(LEARNER_SCRIPT, p.device.as_deref(), p.dtype.as_deref(), &setup[0].1, &setup[1].1)?;
+            Ok(p)
+        });
+        report.mfu = Some(mfu_report(&model.config()?, l.seq, args.peak_tflops, gpu.as_deref(), memrl.tokens_per_s, peer.as_ref().map(|p| p.tokens_per_s)));
         report.learner = Some(PartResult { memrl, peer, peer_error });
     }
     if args.only != Some(Part::Learner) {
         let (name, memrl) = match args.backend {
             BenchBackend::Burn => memrl_decode(BurnBackend::flex(), &model, &sizes)?,
-            BenchBackend::Tch => tch::decode(args.device, threads, &model, &sizes)?,
+            BenchBackend::Tch => tch::decode(args.device, args.dtype, threads, &model, &sizes)?,
         };
         if report.backend.is_empty() {
             report.backend = name;
         }
         let batches = sizes.decode_batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
         let script_args = [
-            (model_flag, gguf.clone()),
+            (model_flag, model_value.clone()),
+            setup[0].clone(),
+            setup[1].clone(),
             ("--threads", threads.to_string()),
             ("--prompt-tokens", sizes.prompt_tokens.to_string()),
             ("--new-tokens", sizes.new_tokens.to_string()),
@@ -285,7 +460,9 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
         let mut script_args = flatten(&script_args);
         script_args.push("--no-venv".into());
         let (peer, peer_error) = run_peer(python.as_deref(), DECODE_SCRIPT, script_args, timeout, |out| {
-            peer::parse_decode(out, &sizes.decode_batches, sizes.prompt_tokens, sizes.new_tokens, threads)
+            let p = peer::parse_decode(out, &sizes.decode_batches, sizes.prompt_tokens, sizes.new_tokens, threads)?;
+            peer::check_setup(DECODE_SCRIPT, p.device.as_deref(), p.dtype.as_deref(), &setup[0].1, &setup[1].1)?;
+            Ok(p)
         });
         report.decode = Some(PartResult { memrl, peer, peer_error });
     }
@@ -294,17 +471,44 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
     Ok(report)
 }
 
+/// The learner's FLOPs per token and MFU, with the peak from `--peak-tflops` or the GPU's name.
+fn mfu_report(config: &LlamaConfig, seq: usize, peak_arg: Option<f64>, gpu: Option<&str>, memrl_tokens_per_s: f64, peer_tokens_per_s: Option<f64>) -> MfuReport {
+    let (peak, source) = match (peak_arg, gpu) {
+        (Some(p), _) => (Some(p), "--peak-tflops".to_string()),
+        (None, Some(name)) => match peak_bf16_tflops(name) {
+            Some(p) => (Some(p), format!("dense bf16 peak of {name}")),
+            None => (None, format!("unknown for {name}: pass --peak-tflops")),
+        },
+        (None, None) => (None, "none on the CPU: pass --peak-tflops".to_string()),
+    };
+    let per_token = train_flops_per_token(config, seq);
+    let l = config.num_hidden_layers;
+    let width = config.num_attention_heads * config.head_dim;
+    MfuReport {
+        formula: format!(
+            "FLOPs/token = 6·N + 12·L·(H·d)·S = 6·{} + 12·{l}·{width}·{seq} (N: parameters in matrix products incl. lm_head); MFU = tok/s · FLOPs/token / peak",
+            matmul_parameters(config)
+        ),
+        matmul_parameters: matmul_parameters(config),
+        flops_per_token: per_token,
+        peak_tflops: peak,
+        peak_source: source,
+        memrl: peak.and_then(|p| flops::mfu(memrl_tokens_per_s, per_token, p)),
+        peer: peak.zip(peer_tokens_per_s).and_then(|(p, t)| flops::mfu(t, per_token, p)),
+    }
+}
+
 /// memrl's learner benchmark on `backend` (autodiff): the backend's name and the report.
-fn memrl_learner<B: TrainBackend>(backend: B, model: &Path, l: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
+fn memrl_learner<B: TrainBackend>(backend: B, model: &ModelSource, l: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
     let name = backend.name();
-    let mut m = load_model(backend, model).with_context(|| format!("loading {} for the learner benchmark", model.display()))?;
+    let mut m = model.load(backend).context("the learner benchmark's model")?;
     Ok((name, learner_throughput(&mut m, l).context("memrl learner benchmark")?))
 }
 
 /// memrl's decode benchmark on `backend`, one report per decode batch size.
-fn memrl_decode<B: Backend>(backend: B, model: &Path, sizes: &PolicyBenchSizes) -> Result<(String, Vec<DecodeBenchReport>)> {
+fn memrl_decode<B: Backend>(backend: B, model: &ModelSource, sizes: &PolicyBenchSizes) -> Result<(String, Vec<DecodeBenchReport>)> {
     let name = backend.name();
-    let m = Arc::new(load_model(backend, model).with_context(|| format!("loading {} for the decode benchmark", model.display()))?);
+    let m = Arc::new(model.load(backend).context("the decode benchmark's model")?);
     let reports = sizes
         .decode_batches
         .iter()
@@ -319,16 +523,16 @@ mod tch {
     use super::*;
     use memrl_policies::TchBackend;
 
-    fn backend(device: DeviceSpec, threads: usize, autodiff: bool) -> Result<TchBackend> {
+    fn backend(device: DeviceSpec, dtype: Precision, threads: usize, autodiff: bool) -> Result<TchBackend> {
         // libtorch's intra-op pool gets the same thread count as memrl's rayon pool and the peer.
         TchBackend::set_num_threads(threads);
-        Ok(TchBackend::new(device, autodiff)?)
+        Ok(TchBackend::new(device, autodiff)?.with_precision(dtype))
     }
-    pub(super) fn learner(device: DeviceSpec, threads: usize, model: &Path, l: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
-        memrl_learner(backend(device, threads, true)?, model, l)
+    pub(super) fn learner(device: DeviceSpec, dtype: Precision, threads: usize, model: &ModelSource, l: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
+        memrl_learner(backend(device, dtype, threads, true)?, model, l)
     }
-    pub(super) fn decode(device: DeviceSpec, threads: usize, model: &Path, sizes: &PolicyBenchSizes) -> Result<(String, Vec<DecodeBenchReport>)> {
-        memrl_decode(backend(device, threads, false)?, model, sizes)
+    pub(super) fn decode(device: DeviceSpec, dtype: Precision, threads: usize, model: &ModelSource, sizes: &PolicyBenchSizes) -> Result<(String, Vec<DecodeBenchReport>)> {
+        memrl_decode(backend(device, dtype, threads, false)?, model, sizes)
     }
 }
 
@@ -340,10 +544,10 @@ mod tch {
     /// The error `--backend tch` gives in a build without the `tch` feature.
     pub(super) const NOT_BUILT: &str = "--backend tch: memrl was built without the tch feature: cargo build --features tch (needs PyTorch 2.11.0, see scripts/test.sh)";
 
-    pub(super) fn learner(_: DeviceSpec, _: usize, _: &Path, _: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
+    pub(super) fn learner(_: DeviceSpec, _: Precision, _: usize, _: &ModelSource, _: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
         anyhow::bail!(NOT_BUILT)
     }
-    pub(super) fn decode(_: DeviceSpec, _: usize, _: &Path, _: &PolicyBenchSizes) -> Result<(String, Vec<DecodeBenchReport>)> {
+    pub(super) fn decode(_: DeviceSpec, _: Precision, _: usize, _: &ModelSource, _: &PolicyBenchSizes) -> Result<(String, Vec<DecodeBenchReport>)> {
         anyhow::bail!(NOT_BUILT)
     }
 }
@@ -364,6 +568,10 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
 pub fn format_report(r: &PolicyBenchReport) -> String {
     let mut s = String::new();
     s += &format!("memrl bench policy: {} on {}{}\n", r.model, r.backend, if r.quick { " (--quick sizes)" } else { "" });
+    s += &format!("device {} ({}), dtype {}\n", r.device, r.gpu.as_deref().unwrap_or("no GPU"), r.dtype);
+    if let Some(m) = &r.mfu {
+        s += &format!("learner FLOPs/token {:.3e}: {}; peak: {}\n", m.flops_per_token, m.formula, m.peak_source);
+    }
     s += &format!(
         "threads: {} for memrl and for the peer, on {} CPUs; load average (1/5/15 min) before {}, after {}\n",
         r.threads,
@@ -409,9 +617,10 @@ mod tests {
     #[cfg(not(feature = "tch"))]
     #[test]
     fn tch_backend_is_refused_without_the_feature() {
-        let e = tch::learner(DeviceSpec::Cpu, 1, Path::new("m.gguf"), &LearnerBenchConfig::default()).unwrap_err();
+        let m = ModelSource::File(PathBuf::from("m.gguf"));
+        let e = tch::learner(DeviceSpec::Cpu, Precision::F32, 1, &m, &LearnerBenchConfig::default()).unwrap_err();
         assert!(e.to_string().contains("built without the tch feature: cargo build --features tch"), "{e}");
-        let e = tch::decode(DeviceSpec::Cpu, 1, Path::new("m.gguf"), &PolicyBenchSizes::quick()).unwrap_err();
+        let e = tch::decode(DeviceSpec::Cpu, Precision::F32, 1, &m, &PolicyBenchSizes::quick()).unwrap_err();
         assert!(e.to_string().contains("cargo build --features tch"), "{e}");
     }
 
@@ -428,6 +637,50 @@ mod tests {
         assert!(e.to_string().contains("burn backend runs on the CPU only"), "{e}");
         assert!(Cli::try_parse_from(["bench", "--device", "gpu"]).is_err());
         assert_eq!(Cli::try_parse_from(["bench", "--backend", "tch"]).unwrap().args.backend, BenchBackend::Tch);
+    }
+
+    #[test]
+    fn size_flags_override_and_are_checked() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BenchPolicyArgs,
+        }
+        let parse = |a: &[&str]| Cli::try_parse_from(std::iter::once("bench").chain(a.iter().copied())).unwrap().args;
+        let s = parse(&["--decode-batches", "1,32,128", "--learner-batch", "8", "--seq-len", "1024", "--new-tokens", "128"]).sizes().unwrap();
+        assert_eq!((s.decode_batches.clone(), s.learner.batch, s.learner.seq, s.new_tokens, s.prompt_tokens), (vec![1, 32, 128], 8, 1024, 128, 64));
+        let q = parse(&["--quick", "--seq-len", "32"]).sizes().unwrap();
+        assert_eq!((q.learner.batch, q.learner.seq), (1, 32));
+        assert!(parse(&["--seq-len", "1"]).sizes().unwrap_err().to_string().contains("--seq-len"));
+        assert!(parse(&["--decode-batches", "0"]).sizes().unwrap_err().to_string().contains("--decode-batches"));
+        assert!(parse(&["--peak-tflops", "-1"]).sizes().is_err());
+        assert_eq!(parse(&["--dtype", "bf16"]).dtype, Precision::Bf16);
+        assert!(Cli::try_parse_from(["bench", "--dtype", "fp8"]).is_err());
+        let e = bench_policy(&parse(&["--dtype", "bf16", "--no-peer"])).unwrap_err().to_string();
+        assert!(e.contains("burn backend computes in f32 only"), "{e}");
+    }
+
+    #[test]
+    fn random_models_and_mfu() {
+        let m = ModelSource::from_arg(Some(Path::new("random:tiny-qwen2"))).unwrap();
+        assert_eq!(m.display(), "random:tiny-qwen2");
+        assert_eq!(m.peer_flag(), ("--random", "tiny-qwen2".to_string()));
+        let model = m.load(BurnBackend::flex()).unwrap();
+        assert_eq!((model.config.hidden_size, model.config.vocab_size), (64, 512));
+        // Seeded: the same weights every time.
+        let again = m.load(BurnBackend::flex()).unwrap();
+        assert_eq!(model.backend.to_vec(&model.embed_tokens), again.backend.to_vec(&again.embed_tokens));
+        assert!(ModelSource::from_arg(Some(Path::new("random:nope"))).unwrap_err().to_string().contains("qwen2.5-0.5b"));
+        let c = m.config().unwrap();
+        let r = mfu_report(&c, 64, None, Some("NVIDIA H100 80GB HBM3"), 1000.0, Some(500.0));
+        assert_eq!(r.peak_tflops, Some(989.0));
+        let want = 1000.0 * train_flops_per_token(&c, 64) / 989e12;
+        assert!((r.memrl.unwrap() - want).abs() < 1e-15 && (r.peer.unwrap() * 2.0 - want).abs() < 1e-15);
+        assert!(r.formula.contains("6·N + 12·L·(H·d)·S"));
+        let cpu = mfu_report(&c, 64, None, None, 1000.0, None);
+        assert_eq!((cpu.peak_tflops, cpu.memrl), (None, None));
+        assert_eq!(mfu_report(&c, 64, Some(2.0), None, 1000.0, None).peak_tflops, Some(2.0));
     }
 
     #[test]
