@@ -14,8 +14,12 @@ TARGET_MFU = 0.40  # learner MFU at 0.5B
 TARGET_DECODE_RATIO = 2.0  # decode tok/s vs transformers generate
 
 
-def fmt(v, digits=1):
-    return "–" if v is None else f"{v:,.{digits}f}"
+def fmt(v, digits=None):
+    if v is None:
+        return "–"
+    if digits is None:
+        digits = 1 if abs(v) >= 10 else 2
+    return f"{v:,.{digits}f}"
 
 
 def table(r):

@@ -48,7 +48,7 @@ fi
 if [ "$SMOKE" = 1 ]; then
   DEVICE="${DEVICE:-cpu}" DTYPE="${DTYPE:-bf16}"
   MODELS="${MODELS:-random:tiny-qwen2 random:smollm2-135m}"
-  bench_sizes=(--learner-batch 1 --seq-len 16 --learner-steps 1 --decode-batches 1,2 --prompt-tokens 8 --new-tokens 4 --peak-tflops 1)
+  bench_sizes=(--learner-batch 1 --seq-len 16 --learner-steps 1 --decode-batches 1,2 --prompt-tokens 8 --new-tokens 8 --peak-tflops 1)
   GRPO_MODEL="${GRPO_MODEL:-tiny-2l-64d}"
   grpo_sizes=(--set rollout.batch_size=2 --set rollout.group_size=2 --set rollout.max_new_tokens=12 --set rollout.max_context_tokens=512)
 else
