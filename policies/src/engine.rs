@@ -210,13 +210,12 @@ impl<B: Backend> Engine<B> {
         let ids: Vec<u32> = self.running.iter().map(|r| *r.generated.last().expect("running rows have a token")).collect();
         let starts: Vec<usize> = self.running.iter().map(|r| r.cached).collect();
         let hidden = self.model.forward_cached(&mut self.cache, 0, &ids, n, 1, &starts);
-        let logits = self.model.backend.to_vec(&self.model.lm_head(hidden));
-        let v = self.model.config.vocab_size;
+        let logits = self.model.lm_head(hidden);
         let mut rows = std::mem::take(&mut self.running);
-        for (i, run) in rows.iter_mut().enumerate() {
+        for run in rows.iter_mut() {
             run.cached += 1;
-            self.push_token(run, &logits[i * v..(i + 1) * v])?;
         }
+        self.push_tokens(&mut rows, logits)?;
         self.running = rows;
         // Retire finished rows from the back so earlier slot indices stay valid.
         for slot in (0..self.running.len()).rev() {
@@ -248,12 +247,11 @@ impl<B: Backend> Engine<B> {
             .map(|(r, run)| b.narrow(b.narrow(hidden.clone(), 0, r, 1), 1, run.request.prompt_ids.len() - 1, 1))
             .collect();
         let last = if n == 1 { last.into_iter().next().expect("one row") } else { b.cat(last, 0) };
-        let logits = b.to_vec(&self.model.lm_head(last));
-        let v = self.model.config.vocab_size;
-        for (r, run) in group.iter_mut().enumerate() {
+        let logits = self.model.lm_head(last);
+        for run in group.iter_mut() {
             run.cached = run.request.prompt_ids.len();
-            self.push_token(run, &logits[r * v..(r + 1) * v])?;
         }
+        self.push_tokens(&mut group, logits)?;
         self.running.extend(group);
         let mut finished = Vec::new();
         for slot in (first..self.running.len()).rev() {
@@ -262,6 +260,29 @@ impl<B: Backend> Engine<B> {
             }
         }
         Ok(finished)
+    }
+
+    /// Samples the next token of each of `rows` from its row of `logits` (`[rows, 1, V]`). When
+    /// every row decodes greedily the choice is made where the logits are
+    /// ([`Backend::greedy_rows`]: on a GPU only the picks come back to the host); otherwise the
+    /// logits are copied to the host and each row sampled there.
+    fn push_tokens(&self, rows: &mut [Running], logits: B::Tensor) -> Result<()> {
+        let b = &self.model.backend;
+        let v = self.model.config.vocab_size;
+        if rows.iter().all(|r| r.request.sampling.temperature == 0.0) {
+            let picks = b.greedy_rows(b.reshape(logits, &[rows.len(), v]));
+            for (run, (token, logprob)) in rows.iter_mut().zip(picks) {
+                run.generated.push(token);
+                run.sampled_logprobs.push(0.0);
+                run.policy_logprobs.push(logprob);
+            }
+            return Ok(());
+        }
+        let host = b.to_vec(&logits);
+        for (i, run) in rows.iter_mut().enumerate() {
+            self.push_token(run, &host[i * v..(i + 1) * v])?;
+        }
+        Ok(())
     }
 
     /// Samples the next token of `run` from its logits row.

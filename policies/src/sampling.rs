@@ -66,7 +66,7 @@ pub fn log_softmax_at(logits: &[f32], token: usize) -> f32 {
 }
 
 /// Index of the largest logit (the first one on ties, like `torch.argmax`).
-fn argmax(logits: &[f32]) -> usize {
+pub fn argmax(logits: &[f32]) -> usize {
     let mut best = 0;
     for (i, &l) in logits.iter().enumerate() {
         if l > logits[best] {

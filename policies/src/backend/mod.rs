@@ -188,6 +188,21 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     /// The same values, cut from the autodiff graph.
     fn detach(&self, t: Self::Tensor) -> Self::Tensor;
 
+    /// The greedy choice of each row of `[rows, V]` logits: the index of the largest logit (the
+    /// first among equals) and its log-softmax value, what [`crate::sampling::sample_row`]
+    /// returns at temperature 0. The default copies the logits to the host and runs that code;
+    /// a device backend overrides it to copy two numbers per row instead of `V`.
+    fn greedy_rows(&self, logits: Self::Tensor) -> Vec<(u32, f32)> {
+        let v = *self.shape(&logits).last().expect("logits have rank >= 1");
+        let host = self.to_vec(&logits);
+        host.chunks(v)
+            .map(|row| {
+                let token = crate::sampling::argmax(row);
+                (token as u32, crate::sampling::log_softmax_at(row, token))
+            })
+            .collect()
+    }
+
     /// Waits until every operation queued on the device has finished (a no-op on backends that
     /// run synchronously); benchmarks call it before reading the clock.
     fn synchronize(&self) {}

@@ -438,6 +438,21 @@ impl Backend for TchBackend {
         TchTensor(t.0.detach())
     }
 
+    fn greedy_rows(&self, logits: TchTensor) -> Vec<(u32, f32)> {
+        // On the device: argmax of the logits themselves (ties: first index, as on the host) and
+        // its f32 log-softmax; only `rows` ids and values cross to the host.
+        let _guard = ::tch::no_grad_guard();
+        let v = *logits.0.size().last().expect("logits have rank >= 1");
+        let rows = logits.0.reshape([-1, v]);
+        let ids = rows.argmax(-1, true);
+        let lp = rows.log_softmax(-1, Kind::Float).gather(-1, &ids, false);
+        let n = ids.size()[0] as usize;
+        let (mut host_ids, mut host_lp) = (vec![0i64; n], vec![0f32; n]);
+        ids.to_device(Device::Cpu).reshape([-1]).copy_data(&mut host_ids, n);
+        lp.to_device(Device::Cpu).reshape([-1]).copy_data(&mut host_lp, n);
+        host_ids.into_iter().map(|i| i as u32).zip(host_lp).collect()
+    }
+
     fn synchronize(&self) {
         if let Device::Cuda(n) = self.device {
             ::tch::Cuda::synchronize(n as i64);

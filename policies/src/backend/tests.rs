@@ -263,6 +263,25 @@ fn backward_passes_do_not_accumulate<B: Backend>(b: B) {
     close(&b.to_vec(&b.grad(&first, &x).unwrap()), &g1, 0.0);
 }
 
+fn greedy_rows_match_host_sampling<B: Backend>(b: B) {
+    use crate::sampling::{SamplingParams, sample_row};
+    use rand::SeedableRng;
+    let (rows, v) = (5, 37);
+    let mut data = values(rows * v, 9);
+    // A tie for the maximum in row 2: the first index wins, on every backend.
+    data[2 * v + 4] = 5.0;
+    data[2 * v + 30] = 5.0;
+    let picks = b.greedy_rows(b.tensor(data.clone(), &[rows, v]));
+    assert_eq!(picks.len(), rows);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    for (r, (token, logprob)) in picks.iter().enumerate() {
+        let want = sample_row(&data[r * v..(r + 1) * v], &SamplingParams::greedy(), &mut rng);
+        assert_eq!(*token, want.token, "row {r}");
+        assert!((logprob - want.policy_logprob).abs() < 1e-5, "row {r}: {logprob} vs {}", want.policy_logprob);
+    }
+    assert_eq!(picks[2].0, 4);
+}
+
 /// Instantiates every check above for one backend (`$plain` without autodiff, `$autodiff` with).
 macro_rules! backend_tests {
     ($module:ident, $plain:expr, $autodiff:expr) => {
@@ -292,6 +311,10 @@ macro_rules! backend_tests {
             #[test]
             fn grouped_query_attention_with_masks_matches_reference() {
                 super::grouped_query_attention_with_masks_matches_reference($plain);
+            }
+            #[test]
+            fn greedy_rows_match_host_sampling() {
+                super::greedy_rows_match_host_sampling($plain);
             }
             #[test]
             fn kv_cache_write_read_move() {
