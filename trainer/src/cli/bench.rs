@@ -4,6 +4,7 @@
 //! learner and decode throughput on a real model next to PyTorch / transformers ([`policy`]).
 
 pub mod flops;
+pub mod model_source;
 pub mod peer;
 pub mod policy;
 

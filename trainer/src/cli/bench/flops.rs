@@ -11,6 +11,7 @@
 
 use anyhow::{Context, Result, anyhow};
 use memrl_policies::LlamaConfig;
+use serde::Serialize;
 use serde_json::Value;
 
 /// The shape table (`scripts/reference/random_shapes.json`), shared with the Python peers.
@@ -79,6 +80,54 @@ pub fn mfu(tokens_per_s: f64, flops_per_token: f64, peak_tflops: f64) -> Option<
     (v.is_finite() && peak_tflops > 0.0).then_some(v)
 }
 
+/// Model FLOPs utilisation of the learner (formula in the module doc).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MfuReport {
+    /// The formula, in words.
+    pub formula: String,
+    /// `N`: parameters in matrix products.
+    pub matmul_parameters: u64,
+    /// Training FLOPs per token at the learner's sequence length.
+    pub flops_per_token: f64,
+    /// The peak used, TFLOP/s (None: unknown, no MFU).
+    pub peak_tflops: Option<f64>,
+    /// Where the peak came from (`--peak-tflops`, or the GPU's name).
+    pub peak_source: String,
+    /// memrl's MFU (fraction, not percent).
+    pub memrl: Option<f64>,
+    /// The peer's MFU at the same FLOPs per token.
+    pub peer: Option<f64>,
+}
+
+
+/// The learner's FLOPs per token and MFU at sequence length `seq`, with the peak from
+/// `--peak-tflops` (`peak_arg`) or the GPU's name.
+pub fn learner_mfu(config: &LlamaConfig, seq: usize, peak_arg: Option<f64>, gpu: Option<&str>, memrl_tokens_per_s: f64, peer_tokens_per_s: Option<f64>) -> MfuReport {
+    let (peak, source) = match (peak_arg, gpu) {
+        (Some(p), _) => (Some(p), "--peak-tflops".to_string()),
+        (None, Some(name)) => match peak_bf16_tflops(name) {
+            Some(p) => (Some(p), format!("dense bf16 peak of {name}")),
+            None => (None, format!("unknown for {name}: pass --peak-tflops")),
+        },
+        (None, None) => (None, "none on the CPU: pass --peak-tflops".to_string()),
+    };
+    let per_token = train_flops_per_token(config, seq);
+    let l = config.num_hidden_layers;
+    let width = config.num_attention_heads * config.head_dim;
+    MfuReport {
+        formula: format!(
+            "FLOPs/token = 6·N + 12·L·(H·d)·S = 6·{} + 12·{l}·{width}·{seq} (N: parameters in matrix products incl. lm_head); MFU = tok/s · FLOPs/token / peak",
+            matmul_parameters(config)
+        ),
+        matmul_parameters: matmul_parameters(config),
+        flops_per_token: per_token,
+        peak_tflops: peak,
+        peak_source: source,
+        memrl: peak.and_then(|p| mfu(memrl_tokens_per_s, per_token, p)),
+        peer: peak.zip(peer_tokens_per_s).and_then(|(p, t)| mfu(t, per_token, p)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +170,15 @@ mod tests {
         let m = mfu(10_000.0, 3.0e9, 100.0).unwrap();
         assert!((m - 0.3).abs() < 1e-12);
         assert_eq!(mfu(1.0, 1.0, 0.0), None);
+        let c = random_shape("tiny-qwen2").unwrap();
+        let r = learner_mfu(&c, 64, None, Some("NVIDIA H100 80GB HBM3"), 1000.0, Some(500.0));
+        assert_eq!(r.peak_tflops, Some(989.0));
+        let want = 1000.0 * train_flops_per_token(&c, 64) / 989e12;
+        assert!((r.memrl.unwrap() - want).abs() < 1e-15 && (r.peer.unwrap() * 2.0 - want).abs() < 1e-15);
+        assert!(r.formula.contains("6·N + 12·L·(H·d)·S"));
+        let cpu = learner_mfu(&c, 64, None, None, 1000.0, None);
+        assert_eq!((cpu.peak_tflops, cpu.memrl), (None, None));
+        assert!(cpu.peak_source.contains("--peak-tflops"));
+        assert_eq!(learner_mfu(&c, 64, Some(2.0), None, 1000.0, None).peak_tflops, Some(2.0));
     }
 }

@@ -8,16 +8,16 @@
 //! CPU-second, which other tenants disturb much less than wall-clock time.
 //!
 //! The model is a real one (GGUF / HF directory) or a random-init one of a named shape
-//! (`--model random:qwen2.5-0.5b`, see [`super::flops`]); the learner is also reported as model
+//! (`--model random:qwen2.5-0.5b`, see [`super::model_source`]); the learner is also reported as model
 //! FLOPs utilisation when the device's peak is known (`--peak-tflops`, or by GPU name).
 
-use super::flops::{self, cuda_device_name, matmul_parameters, peak_bf16_tflops, random_shape, train_flops_per_token};
+use super::flops::{MfuReport, cuda_device_name, learner_mfu};
+use super::model_source::ModelSource;
 use super::peer::{self, DECODE_SCRIPT, LEARNER_SCRIPT, PeerDecode, PeerError, PeerLearner};
 use anyhow::{Context, Result};
 use memrl_policies::train::bench::{DecodeBenchReport, LearnerBenchConfig, LearnerBenchReport, decode_throughput, learner_throughput};
 use memrl_policies::train::TrainBackend;
-use memrl_policies::train::tiny::{INIT_STD, init_random};
-use memrl_policies::{Backend, BurnBackend, DeviceSpec, Llama, LlamaConfig, Precision, load_config, load_model};
+use memrl_policies::{Backend, BurnBackend, DeviceSpec, Precision};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -168,80 +168,6 @@ impl BenchPolicyArgs {
         }
         Ok(s)
     }
-}
-
-/// The model a run measures.
-#[derive(Debug, Clone)]
-pub enum ModelSource {
-    /// A GGUF file or HF directory.
-    File(PathBuf),
-    /// A random-init model of a named shape (seed 0, normal(0, 0.02)).
-    Random {
-        /// The shape's name in `random_shapes.json`.
-        name: String,
-        /// Its config.
-        config: Box<LlamaConfig>,
-    },
-}
-
-impl ModelSource {
-    /// `random:NAME` or a path resolved as [`resolve_model`] does.
-    pub fn from_arg(arg: Option<&Path>) -> Result<ModelSource> {
-        if let Some(name) = arg.and_then(|p| p.to_str()).and_then(|s| s.strip_prefix("random:")) {
-            return Ok(ModelSource::Random { name: name.to_string(), config: Box::new(random_shape(name)?) });
-        }
-        Ok(ModelSource::File(resolve_model(arg)?))
-    }
-    /// How reports name it.
-    pub fn display(&self) -> String {
-        match self {
-            ModelSource::File(p) => p.display().to_string(),
-            ModelSource::Random { name, .. } => format!("random:{name}"),
-        }
-    }
-    /// The model's config.
-    pub fn config(&self) -> Result<LlamaConfig> {
-        match self {
-            ModelSource::File(p) => load_config(p).with_context(|| format!("reading the config of {}", p.display())),
-            ModelSource::Random { config, .. } => Ok((**config).clone()),
-        }
-    }
-    /// The model on `backend`.
-    pub fn load<B: Backend>(&self, backend: B) -> Result<Llama<B>> {
-        match self {
-            ModelSource::File(p) => load_model(backend, p).with_context(|| format!("loading {}", p.display())),
-            ModelSource::Random { name, config } => {
-                init_random(backend, (**config).clone(), 0, INIT_STD).with_context(|| format!("initialising random:{name}"))
-            }
-        }
-    }
-    /// The peer scripts' flags naming the same model (`--gguf`, `--model DIR` or `--random NAME`).
-    fn peer_flag(&self) -> (&'static str, String) {
-        match self {
-            ModelSource::File(p) if p.is_dir() => ("--model", p.display().to_string()),
-            ModelSource::File(p) => ("--gguf", p.display().to_string()),
-            ModelSource::Random { name, .. } => ("--random", name.clone()),
-        }
-    }
-}
-
-/// Model FLOPs utilisation of the learner (formula in [`super::flops`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MfuReport {
-    /// The formula, in words.
-    pub formula: String,
-    /// `N`: parameters in matrix products.
-    pub matmul_parameters: u64,
-    /// Training FLOPs per token at the learner's sequence length.
-    pub flops_per_token: f64,
-    /// The peak used, TFLOP/s (None: unknown, no MFU).
-    pub peak_tflops: Option<f64>,
-    /// Where the peak came from (`--peak-tflops`, or the GPU's name).
-    pub peak_source: String,
-    /// memrl's MFU (fraction, not percent).
-    pub memrl: Option<f64>,
-    /// The peer's MFU at the same FLOPs per token.
-    pub peer: Option<f64>,
 }
 
 /// One line of the comparison table.
@@ -437,7 +363,7 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
             peer::check_setup(LEARNER_SCRIPT, p.device.as_deref(), p.dtype.as_deref(), &setup[0].1, &setup[1].1)?;
             Ok(p)
         });
-        report.mfu = Some(mfu_report(&model.config()?, l.seq, args.peak_tflops, gpu.as_deref(), memrl.tokens_per_s, peer.as_ref().map(|p| p.tokens_per_s)));
+        report.mfu = Some(learner_mfu(&model.config()?, l.seq, args.peak_tflops, gpu.as_deref(), memrl.tokens_per_s, peer.as_ref().map(|p| p.tokens_per_s)));
         report.learner = Some(PartResult { memrl, peer, peer_error });
     }
     if args.only != Some(Part::Learner) {
@@ -473,32 +399,6 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
     Ok(report)
 }
 
-/// The learner's FLOPs per token and MFU, with the peak from `--peak-tflops` or the GPU's name.
-fn mfu_report(config: &LlamaConfig, seq: usize, peak_arg: Option<f64>, gpu: Option<&str>, memrl_tokens_per_s: f64, peer_tokens_per_s: Option<f64>) -> MfuReport {
-    let (peak, source) = match (peak_arg, gpu) {
-        (Some(p), _) => (Some(p), "--peak-tflops".to_string()),
-        (None, Some(name)) => match peak_bf16_tflops(name) {
-            Some(p) => (Some(p), format!("dense bf16 peak of {name}")),
-            None => (None, format!("unknown for {name}: pass --peak-tflops")),
-        },
-        (None, None) => (None, "none on the CPU: pass --peak-tflops".to_string()),
-    };
-    let per_token = train_flops_per_token(config, seq);
-    let l = config.num_hidden_layers;
-    let width = config.num_attention_heads * config.head_dim;
-    MfuReport {
-        formula: format!(
-            "FLOPs/token = 6·N + 12·L·(H·d)·S = 6·{} + 12·{l}·{width}·{seq} (N: parameters in matrix products incl. lm_head); MFU = tok/s · FLOPs/token / peak",
-            matmul_parameters(config)
-        ),
-        matmul_parameters: matmul_parameters(config),
-        flops_per_token: per_token,
-        peak_tflops: peak,
-        peak_source: source,
-        memrl: peak.and_then(|p| flops::mfu(memrl_tokens_per_s, per_token, p)),
-        peer: peak.zip(peer_tokens_per_s).and_then(|(p, t)| flops::mfu(t, per_token, p)),
-    }
-}
 
 /// memrl's learner benchmark on `backend` (autodiff): the backend's name and the report.
 fn memrl_learner<B: TrainBackend>(backend: B, model: &ModelSource, l: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
@@ -662,28 +562,6 @@ mod tests {
         assert!(Cli::try_parse_from(["bench", "--dtype", "fp8"]).is_err());
         let e = bench_policy(&parse(&["--dtype", "bf16", "--no-peer"])).unwrap_err().to_string();
         assert!(e.contains("burn backend computes in f32 only"), "{e}");
-    }
-
-    #[test]
-    fn random_models_and_mfu() {
-        let m = ModelSource::from_arg(Some(Path::new("random:tiny-qwen2"))).unwrap();
-        assert_eq!(m.display(), "random:tiny-qwen2");
-        assert_eq!(m.peer_flag(), ("--random", "tiny-qwen2".to_string()));
-        let model = m.load(BurnBackend::flex()).unwrap();
-        assert_eq!((model.config.hidden_size, model.config.vocab_size), (64, 512));
-        // Seeded: the same weights every time.
-        let again = m.load(BurnBackend::flex()).unwrap();
-        assert_eq!(model.backend.to_vec(&model.embed_tokens), again.backend.to_vec(&again.embed_tokens));
-        assert!(ModelSource::from_arg(Some(Path::new("random:nope"))).unwrap_err().to_string().contains("qwen2.5-0.5b"));
-        let c = m.config().unwrap();
-        let r = mfu_report(&c, 64, None, Some("NVIDIA H100 80GB HBM3"), 1000.0, Some(500.0));
-        assert_eq!(r.peak_tflops, Some(989.0));
-        let want = 1000.0 * train_flops_per_token(&c, 64) / 989e12;
-        assert!((r.memrl.unwrap() - want).abs() < 1e-15 && (r.peer.unwrap() * 2.0 - want).abs() < 1e-15);
-        assert!(r.formula.contains("6·N + 12·L·(H·d)·S"));
-        let cpu = mfu_report(&c, 64, None, None, 1000.0, None);
-        assert_eq!((cpu.peak_tflops, cpu.memrl), (None, None));
-        assert_eq!(mfu_report(&c, 64, Some(2.0), None, 1000.0, None).peak_tflops, Some(2.0));
     }
 
     #[test]
