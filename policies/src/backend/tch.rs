@@ -369,7 +369,16 @@ impl Backend for TchBackend {
                 }
             }
             let m = Tensor::from_slice(&bits).reshape([b as i64, 1, s as i64, l as i64]).to_device(self.device);
-            Tensor::scaled_dot_product_attention(&q.0, &k.0, &v.0, Some(m), 0.0, false, None, gqa)
+            // With a mask, CUDA's fused kernel is the memory-efficient one, which (unlike flash)
+            // does not take grouped heads (`enable_gqa`) and would fall back to the unfused math
+            // kernel; repeating each key/value head over its query group keeps it fused.
+            let (k, v) = if gqa {
+                let group = h / hkv;
+                (k.0.repeat_interleave_self_int(group, 1, None), v.0.repeat_interleave_self_int(group, 1, None))
+            } else {
+                (k.0, v.0)
+            };
+            Tensor::scaled_dot_product_attention(&q.0, &k, &v, Some(m), 0.0, false, None, false)
         };
         TchTensor(out)
     }
