@@ -6,6 +6,10 @@
 # limit (see README.md for the calls).
 #
 #   experiments/gpu-bench/stage.sh            # PYTHON=... to build against another torch 2.11.0
+#
+# Note: this leaves `$CARGO_TARGET_DIR/release/memrl` built with the tch feature, which needs
+# libtorch on LD_LIBRARY_PATH to start; where others share that target folder, rebuild it without
+# the feature afterwards (`cargo build --release -p memrl-trainer`).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
