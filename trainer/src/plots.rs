@@ -80,7 +80,19 @@ pub enum PlotError {
 
 pub(crate) const FONT: &str = "sans-serif";
 pub(crate) const SIZE: (u32, u32) = (900, 500);
-pub(crate) const COLORS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
+/// Line colours (the Tableau 10 palette), cycled by series index: ten lines stay distinct.
+pub(crate) const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+];
 
 /// Registers the embedded font once per process.
 pub(crate) fn ensure_font() -> Result<(), String> {

@@ -80,8 +80,9 @@ impl TrialList {
     /// The first difference that makes `other` a different sweep from `self` (None when the
     /// same trials would run). The metric, file paths and name do not count.
     pub fn difference(&self, other: &TrialList) -> Option<String> {
-        if self.base_config != other.base_config {
-            let keys = changed_keys(&self.base_config, &other.base_config);
+        let stored = as_read_now(&self.base_config);
+        if stored != other.base_config {
+            let keys = changed_keys(&stored, &other.base_config);
             let keys = if keys.is_empty() { String::new() } else { format!(" in {}", keys.join(", ")) };
             return Some(format!("the resolved base config {} changed{keys}", other.base));
         }
@@ -117,6 +118,13 @@ impl TrialList {
 
 /// The dotted keys whose values differ between two TOML documents (empty when either does not
 /// parse).
+/// A stored resolved config as this version of memrl reads it: keys added to the config since it
+/// was written take their defaults (which keep the earlier behaviour), so upgrading memrl alone
+/// does not make a half-finished sweep "different". Text this version cannot read stays as is.
+fn as_read_now(resolved: &str) -> String {
+    config::from_toml_str(resolved, "trials.json", &[]).map_or_else(|_| resolved.to_string(), |c| c.to_toml_string())
+}
+
 fn changed_keys(a: &str, b: &str) -> Vec<String> {
     fn walk(prefix: &str, a: Option<&toml::Value>, b: Option<&toml::Value>, out: &mut Vec<String>) {
         match (a, b) {
@@ -459,6 +467,11 @@ mod tests {
         edited.base_config = edited.base_config.replace("steps = 7", "steps = 8");
         let diff = plan.list.difference(&edited).unwrap();
         assert!(diff.ends_with("changed in run.steps"), "{diff}");
+        // A trials.json written before a config key existed: that key at its default is no change.
+        let mut older = plan.list.clone();
+        older.base_config = older.base_config.lines().filter(|l| !l.starts_with("dtype =")).collect::<Vec<_>>().join("\n");
+        assert_ne!(older.base_config, plan.list.base_config, "the resolved config has policy.dtype");
+        assert_eq!(older.difference(&plan.list), None);
         let fewer_seeds = parse_sweep(&text.replace("[1, 2]", "[1]"), &sweep).unwrap();
         assert!(plan.list.difference(&plan_sweep(&fewer_seeds, Path::new("out")).unwrap().list).is_some());
 

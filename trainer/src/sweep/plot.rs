@@ -47,7 +47,7 @@ fn draw<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(60)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..settings.len()).into_segmented(), y)
+        .build_cartesian_2d((0..settings.len().saturating_sub(1)).into_segmented(), y) // plotters' integer ranges are inclusive
         .map_err(|e| e.to_string())?;
     let label = |x: &SegmentValue<usize>| match x {
         SegmentValue::CenterOf(i) => settings.get(*i).map_or(String::new(), |s| s.values.join(", ")),
