@@ -304,6 +304,24 @@ pub enum ScriptedKind {
     FullContext,
 }
 
+impl ScriptedKind {
+    /// The policy's name as the CLI and configs spell it (`oracle`, `heuristic`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Oracle => "oracle",
+            Self::Heuristic => "heuristic",
+            Self::NoMemory => "no-memory",
+            Self::FullContext => "full-context",
+        }
+    }
+}
+
+impl std::fmt::Display for ScriptedKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl std::str::FromStr for ScriptedKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -22,6 +22,10 @@ pub mod names {
     pub const REWARD_STD: &str = "reward/std";
     /// Mean reward of the latest evaluation.
     pub const EVAL_REWARD: &str = "eval/reward";
+    /// Mean task score (reward without penalties) of the latest evaluation.
+    pub const EVAL_TASK_SCORE: &str = "eval/task_score";
+    /// Mean task score of the step's rollouts.
+    pub const TASK_SCORE: &str = "reward/task_score";
     /// Mean advantage over unmasked trajectories.
     pub const ADV_MEAN: &str = "adv/mean";
     /// Std of the advantages.

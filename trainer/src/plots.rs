@@ -28,6 +28,7 @@ pub struct PlotSpec {
 pub const STANDARD_PLOTS: &[PlotSpec] = &[
     PlotSpec { file_stem: "reward", title: "Training reward", y_label: "reward", series: &[names::REWARD_MEAN] },
     PlotSpec { file_stem: "eval_reward", title: "Evaluation reward", y_label: "reward", series: &[names::EVAL_REWARD] },
+    PlotSpec { file_stem: "task_score", title: "Task score (train rollouts, held-out evaluation)", y_label: "task score", series: &[names::TASK_SCORE, names::EVAL_TASK_SCORE] },
     PlotSpec { file_stem: "kl", title: "KL", y_label: "nats", series: &[names::KL_REF, names::KL_APPROX] },
     PlotSpec { file_stem: "entropy", title: "Token entropy", y_label: "nats", series: &[names::ENTROPY] },
     PlotSpec {

@@ -114,8 +114,19 @@ fn train_writes_the_run_directory() {
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(summary["steps"], 4);
     assert!(summary["eval_reward_start"].is_number() && summary["eval_reward_end"].is_number());
+    assert!(summary["eval_task_score_start"].is_number() && summary["eval_task_score_end"].is_number());
+    // The end-of-run table: the model-free policies on the same held-out tasks, the SFT source marked.
+    let baselines = summary["baselines"].as_array().expect("baselines");
+    let policies: Vec<&str> = baselines.iter().map(|b| b["policy"].as_str().unwrap()).collect();
+    assert_eq!(policies, ["heuristic", "oracle", "no-memory"]);
+    let score = |name: &str| baselines.iter().find(|b| b["policy"] == name).unwrap()["task_score"].as_f64().unwrap();
+    assert_eq!(score("oracle"), 1.0, "the oracle answers every facts question");
+    assert_eq!(score("no-memory"), 0.0, "without retractions, no memory answers nothing right");
+    assert!(score("heuristic") > 0.0 && score("heuristic") < 1.0);
+    let teachers: Vec<bool> = baselines.iter().map(|b| b["teacher"].as_bool().unwrap()).collect();
+    assert_eq!(teachers.iter().filter(|t| **t).count(), 1, "exactly the SFT source is the teacher: {baselines:?}");
     let run = tmp.path().join("full");
-    for file in ["config.toml", "metrics.jsonl", "sft_metrics.jsonl", "tokenizer/tokenizer.json", "plots/reward.png", "plots/sft_nll.png", "eval/facts-step-0.json", "eval/facts-step-4.json"] {
+    for file in ["config.toml", "metrics.jsonl", "sft_metrics.jsonl", "tokenizer/tokenizer.json", "plots/reward.png", "plots/task_score.png", "plots/sft_nll.png", "eval/facts-step-0.json", "eval/facts-step-4.json", "eval/facts-baselines.json"] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
     // Checkpoints after SFT (step 0) and every step, each complete with trainer state and optimizer.

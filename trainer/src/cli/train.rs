@@ -68,6 +68,17 @@ fn run_with(args: TrainArgs, forced: &[&str]) -> anyhow::Result<()> {
         }
         println!("rl steps        {}", summary.steps);
         println!("eval reward     {} -> {}", fmt(summary.eval_reward_start), fmt(summary.eval_reward_end));
+        if summary.eval_task_score_end.is_some() {
+            println!();
+            println!("held-out task score ({} tasks of the {} split, the same for every row)", cfg.eval.episodes, cfg.eval.split);
+            println!("  {:<24} {}", "model before RL", fmt(summary.eval_task_score_start));
+            println!("  {:<24} {}", "model after RL", fmt(summary.eval_task_score_end));
+            for b in &summary.baselines {
+                let name = if b.teacher { format!("{} (teacher)", b.policy) } else { b.policy.clone() };
+                println!("  {:<24} {:.4}", name, b.task_score);
+            }
+            println!();
+        }
         println!("wall time       {:.1} s", summary.wall_seconds);
     }
     Ok(())

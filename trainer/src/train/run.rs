@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use memrl_envs::Env;
-use memrl_envs::env::{Split, TaskId};
+use memrl_envs::env::{ScriptedKind, Split, TaskId};
 use memrl_envs::registry::build_env;
 use memrl_envs::tokens::TokenCounter;
 use memrl_policies::BurnBackend;
@@ -29,7 +29,7 @@ use crate::learner::update::{UpdateSettings, policy_update};
 use crate::metrics::{MetricsLogger, names, truncate_after};
 use crate::rollout::adapters::EngineGenerator;
 use crate::rollout::context::ChatCodec;
-use crate::rollout::driver::{CompletionSource, PlayTimings, RolloutLimits, Trajectory, play_timed};
+use crate::rollout::driver::{CompletionSource, PlayTimings, RolloutLimits, Trajectory, play, play_timed};
 use crate::rollout_store::{RolloutRecord, write_rollouts};
 use crate::run_dir::{CheckpointWriter, ExistingRun, RunDir, latest_complete_checkpoint, prune_checkpoints, write_file_atomic};
 use crate::sampler::TaskSampler;
@@ -76,8 +76,35 @@ pub struct TrainSummary {
     pub eval_reward_start: Option<f64>,
     /// Held-out evaluation reward at the end.
     pub eval_reward_end: Option<f64>,
+    /// Held-out task score (reward without penalties) before RL.
+    pub eval_task_score_start: Option<f64>,
+    /// Held-out task score at the end.
+    pub eval_task_score_end: Option<f64>,
+    /// The model-free policies' task scores on the same held-out tasks (name, teacher?, score).
+    pub baselines: Vec<BaselineScore>,
     /// Wall time of this invocation, seconds.
     pub wall_seconds: f64,
+}
+
+/// A model-free policy's mean held-out task score, beside the trained model's.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BaselineScore {
+    /// The policy (`heuristic`, `oracle`, `no-memory`).
+    pub policy: String,
+    /// True if it is the SFT stage's demonstrator (`sft.source`).
+    pub teacher: bool,
+    /// Mean task score on the evaluation tasks.
+    pub task_score: f64,
+}
+
+/// The model-free policies the end-of-run table compares the model with.
+const BASELINE_POLICIES: [ScriptedKind; 3] = [ScriptedKind::Heuristic, ScriptedKind::Oracle, ScriptedKind::NoMemory];
+
+/// One held-out evaluation's means.
+#[derive(Debug, Clone, Copy)]
+struct EvalScores {
+    reward: f64,
+    task_score: f64,
 }
 
 /// Everything one run holds.
@@ -183,6 +210,8 @@ fn train_on<B: RunBackend>(config: &Config, mode: StartMode, progress: bool, bac
                 sampler: TaskSampler::new(run.pool, config.run.seed)?.state(),
                 eval_reward_start: None,
                 eval_reward_last: None,
+                eval_task_score_start: None,
+                eval_task_score_last: None,
                 skipped_steps: 0,
             };
             let mut demo_reward = None;
@@ -278,17 +307,24 @@ impl<B: RunBackend> Run<'_, B> {
         SamplingParams { temperature: temperature as f32, top_p: r.top_p as f32, top_k: r.top_k }
     }
 
-    /// Mean reward on the held-out split (the same `eval.episodes` tasks every time), written to
-    /// `eval/<env>-step-N.json`.
-    fn evaluate(&self, step: u64) -> anyhow::Result<f64> {
+    /// The held-out tasks and episode seed every evaluation (and the baselines) plays.
+    fn eval_envs(&self) -> anyhow::Result<(Vec<(Box<dyn Env>, TaskId, u64)>, u64)> {
         let e = &self.config.eval;
         let split: Split = e.split.parse().map_err(|err| anyhow::anyhow!("eval.split: {err}"))?;
         let tasks: Vec<u64> = (0..e.episodes as u64).collect();
         let seed = self.config.run.seed ^ 0xE7A1;
-        let envs = self.envs(split, &tasks, 1, seed)?;
+        Ok((self.envs(split, &tasks, 1, seed)?, seed))
+    }
+
+    /// Mean reward and task score on the held-out split (the same `eval.episodes` tasks every
+    /// time), written to `eval/<env>-step-N.json`.
+    fn evaluate(&self, step: u64) -> anyhow::Result<EvalScores> {
+        let e = &self.config.eval;
+        let (envs, seed) = self.eval_envs()?;
         let (trajs, _) = self.play_model(envs, self.sampling(e.temperature), seed)?;
         let rewards: Vec<f64> = trajs.iter().map(Trajectory::reward).collect();
         let mean = rewards.iter().sum::<f64>() / rewards.len().max(1) as f64;
+        let task_score = mean_task_score(&trajs);
         let report = serde_json::json!({
             "env": self.config.env.name,
             "split": e.split,
@@ -296,13 +332,30 @@ impl<B: RunBackend> Run<'_, B> {
             "episodes": rewards.len(),
             "temperature": e.temperature,
             "reward_mean": mean,
-            "task_score_mean": trajs.iter().filter_map(|t| t.end.as_ref()).map(|x| x.breakdown.task_score).sum::<f64>() / rewards.len().max(1) as f64,
+            "task_score_mean": task_score,
             "truncated": trajs.iter().filter(|t| t.truncated).count(),
             "rewards": rewards,
         });
         let path = self.dir.eval_path(&self.config.env.name, step);
         write_file_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
-        Ok(mean)
+        Ok(EvalScores { reward: mean, task_score })
+    }
+
+    /// The model-free policies on the evaluation tasks (same tasks and episode seeds as
+    /// [`Self::evaluate`]), written to `eval/<env>-baselines.json`.
+    fn evaluate_baselines(&self) -> anyhow::Result<Vec<BaselineScore>> {
+        let teacher = self.config.sft.enabled.then(|| self.config.sft.source.parse::<ScriptedKind>().ok()).flatten();
+        let mut out = Vec::with_capacity(BASELINE_POLICIES.len());
+        for kind in BASELINE_POLICIES {
+            let (envs, seed) = self.eval_envs()?;
+            let source = CompletionSource::Scripted { kind, stop_id: self.policy.stop_ids[0] };
+            let trajs = play(envs, &self.policy.codec as &dyn ChatCodec, source, self.limits(), seed)?;
+            out.push(BaselineScore { policy: kind.to_string(), teacher: teacher == Some(kind), task_score: mean_task_score(&trajs) });
+        }
+        let path = self.dir.root().join("eval").join(format!("{}-baselines.json", self.config.env.name));
+        let report = serde_json::json!({ "env": self.config.env.name, "split": self.config.eval.split, "episodes": self.config.eval.episodes, "baselines": out });
+        write_file_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        Ok(out)
     }
 
     pub(crate) fn settings(&self, lr: f64, seed: u64) -> UpdateSettings {
@@ -382,9 +435,11 @@ impl<B: RunBackend> Run<'_, B> {
         let mut metrics = MetricsLogger::open(&self.dir.metrics_path())?;
         if state.step == 0 && c.eval.episodes > 0 {
             let r = self.evaluate(0)?;
-            state.eval_reward_start = Some(r);
-            state.eval_reward_last = Some(r);
-            metrics.log(0, [(names::EVAL_REWARD, r)])?;
+            state.eval_reward_start = Some(r.reward);
+            state.eval_reward_last = Some(r.reward);
+            state.eval_task_score_start = Some(r.task_score);
+            state.eval_task_score_last = Some(r.task_score);
+            metrics.log(0, [(names::EVAL_REWARD, r.reward), (names::EVAL_TASK_SCORE, r.task_score)])?;
         }
         let bar = bar(progress, steps, "rl");
         bar.set_position(state.step.min(steps));
@@ -429,8 +484,10 @@ impl<B: RunBackend> Run<'_, B> {
             fields.push((names::LR.into(), lr));
             if c.eval.episodes > 0 && Self::due(c.eval.every, step, steps) {
                 let r = self.evaluate(step)?;
-                state.eval_reward_last = Some(r);
-                fields.push((names::EVAL_REWARD.into(), r));
+                state.eval_reward_last = Some(r.reward);
+                state.eval_task_score_last = Some(r.task_score);
+                fields.push((names::EVAL_REWARD.into(), r.reward));
+                fields.push((names::EVAL_TASK_SCORE.into(), r.task_score));
             }
             fields.push(("time/step_s".into(), t0.elapsed().as_secs_f64()));
             if c.run.rollouts_every > 0 && step % c.run.rollouts_every == 0 {
@@ -453,6 +510,7 @@ impl<B: RunBackend> Run<'_, B> {
             }
         }
         bar.finish();
+        let baselines = if c.eval.episodes > 0 { self.evaluate_baselines()? } else { Vec::new() };
         Ok(TrainSummary {
             run_dir: self.dir.root().display().to_string(),
             steps: state.step,
@@ -460,9 +518,17 @@ impl<B: RunBackend> Run<'_, B> {
             sft_demo_reward: None,
             eval_reward_start: state.eval_reward_start,
             eval_reward_end: state.eval_reward_last,
+            eval_task_score_start: state.eval_task_score_start,
+            eval_task_score_end: state.eval_task_score_last,
+            baselines,
             wall_seconds: self.started.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// Mean task score of finished trajectories over all of them (an unfinished one scores 0).
+fn mean_task_score(trajs: &[Trajectory]) -> f64 {
+    trajs.iter().filter_map(|t| t.end.as_ref()).map(|x| x.breakdown.task_score).sum::<f64>() / trajs.len().max(1) as f64
 }
 
 /// A progress bar for a phase (hidden when `progress` is false).

@@ -36,6 +36,12 @@ pub struct TrainerState {
     pub eval_reward_start: Option<f64>,
     /// The latest held-out evaluation reward.
     pub eval_reward_last: Option<f64>,
+    /// Held-out evaluation task score before the first RL step (absent in older states).
+    #[serde(default)]
+    pub eval_task_score_start: Option<f64>,
+    /// The latest held-out evaluation task score (absent in older states).
+    #[serde(default)]
+    pub eval_task_score_last: Option<f64>,
     /// Learner steps skipped by the non-finite-gradient guard so far.
     pub skipped_steps: u64,
 }
@@ -162,6 +168,8 @@ mod tests {
             sampler: SamplerState { n_tasks: 10, seed: 3, epoch: 1, position: 4 },
             eval_reward_start: Some(0.25),
             eval_reward_last: None,
+            eval_task_score_start: None,
+            eval_task_score_last: None,
             skipped_steps: 0,
         };
         state.write(dir.path()).unwrap();

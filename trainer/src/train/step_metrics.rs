@@ -61,7 +61,7 @@ pub fn step_fields(r: &StepRecord<'_>) -> Vec<(String, f64)> {
     let mut f: Vec<(String, f64)> = vec![
         (names::REWARD_MEAN.into(), reward_mean),
         (names::REWARD_STD.into(), reward_std),
-        ("reward/task_score".into(), ends().map(|e| e.breakdown.task_score).sum::<f64>() / n),
+        (names::TASK_SCORE.into(), ends().map(|e| e.breakdown.task_score).sum::<f64>() / n),
         ("reward/penalty".into(), ends().map(|e| e.breakdown.penalty).sum::<f64>() / n),
         ("rollout/truncated_fraction".into(), trajs.iter().filter(|t| t.truncated).count() as f64 / n),
         ("rollout/turns_per_trajectory".into(), turns as f64 / n),
