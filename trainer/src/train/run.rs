@@ -95,6 +95,8 @@ pub struct BaselineScore {
     pub teacher: bool,
     /// Mean task score on the evaluation tasks.
     pub task_score: f64,
+    /// Episodes the rollout limits cut short.
+    pub truncated: usize,
 }
 
 /// The model-free policies the end-of-run table compares the model with.
@@ -199,6 +201,16 @@ fn train_on<B: RunBackend>(config: &Config, mode: StartMode, progress: bool, bac
         (k, _) => k,
     };
     let mut run = Run { config, dir, policy, optimizer, counter, env_knobs, pool, started: Instant::now() };
+    // The model-free policies on the evaluation tasks, first: they take seconds and show at once
+    // when the rollout limits cut every episode short (then nothing can be learned).
+    let baselines = if config.eval.episodes > 0 { run.evaluate_baselines()? } else { Vec::new() };
+    for b in baselines.iter().filter(|b| b.truncated > 0) {
+        eprintln!(
+            "warning: the {} policy's episodes were cut short by the rollout limits in {} of {} evaluation tasks \
+             (rollout.max_turns = {}, max_new_tokens = {}, max_context_tokens = {}): the model's will be too",
+            b.policy, b.truncated, config.eval.episodes, config.rollout.max_turns, config.rollout.max_new_tokens, config.rollout.max_context_tokens
+        );
+    }
 
     let (state, sft_demo_reward) = match state {
         Some(state) => (state, None),
@@ -231,6 +243,7 @@ fn train_on<B: RunBackend>(config: &Config, mode: StartMode, progress: bool, bac
     };
     let resumed_from = resume.map(|(s, _)| s);
     let mut summary = run.rl(state, progress)?;
+    summary.baselines = baselines;
     summary.resumed_from = resumed_from;
     summary.sft_demo_reward = sft_demo_reward;
     Ok(summary)
@@ -350,7 +363,8 @@ impl<B: RunBackend> Run<'_, B> {
             let (envs, seed) = self.eval_envs()?;
             let source = CompletionSource::Scripted { kind, stop_id: self.policy.stop_ids[0] };
             let trajs = play(envs, &self.policy.codec as &dyn ChatCodec, source, self.limits(), seed)?;
-            out.push(BaselineScore { policy: kind.to_string(), teacher: teacher == Some(kind), task_score: mean_task_score(&trajs) });
+            let truncated = trajs.iter().filter(|t| t.truncated).count();
+            out.push(BaselineScore { policy: kind.to_string(), teacher: teacher == Some(kind), task_score: mean_task_score(&trajs), truncated });
         }
         let path = self.dir.root().join("eval").join(format!("{}-baselines.json", self.config.env.name));
         let report = serde_json::json!({ "env": self.config.env.name, "split": self.config.eval.split, "episodes": self.config.eval.episodes, "baselines": out });
@@ -510,7 +524,6 @@ impl<B: RunBackend> Run<'_, B> {
             }
         }
         bar.finish();
-        let baselines = if c.eval.episodes > 0 { self.evaluate_baselines()? } else { Vec::new() };
         Ok(TrainSummary {
             run_dir: self.dir.root().display().to_string(),
             steps: state.step,
@@ -520,7 +533,7 @@ impl<B: RunBackend> Run<'_, B> {
             eval_reward_end: state.eval_reward_last,
             eval_task_score_start: state.eval_task_score_start,
             eval_task_score_end: state.eval_task_score_last,
-            baselines,
+            baselines: Vec::new(),
             wall_seconds: self.started.elapsed().as_secs_f64(),
         })
     }
@@ -528,7 +541,8 @@ impl<B: RunBackend> Run<'_, B> {
 
 /// Mean task score of finished trajectories over all of them (an unfinished one scores 0).
 fn mean_task_score(trajs: &[Trajectory]) -> f64 {
-    trajs.iter().filter_map(|t| t.end.as_ref()).map(|x| x.breakdown.task_score).sum::<f64>() / trajs.len().max(1) as f64
+    // `+ 0.0` turns a negative zero (no finished episode) into 0.
+    trajs.iter().filter_map(|t| t.end.as_ref()).map(|x| x.breakdown.task_score).sum::<f64>() / trajs.len().max(1) as f64 + 0.0
 }
 
 /// A progress bar for a phase (hidden when `progress` is false).

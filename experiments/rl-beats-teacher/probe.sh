@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# SFT-only probes behind experiments/rl-beats-teacher/README.md: can a random-init tiny preset,
+# imitating the heuristic manager on `facts`, learn to copy names and values into its tool
+# calls within a CPU budget? Each probe runs the quickstart config with `run.steps = 0` (SFT,
+# then the held-out evaluation at step 0) and prints the SFT NLL of its last 32 optimizer steps
+# and the held-out task score.
+# Run from the repository root:  experiments/rl-beats-teacher/probe.sh [NAME...]
+# MEMRL overrides the binary (default: cargo run --release).
+set -euo pipefail
+MEMRL=${MEMRL:-"cargo run --release -q -p memrl-trainer --bin memrl --"}
+declare -A PROBES=(
+  [chunk3-4l128]="--set policy.model=tiny-4l-128d --set sft.lr=3e-3"
+  [chunk1-2l64]="--set env.options.chunk_size=1 --set rollout.max_turns=12"
+  [chunk1-2l64-long]="--set env.options.chunk_size=1 --set rollout.max_turns=12 --set sft.episodes=512 --set sft.epochs=3"
+  [chunk6-fullcontext]="--set env.options.chunk_size=6 --set sft.source=full-context --set sft.episodes=512 --set eval.episodes=4"
+)
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=("${!PROBES[@]}")
+for name in "${names[@]}"; do
+  dir="runs/rl-beats-teacher/$name"
+  # shellcheck disable=SC2086
+  $MEMRL train configs/quickstart.toml --set run.dir="$dir" --set run.steps=0 ${PROBES[$name]} --overwrite --quiet --json >/dev/null
+  python3 - "$dir" "$name" <<'PY'
+import json, sys
+d, name = sys.argv[1], sys.argv[2]
+rows = [json.loads(l) for l in open(f"{d}/sft_metrics.jsonl")]
+tail = rows[-32:]
+ev = json.load(open(f"{d}/eval/facts-step-0.json"))
+print(f"{name}: {len(rows)} SFT steps, NLL (last 32) {sum(r['sft/nll'] for r in tail) / len(tail):.3f}, "
+      f"held-out task score {ev['task_score_mean']:.3f} on {ev['episodes']} tasks")
+PY
+done
