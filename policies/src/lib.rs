@@ -4,7 +4,7 @@
 
 pub mod backend;
 pub mod chat;
-pub mod cli;
+pub mod inspect;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use memrl_policies::cli::{GenerateArgs as Request, PromptInput, format_generate, generate};
+use memrl_policies::inspect::{GenerateArgs as Request, PromptInput, format_generate, generate};
 
 /// Arguments of `memrl generate`.
 #[derive(clap::Args, Debug)]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use memrl_policies::cli::{format_tokenize, tokenize};
+use memrl_policies::inspect::{format_tokenize, tokenize};
 
 /// Arguments of `memrl tokenize`.
 #[derive(clap::Args, Debug)]

@@ -1,5 +1,5 @@
-//! The logic behind `memrl generate` and `memrl tokenize` (the trainer's CLI modules only parse
-//! arguments and print), so it is tested here without the binary.
+//! Generating from and tokenizing with a model file: the logic behind `memrl generate` and
+//! `memrl tokenize` (the CLI only parses arguments and prints), tested here without the binary.
 
 use std::path::PathBuf;
 use std::sync::Arc;
