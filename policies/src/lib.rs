@@ -2,6 +2,7 @@
 //! weight loading (safetensors, GGUF), batched KV-cache generation and log-probs.
 //! Knows tokens and tensors, never environments.
 
+pub mod atomic;
 pub mod backend;
 pub mod chat;
 pub mod inspect;

@@ -15,7 +15,6 @@
 //! [`latest_complete_checkpoint`] ignores anything else.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Name of the marker file that makes a checkpoint directory valid.
@@ -82,17 +81,7 @@ fn sync_tree(dir: &Path) -> Result<(), RunDirError> {
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
 /// fsync of the directory. Parent directories are created.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io_err("create temporary file in", dir))?;
-    tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
-    tmp.persist(path).map_err(|e| RunDirError::Io { action: "rename into", path: path.to_path_buf(), source: e.error })?;
-    sync_dir(dir)
+    memrl_policies::atomic::write_file_atomic(path, bytes).map_err(io_err("write", path))
 }
 
 /// An open run directory with the standard layout.

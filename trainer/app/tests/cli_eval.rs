@@ -67,7 +67,7 @@ fn read_json(path: &Path) -> Value {
 /// `locomo`, saved as `<root>/runs/tiny/checkpoints/step-3`.
 fn tiny_checkpoint(root: &Path) -> PathBuf {
     let mut corpus = Vec::new();
-    for (env_name, knobs) in [("facts", Value::Null), ("locomo", serde_json::json!({"max_sessions": 2, "questions_per_episode": 2}))] {
+    for (env_name, knobs) in [("facts", Value::Null), ("locomo", serde_json::json!({"max_sessions": 2, "questions_per_episode": 2, "data_path": locomo_data()}))] {
         let mut env = build_env(env_name, knobs, std::sync::Arc::new(WhitespaceCounter)).unwrap();
         let split = if env_name == "locomo" { Split::Validation } else { Split::Train };
         let mut turn = env.reset(TaskId { split, index: 0 }, 1).unwrap();
@@ -113,8 +113,9 @@ fn oracle_scores_one_on_facts_and_no_memory_does_not() {
 fn locomo_oracle_with_limit_prints_the_table_and_writes_json_that_memrl_score_agrees_with() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("res/locomo-oracle.json");
+    let data = format!("data_path={}", locomo_data().display());
     let stdout = memrl_eval(
-        &["--bench", "locomo", "--policy", "oracle", "--limit", "40", "--set", "conversations=[\"conv-41\"]", "--out", out.to_str().unwrap(), "--no-progress"],
+        &["--bench", "locomo", "--policy", "oracle", "--limit", "40", "--set", "conversations=[\"conv-41\"]", "--set", &data, "--out", out.to_str().unwrap(), "--no-progress"],
         dir.path(),
     )
     .unwrap();
@@ -171,10 +172,11 @@ fn tiny_model_as_reader_judge_and_agent() {
 
     // Reader baseline + judge on LoCoMo, through the binary: default output in the run dir.
     let ckpt_arg = ckpt.to_str().unwrap();
+    let data = format!("data_path={}", locomo_data().display());
     let stdout = memrl_eval(
         &[
             "--checkpoint", ckpt_arg, "--bench", "locomo", "--policy", "bm25-rag", "--limit", "3",
-            "--set", "conversations=[\"conv-41\"]", "--judge-model", ckpt_arg, "--judge-max-tokens", "8",
+            "--set", "conversations=[\"conv-41\"]", "--set", &data, "--judge-model", ckpt_arg, "--judge-max-tokens", "8",
             "--answer-tokens", "6", "--top-k", "3", "--no-progress",
         ],
         dir.path(),

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::segments::Segment;
+use crate::stats::mean;
 
 /// Which advantage estimator the learner uses; one function per variant in this module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -167,11 +168,10 @@ impl Advantages {
         if live.is_empty() {
             return AdvantageSummary { masked, ..Default::default() };
         }
-        let mean = live.iter().sum::<f64>() / live.len() as f64;
-        let var = live.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / live.len() as f64;
+        let (mean, std) = crate::stats::mean_std(&live);
         AdvantageSummary {
             mean,
-            std: var.sqrt(),
+            std,
             min: live.iter().copied().fold(f64::INFINITY, f64::min),
             max: live.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             masked,
@@ -180,17 +180,9 @@ impl Advantages {
     }
 }
 
-fn mean(xs: &[f64]) -> f64 {
-    xs.iter().sum::<f64>() / xs.len() as f64
-}
-
 /// Unbiased (n − 1) standard deviation; 0 for fewer than two values.
 fn unbiased_std(xs: &[f64]) -> f64 {
-    if xs.len() < 2 {
-        return 0.0;
-    }
-    let m = mean(xs);
-    (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+    crate::stats::sample_std(xs).unwrap_or(0.0)
 }
 
 /// GRPO over one group: (R − mean) / (unbiased std + eps). A group of one gets A = R.

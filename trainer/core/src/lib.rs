@@ -15,4 +15,5 @@ pub mod rollout;
 pub mod sampler;
 pub mod schedule;
 pub mod segments;
+pub mod stats;
 pub mod step;

@@ -125,19 +125,12 @@ pub struct StepRecord<'a> {
     pub times: StepTimes,
 }
 
-fn mean(xs: impl Iterator<Item = f64>) -> (f64, f64) {
-    let v: Vec<f64> = xs.collect();
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
-    (m, var.sqrt())
-}
-
 /// The metric fields of one RL step, in a fixed order.
 pub fn step_fields(r: &StepRecord<'_>) -> Vec<(String, f64)> {
     let trajs = r.trajectories;
     let n = trajs.len().max(1) as f64;
-    let (reward_mean, reward_std) = mean(trajs.iter().map(Trajectory::reward));
+    let rewards: Vec<f64> = trajs.iter().map(Trajectory::reward).collect();
+    let (reward_mean, reward_std) = crate::stats::mean_std(&rewards);
     let ends = || trajs.iter().filter_map(|t| t.end.as_ref());
     let generated: usize = trajs.iter().flat_map(|t| &t.turns).map(|t| t.completion_ids.len()).sum();
     let turns: usize = trajs.iter().map(|t| t.turns.len()).sum();

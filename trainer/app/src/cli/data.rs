@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use memrl_datasets::locomo::{Category, LocomoDataset};
 use memrl_datasets::longmemeval::LongMemEvalDataset;
+use memrl_envs::data_path;
 use serde_json::json;
 
 /// The benchmarks `memrl data` and `memrl score` know.
@@ -52,25 +53,18 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The LoCoMo file to use: `explicit` if given, else `$MEMRL_DATA_DIR/locomo/locomo10.json`,
-/// else `../shared/data/locomo/locomo10.json` relative to the current directory.
+/// The LoCoMo file to use: `explicit` (`--data`) if given, else `locomo/locomo10.json` in the
+/// data directory (`$MEMRL_DATA_DIR`, else `../shared/data` relative to the current directory:
+/// [`memrl_envs::data_path`]).
 pub fn resolve_locomo_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
     }
-    let mut tried = Vec::new();
-    if let Some(dir) = std::env::var_os("MEMRL_DATA_DIR") {
-        tried.push(PathBuf::from(dir).join("locomo").join("locomo10.json"));
-    }
-    tried.push(PathBuf::from("../shared/data/locomo/locomo10.json"));
-    if let Some(found) = tried.iter().find(|path| path.is_file()) {
-        return Ok(found.clone());
-    }
-    let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
-    bail!(
-        "no LoCoMo file found (tried {}); pass --data PATH or set MEMRL_DATA_DIR",
-        tried.join(", ")
-    )
+    let default = Path::new("locomo/locomo10.json");
+    data_path::resolve(default).map_err(|_| {
+        let tried: Vec<String> = data_path::candidates(default).iter().map(|p| p.display().to_string()).collect();
+        anyhow::anyhow!("no LoCoMo file found (tried {}); pass --data PATH or set {}", tried.join(", "), data_path::DATA_DIR_VAR)
+    })
 }
 
 /// The LongMemEval file to use: it must be given explicitly.

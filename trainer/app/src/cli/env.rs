@@ -21,7 +21,6 @@ use memrl_envs::tokens::{ByteApproxCounter, TokenCounter, WhitespaceCounter};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -89,13 +88,8 @@ pub struct MeanStd {
 }
 
 fn mean_std(xs: impl Iterator<Item = f64>) -> MeanStd {
-    let v: Vec<f64> = xs.collect();
-    if v.is_empty() {
-        return MeanStd { mean: 0.0, std: 0.0 };
-    }
-    let mean = v.iter().sum::<f64>() / v.len() as f64;
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
-    MeanStd { mean, std: var.sqrt() }
+    let (mean, std) = memrl_rl::stats::mean_std(&xs.collect::<Vec<f64>>());
+    MeanStd { mean, std }
 }
 
 /// What `memrl env play` reports.
@@ -254,20 +248,14 @@ struct TraceLine<'a> {
 
 /// Writes all traces as JSONL, atomically (temp file in the same folder, then rename).
 pub fn write_trace(path: &std::path::Path, results: &[EpisodeResult]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        for (episode, r) in results.iter().enumerate() {
-            for turn in &r.trace {
-                serde_json::to_writer(&mut w, &TraceLine { episode, turn })?;
-                w.write_all(b"\n")?;
-            }
+    let mut bytes = Vec::new();
+    for (episode, r) in results.iter().enumerate() {
+        for turn in &r.trace {
+            serde_json::to_writer(&mut bytes, &TraceLine { episode, turn })?;
+            bytes.push(b'\n');
         }
-        w.flush()?;
     }
-    tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    memrl_policies::atomic::write_file_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 fn print_summary(s: &PlaySummary) {

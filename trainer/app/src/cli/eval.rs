@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
+use clap::builder::TypedValueParser as _;
 use memrl_envs::env::Split;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,6 +23,18 @@ use crate::eval::policy::EvalPolicy;
 use crate::eval::report::{format_locomo, format_longmemeval};
 use crate::eval::{EvalOptions, EvalReport, JudgeOptions, evaluate};
 use crate::run_dir::write_file_atomic;
+
+/// `--bench`: the benchmarks by registry name (the library enum knows nothing of clap).
+fn bench_parser() -> impl clap::builder::TypedValueParser<Value = BenchKind> {
+    clap::builder::PossibleValuesParser::new(BenchKind::ALL.map(BenchKind::name))
+        .map(|name| BenchKind::from_name(&name).expect("a listed benchmark"))
+}
+
+/// `--policy`: the policies by the names `EvalPolicy::name` gives.
+fn policy_parser() -> impl clap::builder::TypedValueParser<Value = EvalPolicy> {
+    clap::builder::PossibleValuesParser::new(EvalPolicy::ALL.map(EvalPolicy::name))
+        .map(|name| EvalPolicy::from_name(&name).expect("a listed policy"))
+}
 
 /// Arguments of `memrl eval`.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,10 +57,10 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR|FILE.gguf")]
     pub checkpoint: Option<PathBuf>,
     /// Benchmark.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = bench_parser())]
     pub bench: BenchKind,
     /// Policy (see below).
-    #[arg(long, value_enum, default_value = "model")]
+    #[arg(long, value_parser = policy_parser(), default_value = "model")]
     pub policy: EvalPolicy,
     /// Split: train, validation or test.
     #[arg(long, default_value = "test")]

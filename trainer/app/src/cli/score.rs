@@ -5,10 +5,9 @@
 //! judge-free PROXY and says so on every output.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use memrl_datasets::locomo::{Category, LocomoDataset};
 use memrl_datasets::longmemeval::LongMemEvalDataset;
 use memrl_datasets::scoring::locomo::{LocomoAggregate, aggregate, bleu1, round3_python, score_qa};
@@ -108,23 +107,10 @@ fn jsonl_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 /// Writes `value` as pretty JSON to `path` atomically (temporary file in the same folder,
 /// then rename).
 fn write_json_atomically(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(&dir).with_context(|| {
-        format!(
-            "{}: cannot create a temporary file in {}",
-            path.display(),
-            dir.display()
-        )
-    })?;
-    serde_json::to_writer_pretty(&mut file, value)?;
-    file.write_all(b"\n")?;
-    file.as_file().sync_all()?;
-    file.persist(path)
-        .map_err(|error| anyhow::anyhow!("{}: cannot write: {}", path.display(), error.error))?;
-    Ok(())
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    memrl_policies::atomic::write_file_atomic(path, &bytes)
+        .map_err(|error| anyhow::anyhow!("{}: cannot write: {}", path.display(), error))
 }
 
 /// One line of a LoCoMo predictions file.

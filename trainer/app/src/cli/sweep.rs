@@ -9,7 +9,7 @@ use crate::sweep::{RunOptions, load_sweep, run_sweep};
 /// Arguments of `memrl sweep`.
 #[derive(clap::Args, Debug)]
 pub struct SweepArgs {
-    /// The sweep file (TOML; see trainer/src/sweep/spec.rs and experiments/).
+    /// The sweep file (TOML; see trainer/app/src/sweep/spec.rs and experiments/).
     pub file: PathBuf,
     /// Trials run at once (each is a `memrl train` process).
     #[arg(short = 'j', long = "jobs", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]

@@ -84,7 +84,7 @@ fn defaults_value() -> toml::Value {
 pub fn defaults_toml() -> String {
     format!(
         "# memrl default configuration. Every key is optional; a config file overrides these,\n\
-         # and `--set section.key=value` overrides the file. Meanings: trainer/src/config/sections.rs.\n\
+         # and `--set section.key=value` overrides the file. Meanings: trainer/app/src/config/sections.rs.\n\
          # An empty run.dir means runs/<run.name>.\n\n{}",
         Config::default().to_toml_string()
     )

@@ -17,7 +17,7 @@ use serde_json::Value;
 pub const DEFAULT_SYNTHETIC_EPISODES: u64 = 100;
 
 /// A benchmark (an environment of the registry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BenchKind {
     /// LoCoMo conversations (official token-F1 score).
@@ -31,6 +31,14 @@ pub enum BenchKind {
 }
 
 impl BenchKind {
+    /// Every benchmark, in `--help` order.
+    pub const ALL: [BenchKind; 4] = [BenchKind::Locomo, BenchKind::Longmemeval, BenchKind::Facts, BenchKind::Multiobjective];
+
+    /// The benchmark of registry name `name`.
+    pub fn from_name(name: &str) -> Option<BenchKind> {
+        BenchKind::ALL.into_iter().find(|b| b.name() == name)
+    }
+
     /// The registry name.
     pub fn name(self) -> &'static str {
         match self {

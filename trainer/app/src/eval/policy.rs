@@ -7,7 +7,7 @@ use super::bench::BenchKind;
 use super::reader::ReaderContext;
 
 /// A policy `memrl eval` can evaluate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EvalPolicy {
     /// The checkpoint is the agent: it manages the memory and answers with tool calls.
@@ -25,6 +25,21 @@ pub enum EvalPolicy {
 }
 
 impl EvalPolicy {
+    /// Every policy, in `--help` order.
+    pub const ALL: [EvalPolicy; 6] = [
+        EvalPolicy::Model,
+        EvalPolicy::Oracle,
+        EvalPolicy::Heuristic,
+        EvalPolicy::FullContext,
+        EvalPolicy::Bm25Rag,
+        EvalPolicy::NoMemory,
+    ];
+
+    /// The policy `--policy` spells `name`.
+    pub fn from_name(name: &str) -> Option<EvalPolicy> {
+        EvalPolicy::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     /// The name as `--policy` spells it.
     pub fn name(self) -> &'static str {
         match self {

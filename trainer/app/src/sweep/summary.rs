@@ -118,13 +118,7 @@ pub fn mean_std(xs: &[f64]) -> (Option<f64>, Option<f64>) {
     if xs.is_empty() {
         return (None, None);
     }
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    if xs.len() < 2 {
-        return (Some(mean), None);
-    }
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (Some(mean), Some(var.sqrt()))
+    (Some(memrl_rl::stats::mean_std(xs).0), memrl_rl::stats::sample_std(xs))
 }
 
 /// Aggregates the trial rows per setting.

@@ -8,24 +8,16 @@
 
 use memrl_policies::backend::Backend;
 use memrl_policies::model::Llama;
+use memrl_policies::scoring::target_logprobs;
 
 use crate::learner::batch::MicroBatch;
 use super::{KlEstimator, LossBatch, LossConfig, LossError, LossOutput, policy_loss_with_weights};
 
 /// Per-position log-probs of the targets (`[rows * seq]`), and the per-position entropy of the
 /// predicted distribution when asked for, from one forward pass over `batch`.
+/// ([`memrl_policies::scoring::target_logprobs`] on the micro-batch's layout.)
 pub fn token_logprobs<B: Backend>(model: &Llama<B>, batch: &MicroBatch, with_entropy: bool) -> (B::Tensor, Option<B::Tensor>) {
-    let b = &model.backend;
-    let hidden = model.forward(&batch.input_ids, batch.rows, batch.seq, &batch.lengths);
-    let logits = model.lm_head(hidden);
-    let logp = b.log_softmax(logits, 2);
-    let n = batch.rows * batch.seq;
-    let picked = b.reshape(b.gather_last(logp.clone(), &batch.target_ids), &[n]);
-    let entropy = with_entropy.then(|| {
-        let p = b.exp(logp.clone());
-        b.reshape(b.mul_scalar(b.sum_dim(b.mul(p, logp), 2), -1.0), &[n])
-    });
-    (picked, entropy)
+    target_logprobs(model, &batch.input_ids, &batch.target_ids, batch.rows, batch.seq, &batch.lengths, with_entropy)
 }
 
 /// The loss as a differentiable scalar tensor (`[1]`), and the reference's output on the same
