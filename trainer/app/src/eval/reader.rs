@@ -371,7 +371,18 @@ mod tests {
     use memrl_envs::tokens::WhitespaceCounter;
 
     fn knobs() -> LocomoKnobs {
-        LocomoKnobs { conversations: Some(vec!["conv-30".into()]), questions_per_episode: 1, max_questions: Some(6), ..LocomoKnobs::default() }
+        // Tests run in the crate's folder: the data directory is $MEMRL_DATA_DIR, else the
+        // `shared/data` beside this checkout.
+        let dir = std::env::var_os("MEMRL_DATA_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+        LocomoKnobs {
+            data_path: dir.join("locomo/locomo10.json").display().to_string(),
+            conversations: Some(vec!["conv-30".into()]),
+            questions_per_episode: 1,
+            max_questions: Some(6),
+            ..LocomoKnobs::default()
+        }
     }
 
     fn reader(context: ReaderContext, manager: ScriptedKind, window: usize, index: u64) -> (ReaderEnv, Arc<Mutex<Vec<ReaderNote>>>, StreamTask) {

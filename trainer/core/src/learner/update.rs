@@ -3,13 +3,14 @@
 
 use memrl_policies::backend::Backend;
 use memrl_policies::model::Llama;
+use memrl_policies::scoring::target_logprobs;
 use memrl_policies::train::grads::{ModelGrads, clip_grad_norm};
 use memrl_policies::train::optim::AdamW;
 use memrl_policies::train::params::TrainBackend;
 use memrl_policies::train::TrainError;
 
 use crate::learner::batch::{MicroBatch, mini_batch_weights};
-use crate::loss::tensor::{policy_loss_tensor, token_logprobs};
+use crate::loss::tensor::policy_loss_tensor;
 use crate::loss::{LossAggregation, LossBatch, LossConfig, LossDiagnostics, LossError};
 use crate::segments::Segment;
 
@@ -67,6 +68,13 @@ pub struct UpdateReport {
     pub loss_tokens: usize,
     /// Positions processed (padding included).
     pub positions: usize,
+}
+
+/// Per-position log-probs of the targets (`[rows * seq]`), and the per-position entropy of the
+/// predicted distribution when asked for, from one forward pass over `batch`.
+/// ([`memrl_policies::scoring::target_logprobs`] on the micro-batch's layout.)
+pub fn token_logprobs<B: Backend>(model: &Llama<B>, batch: &MicroBatch, with_entropy: bool) -> (B::Tensor, Option<B::Tensor>) {
+    target_logprobs(model, &batch.input_ids, &batch.target_ids, batch.rows, batch.seq, &batch.lengths, with_entropy)
 }
 
 /// Runs the clipped policy-gradient update of `model` on `segments`.

@@ -7,18 +7,8 @@
 //! check value and gradient against the reference on hand-made batches.
 
 use memrl_policies::backend::Backend;
-use memrl_policies::model::Llama;
-use memrl_policies::scoring::target_logprobs;
 
-use crate::learner::batch::MicroBatch;
 use super::{KlEstimator, LossBatch, LossConfig, LossError, LossOutput, policy_loss_with_weights};
-
-/// Per-position log-probs of the targets (`[rows * seq]`), and the per-position entropy of the
-/// predicted distribution when asked for, from one forward pass over `batch`.
-/// ([`memrl_policies::scoring::target_logprobs`] on the micro-batch's layout.)
-pub fn token_logprobs<B: Backend>(model: &Llama<B>, batch: &MicroBatch, with_entropy: bool) -> (B::Tensor, Option<B::Tensor>) {
-    target_logprobs(model, &batch.input_ids, &batch.target_ids, batch.rows, batch.seq, &batch.lengths, with_entropy)
-}
 
 /// The loss as a differentiable scalar tensor (`[1]`), and the reference's output on the same
 /// (detached) values, which carries the diagnostics and the f64 loss.
