@@ -12,7 +12,7 @@
 #
 # Then the libtorch backend (memrl-policies' `tch` feature, CPU): its backend tests, its parity
 # tests against burn and transformers on SmolLM2 (policies/tests/tch_parity.rs), bf16 mixed
-# precision (policies/tests/tch_bf16.rs) and `memrl train` on it (trainer/tests/cli_train_tch.rs). tch 0.24 links
+# precision (policies/tests/tch_bf16.rs) and `memrl train` on it (trainer/app/tests/cli_train_tch.rs). tch 0.24 links
 # the libtorch of the same venv (torch==2.11.0, LIBTORCH_USE_PYTORCH); the default workspace build
 # above never compiles torch-sys. MEMRL_TEST_TCH=0 leaves this out, and says so.
 set -euo pipefail

@@ -1,5 +1,4 @@
-//! Benchmark loaders (LoCoMo, LongMemEval), their official scorers, synthetic task
-//! generators and the Arrow/Parquet rollout store.
+//! Benchmark loaders (LoCoMo, LongMemEval) and their official scorers.
 //!
 //! - [`locomo`]: typed loader for `locomo10.json` with every quirk of the published file.
 //! - [`longmemeval`]: typed loader for the LongMemEval `_s` / `_m` / `_oracle` files.

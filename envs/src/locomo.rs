@@ -78,7 +78,7 @@ pub enum LocomoMetric {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LocomoKnobs {
-    /// Path of `locomo10.json`.
+    /// Path of `locomo10.json` (as given, else inside the data directory: [`crate::data_path`]).
     pub data_path: String,
     /// Split rule.
     pub split_mode: SplitMode,
@@ -125,7 +125,7 @@ pub struct LocomoKnobs {
 impl Default for LocomoKnobs {
     fn default() -> Self {
         Self {
-            data_path: "../shared/data/locomo/locomo10.json".into(),
+            data_path: "locomo/locomo10.json".into(),
             split_mode: SplitMode::MemoryR1,
             split_seed: 0,
             include_adversarial: false,

@@ -49,7 +49,7 @@ pub enum LongMemEvalScorer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LongMemEvalKnobs {
-    /// Path of a LongMemEval JSON file (`_oracle`, `_s` or `_m`).
+    /// Path of a LongMemEval JSON file (`_oracle`, `_s` or `_m`; as given, else inside the data directory: [`crate::data_path`]).
     pub data_path: String,
     /// Seed of the question split.
     pub split_seed: u64,
@@ -85,7 +85,7 @@ pub struct LongMemEvalKnobs {
 impl Default for LongMemEvalKnobs {
     fn default() -> Self {
         Self {
-            data_path: "../shared/data/longmemeval/longmemeval_s_cleaned.json".into(),
+            data_path: "longmemeval/longmemeval_s_cleaned.json".into(),
             split_seed: 0,
             train_fraction: 0.1,
             validation_fraction: 0.05,

@@ -4,7 +4,7 @@
 //! ```toml
 //! [env]
 //! name = "facts"
-//! [env.knobs]
+//! [env.options]
 //! entities = 3
 //! capacity = 6
 //! ```

@@ -9,29 +9,34 @@ use memrl_envs::locomo::{LocomoEnv, LocomoKnobs, LocomoMetric, SplitMode};
 use memrl_envs::tokens::ByteApproxCounter;
 use std::sync::Arc;
 
+/// Default knobs reading the checkout's `locomo10.json` (the tests run in `envs/`, not at the root).
+fn knobs() -> LocomoKnobs {
+    LocomoKnobs { data_path: common::data_file("locomo/locomo10.json"), ..LocomoKnobs::default() }
+}
+
 fn env(knobs: LocomoKnobs) -> LocomoEnv {
     LocomoEnv::new(knobs, Arc::new(ByteApproxCounter::default())).unwrap()
 }
 
 #[test]
 fn memory_r1_split_reproduces_152_81_1307() {
-    let e = env(LocomoKnobs::default());
+    let e = env(knobs());
     assert_eq!(e.source().question_counts(), [152, 81, 1307]);
     assert_eq!(e.task_count(Split::Train), Some(16));
     assert_eq!(e.task_count(Split::Validation), Some(9));
-    let e = env(LocomoKnobs { split_mode: SplitMode::ByQuestion, ..LocomoKnobs::default() });
+    let e = env(LocomoKnobs { split_mode: SplitMode::ByQuestion, ..knobs() });
     let c = e.source().question_counts();
     assert_eq!(c.iter().sum::<usize>(), 1540);
     assert!((145..=160).contains(&c[0]) && (75..=88).contains(&c[1]), "{c:?}");
-    let again = env(LocomoKnobs { split_mode: SplitMode::ByQuestion, ..LocomoKnobs::default() });
+    let again = env(LocomoKnobs { split_mode: SplitMode::ByQuestion, ..knobs() });
     assert_eq!(again.source().question_counts(), c);
-    let with_adv = env(LocomoKnobs { include_adversarial: true, ..LocomoKnobs::default() });
+    let with_adv = env(LocomoKnobs { include_adversarial: true, ..knobs() });
     assert_eq!(with_adv.source().question_counts().iter().sum::<usize>(), 1986);
 }
 
 #[test]
 fn oracle_near_ceiling_and_baselines_below() {
-    let mut e = env(LocomoKnobs::default());
+    let mut e = env(knobs());
     let oracle = play(&mut e, ScriptedKind::Oracle, Split::Validation, 9, 0);
     let heuristic = play(&mut e, ScriptedKind::Heuristic, Split::Validation, 9, 0);
     let none = play(&mut e, ScriptedKind::NoMemory, Split::Validation, 9, 0);
@@ -48,7 +53,7 @@ fn oracle_near_ceiling_and_baselines_below() {
 
 #[test]
 fn adversarial_and_exact_match_and_small_chunks() {
-    let knobs = LocomoKnobs { include_adversarial: true, max_sessions: Some(4), chunk_turns: 6, ..LocomoKnobs::default() };
+    let knobs = LocomoKnobs { include_adversarial: true, max_sessions: Some(4), chunk_turns: 6, ..knobs() };
     let mut e = env(knobs.clone());
     let n = e.task_count(Split::Validation).unwrap();
     let r = play(&mut e, ScriptedKind::Oracle, Split::Validation, n, 0);
@@ -60,7 +65,7 @@ fn adversarial_and_exact_match_and_small_chunks() {
 
 #[test]
 fn same_seed_same_trace() {
-    let knobs = LocomoKnobs { max_sessions: Some(3), id_style: memrl_envs::ids::IdStyle::Random, ..LocomoKnobs::default() };
+    let knobs = LocomoKnobs { max_sessions: Some(3), id_style: memrl_envs::ids::IdStyle::Random, ..knobs() };
     let trace = |seed| {
         let mut e = env(knobs.clone());
         play(&mut e, ScriptedKind::Heuristic, Split::Test, 3, seed).iter().flat_map(|r| r.trace.iter().map(|t| serde_json::to_string(t).unwrap())).collect::<Vec<_>>().join("\n")
@@ -71,7 +76,7 @@ fn same_seed_same_trace() {
 
 #[test]
 fn conversations_and_max_questions_restrict_the_split() {
-    let only = LocomoKnobs { conversations: Some(vec!["conv-41".into()]), include_adversarial: true, ..LocomoKnobs::default() };
+    let only = LocomoKnobs { conversations: Some(vec!["conv-41".into()]), include_adversarial: true, ..knobs() };
     let e = env(only.clone());
     assert_eq!(e.source().question_counts(), [0, 0, 193]);
     let capped = env(LocomoKnobs { max_questions: Some(50), questions_per_episode: 1000, ..only.clone() });
@@ -87,7 +92,7 @@ fn conversations_and_max_questions_restrict_the_split() {
     assert!(positions.windows(2).all(|w| w[0] < w[1]) && *positions.last().unwrap() > 150, "{positions:?}");
     // A cap above the split's size keeps everything.
     assert_eq!(env(LocomoKnobs { max_questions: Some(10_000), ..only.clone() }).source().question_counts()[2], 193);
-    let err = LocomoEnv::new(LocomoKnobs { conversations: Some(vec!["conv-99".into()]), ..LocomoKnobs::default() }, Arc::new(ByteApproxCounter::default())).err().unwrap().to_string();
+    let err = LocomoEnv::new(LocomoKnobs { conversations: Some(vec!["conv-99".into()]), ..knobs() }, Arc::new(ByteApproxCounter::default())).err().unwrap().to_string();
     assert!(err.contains("conv-99") && err.contains("conv-41"), "{err}");
-    assert!(LocomoEnv::new(LocomoKnobs { max_questions: Some(0), ..LocomoKnobs::default() }, Arc::new(ByteApproxCounter::default())).is_err());
+    assert!(LocomoEnv::new(LocomoKnobs { max_questions: Some(0), ..knobs() }, Arc::new(ByteApproxCounter::default())).is_err());
 }

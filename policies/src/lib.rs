@@ -2,9 +2,10 @@
 //! weight loading (safetensors, GGUF), batched KV-cache generation and log-probs.
 //! Knows tokens and tensors, never environments.
 
+pub mod atomic;
 pub mod backend;
 pub mod chat;
-pub mod cli;
+pub mod inspect;
 pub mod config;
 pub mod engine;
 pub mod error;

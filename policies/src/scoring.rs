@@ -14,16 +14,48 @@ pub fn pad_batch(seqs: &[Vec<u32>]) -> (Vec<u32>, usize, usize, Vec<usize>) {
     (ids, seqs.len(), seq, seqs.iter().map(Vec::len).collect())
 }
 
+/// The one token log-prob function: per position `[rows * seq]`, the log-prob of `target_ids`
+/// after `input_ids` (row-major `[rows, seq]`, right-padded; row `r` has `lengths[r]` valid
+/// positions, the rest are garbage: mask them), and the entropy of the predicted distribution
+/// at each position when `with_entropy`, from one forward pass. Differentiable on an autodiff
+/// backend (the learner's path).
+pub fn target_logprobs<B: Backend>(
+    model: &Llama<B>,
+    input_ids: &[u32],
+    target_ids: &[u32],
+    rows: usize,
+    seq: usize,
+    lengths: &[usize],
+    with_entropy: bool,
+) -> (B::Tensor, Option<B::Tensor>) {
+    let b = &model.backend;
+    let hidden = model.forward(input_ids, rows, seq, lengths);
+    let logits = model.lm_head(hidden);
+    let logp = b.log_softmax(logits, 2);
+    let n = rows * seq;
+    let picked = b.reshape(b.gather_last(logp.clone(), target_ids), &[n]);
+    let entropy = with_entropy.then(|| {
+        let p = b.exp(logp.clone());
+        b.reshape(b.mul_scalar(b.sum_dim(b.mul(p, logp), 2), -1.0), &[n])
+    });
+    (picked, entropy)
+}
+
 /// `log π(x[t] | x[..t])` for `t = 1 .. len` of every row, as a tensor `[batch, seq - 1, 1]`
 /// (entries past a row's length are garbage; mask them). Differentiable on an autodiff backend.
+/// Through [`target_logprobs`]: inputs are each row but its last token, targets the row shifted by one.
 pub fn token_logprobs_tensor<B: Backend>(model: &Llama<B>, seqs: &[Vec<u32>]) -> B::Tensor {
-    let b = &model.backend;
     let (ids, batch, seq, lengths) = pad_batch(seqs);
-    let hidden = model.forward(&ids, batch, seq, &lengths);
-    let hidden = b.narrow(hidden, 1, 0, seq - 1);
-    let logp = b.log_softmax(model.lm_head(hidden), 2);
-    let targets: Vec<u32> = (0..batch).flat_map(|r| ids[r * seq + 1..(r + 1) * seq].to_vec()).collect();
-    b.gather_last(logp, &targets)
+    let width = seq - 1;
+    let mut inputs = vec![0u32; batch * width];
+    let mut targets = vec![0u32; batch * width];
+    for r in 0..batch {
+        inputs[r * width..(r + 1) * width].copy_from_slice(&ids[r * seq..r * seq + width]);
+        targets[r * width..(r + 1) * width].copy_from_slice(&ids[r * seq + 1..(r + 1) * seq]);
+    }
+    let lengths: Vec<usize> = lengths.iter().map(|&l| l.saturating_sub(1).max(1)).collect();
+    let (lp, _) = target_logprobs(model, &inputs, &targets, batch, width, &lengths, false);
+    model.backend.reshape(lp, &[batch, width, 1])
 }
 
 /// Host-side per-token log-probs of each sequence (length `len - 1` per row).

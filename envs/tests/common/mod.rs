@@ -5,6 +5,15 @@ use memrl_envs::env::{Env, ScriptedKind, Split, TaskId};
 use memrl_envs::policy::ScriptedPolicy;
 use memrl_envs::rollout::{run_episode, EpisodeResult};
 
+/// A file of the data directory: `$MEMRL_DATA_DIR/<relative>`, else the `shared/data` beside
+/// this checkout (tests run in the crate's folder, where `../shared/data` is not it).
+pub fn data_file(relative: &str) -> String {
+    let dir = std::env::var_os("MEMRL_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    dir.join(relative).display().to_string()
+}
+
 /// Runs `n` episodes of the given split with a scripted policy.
 pub fn play(env: &mut dyn Env, kind: ScriptedKind, split: Split, n: u64, seed: u64) -> Vec<EpisodeResult> {
     (0..n)

@@ -331,7 +331,7 @@ impl Backend for BurnBackend {
         grad: BurnTensor,
         exp_avg: Option<BurnTensor>,
         exp_avg_sq: Option<BurnTensor>,
-        scalars: &crate::train::optim::AdamWScalars,
+        scalars: &crate::backend::adamw::AdamWScalars,
     ) -> (BurnTensor, BurnTensor, BurnTensor) {
         // In place: `inner()` drops the autodiff wrapper and flex's `into_data` hands over the
         // buffer without a copy when the tensor is its only owner, so the update is one pass
@@ -349,7 +349,7 @@ impl Backend for BurnBackend {
         let zeros = || TensorData::new(vec![0.0f32; n], dims);
         let mut m = exp_avg.map(|t| f32_data(t.inner)).unwrap_or_else(zeros);
         let mut v = exp_avg_sq.map(|t| f32_data(t.inner)).unwrap_or_else(zeros);
-        crate::train::optim::adamw_kernel(
+        crate::backend::adamw::adamw_kernel(
             p.as_mut_slice::<f32>().expect("f32 parameter data"),
             g.as_slice::<f32>().expect("f32 gradient data"),
             m.as_mut_slice::<f32>().expect("f32 moment data"),

@@ -10,6 +10,7 @@
 //! Conventions: tensors are `f32` with rank 1 to 4 and row-major logical shapes; reductions
 //! keep the reduced dimension (size 1); binary operations broadcast like NumPy.
 
+pub mod adamw;
 pub mod burn_flex;
 pub mod device;
 pub mod precision;
@@ -208,10 +209,10 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     fn synchronize(&self) {}
 
     // ---- training (optimizer) ------------------------------------------------------------
-    /// One AdamW update of one parameter (`crate::train::optim`, PyTorch semantics): returns
+    /// One AdamW update of one parameter (PyTorch semantics): returns
     /// the updated parameter as a trainable leaf (records gradients on an autodiff backend) and
     /// the new first and second moments; `None` moments mean zeros (the first step). The
-    /// default runs [`crate::train::optim::adamw_kernel`] on host copies; a backend overrides it
+    /// default runs [`adamw::adamw_kernel`] on host copies; a backend overrides it
     /// to update its own buffers in place.
     fn adamw_update(
         &self,
@@ -219,7 +220,7 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
         grad: Self::Tensor,
         exp_avg: Option<Self::Tensor>,
         exp_avg_sq: Option<Self::Tensor>,
-        scalars: &crate::train::optim::AdamWScalars,
+        scalars: &adamw::AdamWScalars,
     ) -> (Self::Tensor, Self::Tensor, Self::Tensor) {
         let shape = self.shape(&param);
         let mut p = self.to_vec(&param);
@@ -228,7 +229,7 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
         let n = p.len();
         let mut m = exp_avg.map(|t| self.to_vec(&t)).unwrap_or_else(|| vec![0.0; n]);
         let mut v = exp_avg_sq.map(|t| self.to_vec(&t)).unwrap_or_else(|| vec![0.0; n]);
-        crate::train::optim::adamw_kernel(&mut p, &g, &mut m, &mut v, scalars);
+        adamw::adamw_kernel(&mut p, &g, &mut m, &mut v, scalars);
         (self.param(p, &shape), self.tensor(m, &shape), self.tensor(v, &shape))
     }
 }

@@ -9,7 +9,7 @@
 //! gradient object per backward pass. [`TchGrads`] therefore copies a leaf's `.grad` on first
 //! request and zeroes it, so the next backward pass starts from zero again. A leaf whose gradient
 //! is never read keeps accumulating (every training path reads all trainable leaves, through
-//! [`crate::train::ModelGrads`]); a leaf that took part in an earlier pass but not in this one
+//! the trainer's gradient collection); a leaf that took part in an earlier pass but not in this one
 //! reports a zero gradient rather than none.
 //!
 //! Speed on CPU: measured on the 2-core AMD EPYC build machine (2026-11-21, load average ~4),
@@ -474,7 +474,7 @@ impl Backend for TchBackend {
         grad: TchTensor,
         exp_avg: Option<TchTensor>,
         exp_avg_sq: Option<TchTensor>,
-        s: &crate::train::optim::AdamWScalars,
+        s: &crate::backend::adamw::AdamWScalars,
     ) -> (TchTensor, TchTensor, TchTensor) {
         // The formula of `adamw_kernel`, as whole-tensor libtorch ops. The moments belong to the
         // optimizer alone and are updated in place; the parameter comes back as a new leaf (a
@@ -491,24 +491,5 @@ impl Backend for TchBackend {
         let p = param.0.detach() * s.decay_factor as f64 - (&m / denom) * s.step_size as f64;
         let p = if self.autodiff { p.set_requires_grad(true) } else { p };
         (TchTensor(p), TchTensor(m), TchTensor(v))
-    }
-}
-
-impl crate::train::params::TrainBackend for TchBackend {
-    type Leaf = TchBackend;
-    fn leaf_backend(&self) -> &TchBackend {
-        self
-    }
-    fn leaf_grad(&self, grads: &TchGrads, leaf: &TchTensor) -> Option<TchTensor> {
-        self.grad(grads, leaf)
-    }
-    fn trainable_leaves(model: &crate::model::Llama<Self>) -> Vec<(String, &TchTensor)> {
-        model.named_parameters()
-    }
-    fn trainable_leaves_mut(model: &mut crate::model::Llama<Self>) -> Vec<(String, &mut TchTensor)> {
-        model.named_parameters_mut()
-    }
-    fn export_weights(model: &crate::model::Llama<Self>, _merge_adapters: bool) -> crate::train::params::ExportedWeights {
-        crate::train::params::ExportedWeights { model: crate::train::params::hf_state_dict(model), adapter: None }
     }
 }

@@ -227,10 +227,11 @@ fn gradients_flow_through_attention_norm_and_log_softmax<B: Backend>(b: B) {
     }
 }
 
-/// One AdamW update on the backend equals [`crate::train::optim::adamw_kernel`] on the host,
+/// One AdamW update on the backend equals [`crate::backend::adamw::adamw_kernel`] on the host,
 /// from zero moments (first step) and from given moments (a later step).
 fn adamw_update_matches_host_kernel<B: Backend>(b: B) {
-    use crate::train::optim::{AdamWConfig, AdamWScalars, adamw_kernel};
+    use crate::backend::adamw::{AdamWScalars, adamw_kernel};
+    use crate::train::optim::AdamWConfig;
     let n = 37;
     let (p0, g) = (values(n, 11), values(n, 12));
     let config = AdamWConfig::default();

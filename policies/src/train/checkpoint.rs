@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::{Value, json};
@@ -166,14 +166,9 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).map_err(|e| TrainError::checkpoint(path, format!("invalid JSON: {e}")))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory, fsynced, then renamed.
+/// Writes `bytes` to `path` atomically ([`crate::atomic::write_file_atomic`]), naming the path on error.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| TrainError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| TrainError::io(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+    crate::atomic::write_file_atomic(path, bytes).map_err(|e| TrainError::io(path, e))
 }
 
 /// Writes a file inside a directory that is renamed into place afterwards (no rename needed).

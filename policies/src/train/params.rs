@@ -60,6 +60,26 @@ impl TrainBackend for BurnBackend {
     }
 }
 
+#[cfg(feature = "tch")]
+impl TrainBackend for crate::backend::tch::TchBackend {
+    type Leaf = crate::backend::tch::TchBackend;
+    fn leaf_backend(&self) -> &crate::backend::tch::TchBackend {
+        self
+    }
+    fn leaf_grad(&self, grads: &Self::Grads, leaf: &<Self as Backend>::Tensor) -> Option<<Self as Backend>::Tensor> {
+        self.grad(grads, leaf)
+    }
+    fn trainable_leaves(model: &Llama<Self>) -> Vec<(String, &<Self as Backend>::Tensor)> {
+        model.named_parameters()
+    }
+    fn trainable_leaves_mut(model: &mut Llama<Self>) -> Vec<(String, &mut <Self as Backend>::Tensor)> {
+        model.named_parameters_mut()
+    }
+    fn export_weights(model: &Llama<Self>, _merge_adapters: bool) -> ExportedWeights {
+        ExportedWeights { model: hf_state_dict(model), adapter: None }
+    }
+}
+
 /// The projections of a decoder layer with their HF module names.
 pub(crate) fn layer_linears<B: Backend>(l: &DecoderLayer<B>) -> [(&'static str, &Linear<B>); 7] {
     [

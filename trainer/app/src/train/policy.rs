@@ -1,0 +1,162 @@
+//! The policy a run trains: a pretrained model (HF directory or GGUF file) or a tiny preset
+//! with a byte-level BPE tokenizer trained on the environment's own text.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow, bail};
+use memrl_envs::env::{Next, ScriptedKind, Split, TaskId};
+use memrl_envs::registry::build_env;
+use memrl_envs::tokens::WhitespaceCounter;
+use memrl_policies::model::Llama;
+use memrl_policies::tokenizer::Tokenizer;
+use memrl_policies::train::bpe::{BpeTrainingConfig, train_bpe_tokenizer};
+use memrl_policies::train::checkpoint::{CheckpointOptions, TokenizerFiles, save_checkpoint};
+use memrl_policies::train::optim::AdamW;
+use memrl_policies::train::tiny::{TinyPreset, init_tiny};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::Config;
+use crate::train::backend::{RunBackend, check_backend};
+use memrl_rl::rollout::adapters::TokenizerCodec;
+
+/// The trainable model with what the rollout and checkpoints need alongside it.
+pub struct PolicyBundle<B: RunBackend> {
+    /// The model, on the autodiff backend.
+    pub model: Llama<B>,
+    /// Its tokenizer.
+    pub tokenizer: Arc<Tokenizer>,
+    /// Tokenizer + chat template for the rollout.
+    pub codec: TokenizerCodec,
+    /// Tokens that end an assistant turn (`<|im_end|>` first).
+    pub stop_ids: Vec<u32>,
+    /// Padding id for training batches.
+    pub pad_id: u32,
+    /// The tokenizer files checkpoints carry.
+    pub tokenizer_files: TokenizerFiles,
+}
+
+impl<B: RunBackend> PolicyBundle<B> {
+    /// Writes an HF-layout checkpoint (model, tokenizer, and the optimizer state when given)
+    /// into `dir`, each file atomically.
+    pub fn save(&self, dir: &Path, optimizer: Option<&AdamW<B>>) -> anyhow::Result<()> {
+        let state = optimizer.map(|o| o.state(&self.model.backend));
+        save_checkpoint(dir, &self.model, &self.tokenizer_files, state.as_ref(), &CheckpointOptions::default())
+            .with_context(|| format!("writing checkpoint {}", dir.display()))
+    }
+
+    /// A frozen inference copy of the current weights (no autodiff): the rollout engine's model
+    /// and the KL reference.
+    /// (Through host memory: simple, and per step a small cost next to the rollout it serves.)
+    pub fn inference_copy(&self) -> anyhow::Result<Llama<B>> {
+        Ok(memrl_rl::policy::inference_copy(&self.model)?)
+    }
+}
+
+/// Text of scripted (oracle and heuristic) episodes of the training split: the corpus a tiny
+/// preset's tokenizer is trained on.
+pub fn environment_corpus(config: &Config, episodes: u64) -> anyhow::Result<Vec<String>> {
+    let knobs = serde_json::to_value(&config.env.options)?;
+    let mut corpus = Vec::new();
+    for i in 0..episodes {
+        let mut env = build_env(&config.env.name, knobs.clone(), Arc::new(WhitespaceCounter))?;
+        let kind = if i % 2 == 0 { ScriptedKind::Oracle } else { ScriptedKind::Heuristic };
+        let mut rng = ChaCha8Rng::seed_from_u64(config.run.seed ^ i);
+        let mut turn = env.reset(TaskId { split: Split::Train, index: 1_000_000 + i }, config.run.seed ^ i)?;
+        for _ in 0..256 {
+            corpus.extend(turn.messages.iter().map(|m| m.content.clone()));
+            corpus.push(turn.tools_text.to_string());
+            let completion = env.scripted(kind, &mut rng)?;
+            corpus.push(completion.clone());
+            match env.step(&completion)?.next {
+                Next::Continue(t) => turn = t,
+                Next::Done(_) => break,
+            }
+        }
+    }
+    Ok(corpus)
+}
+
+/// Builds the policy named by `config.policy.model` on `backend` (autodiff): a tiny preset
+/// (`tiny-…`) or a path.
+pub fn build_policy<B: RunBackend>(config: &Config, backend: B) -> anyhow::Result<PolicyBundle<B>> {
+    check_supported(config)?;
+    let name = &config.policy.model;
+    if name.starts_with("tiny-") {
+        let preset = TinyPreset::parse(name)?;
+        let corpus = environment_corpus(config, 64).context("gathering environment text for the tokenizer")?;
+        let trained = train_bpe_tokenizer(corpus.iter().map(String::as_str), &BpeTrainingConfig::default())?;
+        let files = TokenizerFiles::from_trained(&trained)?;
+        let dir = config.run_dir().join("tokenizer");
+        files.write(&dir)?;
+        let tokenizer = Tokenizer::from_hf_dir(&dir)?;
+        let model = init_tiny(backend, preset, trained.vocab_size(), config.run.seed)?;
+        bundle(model, tokenizer, files, name)
+    } else {
+        let path = Path::new(name);
+        let (model, tokenizer) = memrl_policies::load_policy(backend, path).with_context(|| format!("loading policy.model {name}"))?;
+        let files = if path.is_dir() {
+            TokenizerFiles::from_hf_dir(path)?
+        } else {
+            TokenizerFiles { tokenizer_json: tokenizer.to_hf_json()?, tokenizer_config: tokenizer.tokenizer_config_json() }
+        };
+        bundle(model, tokenizer, files, name)
+    }
+}
+
+/// Loads the policy of a run checkpoint (written by [`PolicyBundle::save`]) for resuming.
+pub fn load_policy_checkpoint<B: RunBackend>(config: &Config, dir: &Path, backend: B) -> anyhow::Result<PolicyBundle<B>> {
+    check_supported(config)?;
+    let shown = dir.display().to_string();
+    let (model, tokenizer) = memrl_policies::load_policy(backend, dir)
+        .with_context(|| format!("loading the checkpoint model in {shown}"))?;
+    let files = TokenizerFiles::from_hf_dir(dir).with_context(|| format!("reading the tokenizer files of {shown}"))?;
+    bundle(model, tokenizer, files, &shown)
+}
+
+/// The policy settings `memrl train` does not run yet, refused up front with the key to change.
+pub(crate) fn check_supported(config: &Config) -> anyhow::Result<()> {
+    check_backend(config)?;
+    if config.policy.lora.enabled {
+        bail!(
+            "policy.lora.enabled = true: `memrl train` trains full weights only for now (LoRA exists in \
+             memrl_policies::train::lora but is not wired into the run loop); set policy.lora.enabled = false"
+        );
+    }
+    Ok(())
+}
+
+fn bundle<B: RunBackend>(model: Llama<B>, tokenizer: Tokenizer, files: TokenizerFiles, name: &str) -> anyhow::Result<PolicyBundle<B>> {
+    let stop = tokenizer
+        .token_to_id("<|im_end|>")
+        .or_else(|| model.config.eos_token_ids.first().copied())
+        .ok_or_else(|| anyhow!("policy {name}: no `<|im_end|>` token and no eos_token_id to end turns with"))?;
+    let tokenizer = Arc::new(tokenizer);
+    let codec = TokenizerCodec::new((*tokenizer).clone(), false);
+    Ok(PolicyBundle { model, tokenizer, codec, stop_ids: vec![stop], pad_id: stop, tokenizer_files: files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BackendKind, Device};
+
+    #[test]
+    fn settings_train_cannot_run_are_refused_naming_the_key() {
+        assert!(check_supported(&Config::default()).is_ok());
+        let mut c = Config::default();
+        c.policy.backend = BackendKind::Tch;
+        assert_eq!(check_supported(&c).is_ok(), cfg!(feature = "tch"));
+        if !cfg!(feature = "tch") {
+            assert!(check_supported(&c).unwrap_err().to_string().contains("policy.backend = \"tch\""));
+        }
+        let mut c = Config::default();
+        c.policy.device = Device::Cuda(0);
+        let e = check_supported(&c).unwrap_err().to_string();
+        assert!(e.contains("policy.device = \"cuda:0\"") && e.contains("CPU only"), "{e}");
+        let mut c = Config::default();
+        c.policy.lora.enabled = true;
+        assert!(check_supported(&c).unwrap_err().to_string().contains("policy.lora.enabled = true"));
+    }
+}

@@ -1,0 +1,528 @@
+//! The training run: policy set-up or resume, the optional SFT warm start, the RL loop,
+//! periodic evaluation, metrics, rollouts, plots and checkpoints.
+//!
+//! This is application-level orchestration called by the `memrl` binary, so it reports errors
+//! with `anyhow` context (file, step, phase); the algorithm modules it calls keep typed errors.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use memrl_envs::Env;
+use memrl_envs::env::{ScriptedKind, Split, TaskId};
+use memrl_policies::BurnBackend;
+use memrl_policies::model::Llama;
+use memrl_policies::sampling::SamplingParams;
+use memrl_policies::train::checkpoint::load_checkpoint_optimizer;
+use memrl_policies::train::optim::{AdamW, AdamWConfig};
+use memrl_rl::collect::{StepData, trajectory_index};
+use memrl_rl::learner::update::UpdateSettings;
+use memrl_rl::rollout::EnvFactory;
+use memrl_rl::rollout::adapters::{TokenizerCounter, play_policy};
+use memrl_rl::rollout::context::ChatCodec;
+use memrl_rl::rollout::driver::{CompletionSource, PlayTimings, RolloutLimits, Trajectory, play};
+use memrl_rl::sampler::TaskSampler;
+use memrl_rl::step::{StepPolicy, StepSettings, rl_step};
+
+use crate::config::{BackendKind, Config};
+use crate::metrics::{MetricsLogger, names, truncate_after};
+use crate::rollout_store::{RolloutRecord, write_rollouts};
+use crate::run_dir::{CheckpointWriter, ExistingRun, RunDir, latest_complete_checkpoint, prune_checkpoints, write_file_atomic};
+use crate::train::backend::{RunBackend, check_backend};
+use crate::train::policy::{PolicyBundle, build_policy, load_policy_checkpoint};
+use crate::train::state::{TRAINER_STATE_VERSION, TrainerState, resume_conflicts};
+
+/// Tasks the sampler draws from for environments with unbounded synthetic splits.
+const SYNTHETIC_POOL: usize = 100_000;
+
+/// How `memrl train` treats the run directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// A new run; an existing directory is refused.
+    Fresh,
+    /// A new run replacing an existing run directory.
+    Overwrite,
+    /// Continue the run in the directory from its latest complete checkpoint.
+    Resume,
+}
+
+/// The headline numbers of a finished run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainSummary {
+    /// The run directory.
+    pub run_dir: String,
+    /// RL steps completed.
+    pub steps: u64,
+    /// The step the run resumed from (None for a fresh run).
+    pub resumed_from: Option<u64>,
+    /// Mean reward of the SFT demonstrations (None without SFT, or when resumed after it).
+    pub sft_demo_reward: Option<f64>,
+    /// Held-out evaluation reward before RL (after SFT, if any).
+    pub eval_reward_start: Option<f64>,
+    /// Held-out evaluation reward at the end.
+    pub eval_reward_end: Option<f64>,
+    /// Held-out task score (reward without penalties) before RL.
+    pub eval_task_score_start: Option<f64>,
+    /// Held-out task score at the end.
+    pub eval_task_score_end: Option<f64>,
+    /// The model-free policies' task scores on the same held-out tasks (name, teacher?, score).
+    pub baselines: Vec<BaselineScore>,
+    /// Wall time of this invocation, seconds.
+    pub wall_seconds: f64,
+}
+
+/// A model-free policy's mean held-out task score, beside the trained model's.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BaselineScore {
+    /// The policy (`heuristic`, `oracle`, `no-memory`).
+    pub policy: String,
+    /// True if it is the SFT stage's demonstrator (`sft.source`).
+    pub teacher: bool,
+    /// Mean task score on the evaluation tasks.
+    pub task_score: f64,
+    /// Episodes the rollout limits cut short.
+    pub truncated: usize,
+}
+
+/// The model-free policies the end-of-run table compares the model with.
+const BASELINE_POLICIES: [ScriptedKind; 3] = [ScriptedKind::Heuristic, ScriptedKind::Oracle, ScriptedKind::NoMemory];
+
+/// One held-out evaluation's means.
+#[derive(Debug, Clone, Copy)]
+struct EvalScores {
+    reward: f64,
+    task_score: f64,
+}
+
+/// Everything one run holds.
+pub(crate) struct Run<'a, B: RunBackend> {
+    pub(crate) config: &'a Config,
+    pub(crate) dir: RunDir,
+    pub(crate) policy: PolicyBundle<B>,
+    pub(crate) optimizer: AdamW<B>,
+    envs: EnvFactory,
+    pool: usize,
+    started: Instant,
+}
+
+fn new_optimizer<B: RunBackend>(config: &Config) -> anyhow::Result<AdamW<B>> {
+    let t = &config.trainer;
+    Ok(AdamW::new(AdamWConfig {
+        beta1: t.betas[0],
+        beta2: t.betas[1],
+        eps: t.eps,
+        weight_decay: t.weight_decay,
+        no_decay: vec!["norm".into(), "bias".into()],
+    })?)
+}
+
+/// Trains the policy described by `config`; returns a summary and writes the run directory.
+/// With [`StartMode::Resume`] the run directory's saved config must agree with `config` except
+/// for the keys in [`crate::train::state::RESUME_ALLOWED_KEYS`].
+pub fn train(config: &Config, mode: StartMode, progress: bool) -> anyhow::Result<TrainSummary> {
+    config.validate().context("invalid configuration")?;
+    if config.rollout.workers > 0 {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(config.rollout.workers).build()?;
+        return pool.install(|| train_in_pool(config, mode, progress));
+    }
+    train_in_pool(config, mode, progress)
+}
+
+/// Picks the backend `policy.backend` / `device` / `dtype` name and trains on it.
+fn train_in_pool(config: &Config, mode: StartMode, progress: bool) -> anyhow::Result<TrainSummary> {
+    check_backend(config)?;
+    match config.policy.backend {
+        BackendKind::Burn => train_on(config, mode, progress, BurnBackend::flex_autodiff()),
+        #[cfg(feature = "tch")]
+        BackendKind::Tch => train_on(config, mode, progress, crate::train::backend::tch_backend(config)?),
+        #[cfg(not(feature = "tch"))]
+        BackendKind::Tch => bail!(crate::train::backend::TCH_NOT_BUILT),
+    }
+}
+
+fn train_on<B: RunBackend>(config: &Config, mode: StartMode, progress: bool, backend: B) -> anyhow::Result<TrainSummary> {
+    let root = config.run_dir();
+    let existing = match mode {
+        StartMode::Fresh => ExistingRun::Refuse,
+        StartMode::Overwrite => ExistingRun::Overwrite,
+        StartMode::Resume => ExistingRun::Resume,
+    };
+    let dir = RunDir::open(&root, existing)?;
+    let resume = if mode == StartMode::Resume { Some(resume_point(&dir, config)?) } else { None };
+    dir.write_config(&config.to_toml_string()).context("writing the resolved config")?;
+
+    let (policy, optimizer, state) = match &resume {
+        Some((step, ckpt)) => {
+            let state = TrainerState::read(ckpt)?;
+            if state.step != *step {
+                bail!("{}: trainer_state.json says step {}, the directory name says {step}", ckpt.display(), state.step);
+            }
+            let policy = load_policy_checkpoint(config, ckpt, backend)?;
+            let optimizer = load_checkpoint_optimizer(ckpt, &policy.model)
+                .with_context(|| format!("loading the optimizer state of {}", ckpt.display()))?;
+            // Lines logged after the checkpoint are redone; at step 0 that includes the first evaluation.
+            let dropped = if state.step == 0 {
+                let n = crate::metrics::read_metrics(&dir.metrics_path()).map_or(0, |rows| rows.len());
+                write_file_atomic(&dir.metrics_path(), b"")?;
+                n
+            } else {
+                truncate_after(&dir.metrics_path(), state.step)?
+            };
+            if dropped > 0 {
+                eprintln!("resume: dropped {dropped} metrics lines logged after step {} (they are redone)", state.step);
+            }
+            (policy, optimizer, Some(state))
+        }
+        None => (build_policy(config, backend).context("building the policy")?, new_optimizer(config)?, None),
+    };
+    let envs = EnvFactory {
+        name: config.env.name.clone(),
+        options: serde_json::to_value(&config.env.options).context("env options")?,
+        counter: Arc::new(TokenizerCounter(policy.tokenizer.clone())),
+    };
+    let probe = envs.build().context("building the environment")?;
+    let available = probe.task_count(Split::Train).map(|n| n as usize);
+    let pool = match (config.rollout.task_pool, available) {
+        (0, n) => n.unwrap_or(SYNTHETIC_POOL),
+        (k, Some(n)) if k > n => bail!("rollout.task_pool = {k}, but the {} train split has only {n} tasks", config.env.name),
+        (k, _) => k,
+    };
+    let mut run = Run { config, dir, policy, optimizer, envs, pool, started: Instant::now() };
+    // The model-free policies on the evaluation tasks, first: they take seconds and show at once
+    // when the rollout limits cut every episode short (then nothing can be learned).
+    let baselines = if config.eval.episodes > 0 { run.evaluate_baselines()? } else { Vec::new() };
+    for b in baselines.iter().filter(|b| b.truncated > 0) {
+        eprintln!(
+            "warning: the {} policy's episodes were cut short by the rollout limits in {} of {} evaluation tasks \
+             (rollout.max_turns = {}, max_new_tokens = {}, max_context_tokens = {}): the model's will be too",
+            b.policy, b.truncated, config.eval.episodes, config.rollout.max_turns, config.rollout.max_new_tokens, config.rollout.max_context_tokens
+        );
+    }
+
+    let (state, sft_demo_reward) = match state {
+        Some(state) => (state, None),
+        None => {
+            let mut state = TrainerState {
+                version: TRAINER_STATE_VERSION,
+                step: 0,
+                sft_steps: 0,
+                sampler: TaskSampler::new(run.pool, config.run.seed)?.state(),
+                eval_reward_start: None,
+                eval_reward_last: None,
+                eval_task_score_start: None,
+                eval_task_score_last: None,
+                skipped_steps: 0,
+            };
+            let mut demo_reward = None;
+            if config.sft.enabled {
+                let sft = run.sft(progress).context("SFT warm start")?;
+                state.sft_steps = sft.steps;
+                demo_reward = Some(sft.demo_reward);
+                // RL starts with fresh optimizer moments, as a separate stage would.
+                run.optimizer = new_optimizer(config)?;
+                run.save_reference_if_needed()?;
+                run.checkpoint(&state)?;
+            } else {
+                run.save_reference_if_needed()?;
+            }
+            (state, demo_reward)
+        }
+    };
+    let resumed_from = resume.map(|(s, _)| s);
+    let mut summary = run.rl(state, progress)?;
+    summary.baselines = baselines;
+    summary.resumed_from = resumed_from;
+    summary.sft_demo_reward = sft_demo_reward;
+    Ok(summary)
+}
+
+/// The checkpoint a resumed run continues from, after checking the config may resume.
+fn resume_point(dir: &RunDir, config: &Config) -> anyhow::Result<(u64, PathBuf)> {
+    let saved_path = dir.config_path();
+    let saved_text = std::fs::read_to_string(&saved_path).with_context(|| format!("reading {}", saved_path.display()))?;
+    let saved = crate::config::from_toml_str(&saved_text, &saved_path.display().to_string(), &[])?;
+    let conflicts = resume_conflicts(&saved, config);
+    if !conflicts.is_empty() {
+        bail!(
+            "cannot resume {}: the config differs from the run's saved config in {} (only run.steps and the \
+             logging, evaluation and checkpoint cadences may change on resume)",
+            dir.root().display(),
+            conflicts.join(", ")
+        );
+    }
+    latest_complete_checkpoint(&dir.checkpoints_dir())?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "cannot resume {}: it has no complete checkpoint (the run stopped before its first one); \
+             start it again with --overwrite",
+            dir.root().display()
+        )
+    })
+}
+
+impl<B: RunBackend> Run<'_, B> {
+    pub(crate) fn envs(&self, split: Split, tasks: &[u64], group: usize, seed: u64) -> anyhow::Result<Vec<(Box<dyn Env>, TaskId, u64)>> {
+        Ok(self.envs.episodes(split, tasks, group, seed)?)
+    }
+
+    /// Tasks in the environment's train split (None: a synthetic environment without a count).
+    pub(crate) fn train_task_count(&self) -> anyhow::Result<Option<u64>> {
+        Ok(self.envs.build()?.task_count(Split::Train))
+    }
+
+    pub(crate) fn limits(&self) -> RolloutLimits {
+        let r = &self.config.rollout;
+        RolloutLimits { max_turns: r.max_turns, max_new_tokens: r.max_new_tokens, max_context_tokens: r.max_context_tokens }
+    }
+
+    /// Plays episodes with the current policy weights (an inference copy of the model).
+    fn play_model(
+        &self,
+        envs: Vec<(Box<dyn Env>, TaskId, u64)>,
+        sampling: SamplingParams,
+        seed: u64,
+    ) -> anyhow::Result<(Vec<Trajectory>, PlayTimings)> {
+        let p = &self.policy;
+        Ok(play_policy(p.inference_copy()?, &p.codec, &p.stop_ids, envs, sampling, self.limits(), seed)?)
+    }
+
+    fn sampling(&self, temperature: f64) -> SamplingParams {
+        if temperature <= 0.0 {
+            return SamplingParams::greedy();
+        }
+        let r = &self.config.rollout;
+        SamplingParams { temperature: temperature as f32, top_p: r.top_p as f32, top_k: r.top_k }
+    }
+
+    /// The held-out tasks and episode seed every evaluation (and the baselines) plays.
+    fn eval_envs(&self) -> anyhow::Result<(Vec<(Box<dyn Env>, TaskId, u64)>, u64)> {
+        let e = &self.config.eval;
+        let split: Split = e.split.parse().map_err(|err| anyhow::anyhow!("eval.split: {err}"))?;
+        let tasks: Vec<u64> = (0..e.episodes as u64).collect();
+        let seed = self.config.run.seed ^ 0xE7A1;
+        Ok((self.envs(split, &tasks, 1, seed)?, seed))
+    }
+
+    /// Mean reward and task score on the held-out split (the same `eval.episodes` tasks every
+    /// time), written to `eval/<env>-step-N.json`.
+    fn evaluate(&self, step: u64) -> anyhow::Result<EvalScores> {
+        let e = &self.config.eval;
+        let (envs, seed) = self.eval_envs()?;
+        let (trajs, _) = self.play_model(envs, self.sampling(e.temperature), seed)?;
+        let rewards: Vec<f64> = trajs.iter().map(Trajectory::reward).collect();
+        let mean = rewards.iter().sum::<f64>() / rewards.len().max(1) as f64;
+        let task_score = mean_task_score(&trajs);
+        let report = serde_json::json!({
+            "env": self.config.env.name,
+            "split": e.split,
+            "step": step,
+            "episodes": rewards.len(),
+            "temperature": e.temperature,
+            "reward_mean": mean,
+            "task_score_mean": task_score,
+            "truncated": trajs.iter().filter(|t| t.truncated).count(),
+            "rewards": rewards,
+        });
+        let path = self.dir.eval_path(&self.config.env.name, step);
+        write_file_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        Ok(EvalScores { reward: mean, task_score })
+    }
+
+    /// The model-free policies on the evaluation tasks (same tasks and episode seeds as
+    /// [`Self::evaluate`]), written to `eval/<env>-baselines.json`.
+    fn evaluate_baselines(&self) -> anyhow::Result<Vec<BaselineScore>> {
+        let teacher = self.config.sft.enabled.then(|| self.config.sft.source.parse::<ScriptedKind>().ok()).flatten();
+        let mut out = Vec::with_capacity(BASELINE_POLICIES.len());
+        for kind in BASELINE_POLICIES {
+            let (envs, seed) = self.eval_envs()?;
+            let source = CompletionSource::Scripted { kind, stop_id: self.policy.stop_ids[0] };
+            let trajs = play(envs, &self.policy.codec as &dyn ChatCodec, source, self.limits(), seed)?;
+            let truncated = trajs.iter().filter(|t| t.truncated).count();
+            out.push(BaselineScore { policy: kind.to_string(), teacher: teacher == Some(kind), task_score: mean_task_score(&trajs), truncated });
+        }
+        let path = self.dir.root().join("eval").join(format!("{}-baselines.json", self.config.env.name));
+        let report = serde_json::json!({ "env": self.config.env.name, "split": self.config.eval.split, "episodes": self.config.eval.episodes, "baselines": out });
+        write_file_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        Ok(out)
+    }
+
+    pub(crate) fn settings(&self, lr: f64, seed: u64) -> UpdateSettings {
+        let t = &self.config.trainer;
+        UpdateSettings {
+            loss: self.config.algorithm.loss_config(),
+            lr,
+            grad_clip: t.grad_clip,
+            micro_batch_tokens: t.micro_batch_tokens,
+            mini_batches: t.mini_batches,
+            epochs: t.epochs_per_step,
+            seed,
+            pad_id: self.policy.pad_id,
+        }
+    }
+
+    /// The RL step's settings (the learning rate and the update seed are the step's own).
+    fn step_settings(&self) -> StepSettings {
+        let c = self.config;
+        StepSettings {
+            batch_size: c.rollout.batch_size,
+            group_size: c.rollout.group_size,
+            seed: c.run.seed,
+            segmentation: c.algorithm.segmentation,
+            advantage: c.algorithm.advantage,
+            advantage_options: c.algorithm.advantage_options(),
+            sampling: self.sampling(c.rollout.temperature),
+            limits: self.limits(),
+            update: self.settings(0.0, 0),
+        }
+    }
+
+    fn reference_dir(&self) -> PathBuf {
+        self.dir.root().join("reference")
+    }
+
+    /// With a KL term, freezes the policy as it is now (after SFT) as the reference model.
+    fn save_reference_if_needed(&self) -> anyhow::Result<()> {
+        if self.config.algorithm.kl_coef != 0.0 {
+            self.policy.save(&self.reference_dir(), None).context("saving the KL reference model")?;
+        }
+        Ok(())
+    }
+
+    fn load_reference(&self) -> anyhow::Result<Option<Llama<B>>> {
+        if self.config.algorithm.kl_coef == 0.0 {
+            return Ok(None);
+        }
+        let dir = self.reference_dir();
+        let (model, _) = memrl_policies::load_policy(self.policy.model.backend.inference(), &dir)
+            .with_context(|| format!("loading the KL reference model {}", dir.display()))?;
+        Ok(Some(model))
+    }
+
+    /// Writes `checkpoints/step-N/` (model, tokenizer, optimizer, trainer state) atomically,
+    /// then prunes old checkpoints.
+    fn checkpoint(&self, state: &TrainerState) -> anyhow::Result<()> {
+        let writer = CheckpointWriter::begin(&self.dir.checkpoints_dir(), state.step)?;
+        self.policy.save(writer.dir(), Some(&self.optimizer))?;
+        state.write(writer.dir())?;
+        writer.commit()?;
+        prune_checkpoints(&self.dir.checkpoints_dir(), self.config.run.keep_checkpoints as usize)?;
+        Ok(())
+    }
+
+    fn write_rollouts(&self, step: u64, trajs: &[Trajectory], data: &StepData) -> anyhow::Result<()> {
+        let codec = &self.policy.codec;
+        let mut records = Vec::with_capacity(data.segments.len());
+        for seg in &data.segments {
+            let index = trajectory_index(seg.trajectory_id);
+            records.push(RolloutRecord {
+                segment: seg.clone(),
+                advantage: data.trajectory_advantages.get(seg.trajectory_id).map_or(0.0, |a| a.advantage),
+                reward: trajs.get(index).map_or(0.0, Trajectory::reward),
+                prompt_text: codec.decode(&seg.prompt_ids)?,
+                response_text: codec.decode(&seg.response_ids)?,
+            });
+        }
+        write_rollouts(&self.dir.rollout_path(step), &records)?;
+        Ok(())
+    }
+
+    fn due(every: u64, step: u64, last: u64) -> bool {
+        step == last || (every > 0 && step % every == 0)
+    }
+
+    fn rl(&mut self, mut state: TrainerState, progress: bool) -> anyhow::Result<TrainSummary> {
+        let c = self.config;
+        let steps = c.run.steps;
+        let schedule = c.trainer.schedule(steps);
+        let mut sampler = TaskSampler::resume(state.sampler, self.pool)?;
+        let reference = self.load_reference()?;
+        let mut metrics = MetricsLogger::open(&self.dir.metrics_path())?;
+        if state.step == 0 && c.eval.episodes > 0 {
+            let r = self.evaluate(0)?;
+            state.eval_reward_start = Some(r.reward);
+            state.eval_reward_last = Some(r.reward);
+            state.eval_task_score_start = Some(r.task_score);
+            state.eval_task_score_last = Some(r.task_score);
+            metrics.log(0, [(names::EVAL_REWARD, r.reward), (names::EVAL_TASK_SCORE, r.task_score)])?;
+        }
+        let step_settings = self.step_settings();
+        let bar = bar(progress, steps, "rl");
+        bar.set_position(state.step.min(steps));
+        for step in state.step + 1..=steps {
+            let t0 = Instant::now();
+            let policy = StepPolicy {
+                model: &mut self.policy.model,
+                optimizer: &mut self.optimizer,
+                reference: reference.as_ref(),
+                codec: &self.policy.codec,
+                stop_ids: &self.policy.stop_ids,
+            };
+            let out = rl_step(step, schedule.lr(step - 1), &mut sampler, &self.envs, policy, &step_settings)
+                .with_context(|| format!("step {step}"))?;
+            if out.update.skipped_steps > 0 {
+                state.skipped_steps += out.update.skipped_steps as u64;
+                eprintln!("step {step}: {} optimizer step(s) skipped: the gradient norm was not finite", out.update.skipped_steps);
+            }
+            let mut fields = out.fields;
+            if c.eval.episodes > 0 && Self::due(c.eval.every, step, steps) {
+                let r = self.evaluate(step)?;
+                state.eval_reward_last = Some(r.reward);
+                state.eval_task_score_last = Some(r.task_score);
+                fields.push((names::EVAL_REWARD.into(), r.reward));
+                fields.push((names::EVAL_TASK_SCORE.into(), r.task_score));
+            }
+            fields.push(("time/step_s".into(), t0.elapsed().as_secs_f64()));
+            if c.run.rollouts_every > 0 && step % c.run.rollouts_every == 0 {
+                self.write_rollouts(step, &out.trajectories, &out.data).with_context(|| format!("step {step}: writing rollouts"))?;
+            }
+            if Self::due(c.run.log_every.max(1), step, steps) {
+                metrics.log(step, fields.iter().map(|(k, v)| (k.as_str(), *v)))?;
+            }
+            let reward = fields.iter().find(|(k, _)| k == names::REWARD_MEAN).map_or(0.0, |(_, v)| *v);
+            let eval = state.eval_reward_last.map_or(String::new(), |e| format!("  eval {e:.3}"));
+            bar.set_message(format!("reward {reward:.3}{eval}"));
+            bar.inc(1);
+            state.step = step;
+            state.sampler = sampler.state();
+            if Self::due(c.run.checkpoint_every, step, steps) {
+                self.checkpoint(&state).with_context(|| format!("step {step}: writing the checkpoint"))?;
+            }
+            if Self::due(c.run.plot_every, step, steps) {
+                crate::plots::plot_metrics(&self.dir.metrics_path(), &self.dir.plots_dir(), crate::plots::PlotFormat::Png)?;
+            }
+        }
+        bar.finish();
+        Ok(TrainSummary {
+            run_dir: self.dir.root().display().to_string(),
+            steps: state.step,
+            resumed_from: None,
+            sft_demo_reward: None,
+            eval_reward_start: state.eval_reward_start,
+            eval_reward_end: state.eval_reward_last,
+            eval_task_score_start: state.eval_task_score_start,
+            eval_task_score_end: state.eval_task_score_last,
+            baselines: Vec::new(),
+            wall_seconds: self.started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Mean task score of finished trajectories over all of them (an unfinished one scores 0).
+fn mean_task_score(trajs: &[Trajectory]) -> f64 {
+    // `+ 0.0` turns a negative zero (no finished episode) into 0.
+    trajs.iter().filter_map(|t| t.end.as_ref()).map(|x| x.breakdown.task_score).sum::<f64>() / trajs.len().max(1) as f64 + 0.0
+}
+
+/// A progress bar for a phase (hidden when `progress` is false).
+pub(crate) fn bar(progress: bool, total: u64, phase: &str) -> ProgressBar {
+    if !progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{phase:>4} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {{msg}}"))
+            .expect("valid template"),
+    );
+    bar
+}

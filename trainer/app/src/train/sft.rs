@@ -1,0 +1,101 @@
+//! The SFT warm start: a model-free policy (oracle, heuristic, ...) plays training tasks; its
+//! completions, tokenised exactly as the rollout would lay them out, become demonstration
+//! segments; the learner minimises their token-mean negative log-likelihood.
+
+use memrl_envs::env::{ScriptedKind, Split};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use memrl_rl::learner::update::sft_update;
+use crate::metrics::MetricsLogger;
+use memrl_rl::rollout::context::ChatCodec;
+use memrl_rl::rollout::driver::{CompletionSource, play};
+use memrl_rl::segments::SegmentationMode;
+use memrl_rl::collect::collect;
+use crate::train::backend::RunBackend;
+use crate::train::run::{Run, bar};
+
+/// First task index of SFT demonstrations in a synthetic environment: far from the RL sampler's
+/// pool of synthetic tasks.
+const SFT_TASK_OFFSET: u64 = 1 << 40;
+
+/// The train tasks the SFT demonstrations play. A synthetic environment (no task count) gets
+/// fresh tasks beyond the RL pool; a dataset environment (LoCoMo, LongMemEval: `train_count`
+/// tasks) cycles through its train split, since it has no other labelled tasks.
+fn sft_tasks(episodes: usize, train_count: Option<u64>) -> anyhow::Result<Vec<u64>> {
+    match train_count {
+        None => Ok((0..episodes as u64).map(|i| SFT_TASK_OFFSET + i).collect()),
+        Some(0) => anyhow::bail!("sft: the environment's train split has no tasks to demonstrate"),
+        Some(n) => Ok((0..episodes as u64).map(|i| i % n).collect()),
+    }
+}
+
+/// What the SFT stage did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SftSummary {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Demonstration segments.
+    pub segments: usize,
+    /// Mean reward of the demonstrations (how good the teacher is).
+    pub demo_reward: f64,
+    /// NLL of the last step.
+    pub final_nll: f64,
+}
+
+impl<B: RunBackend> Run<'_, B> {
+    /// Runs the `[sft]` stage, logging to `sft_metrics.jsonl`.
+    pub(crate) fn sft(&mut self, progress: bool) -> anyhow::Result<SftSummary> {
+        let s = &self.config.sft;
+        let kind: ScriptedKind = s.source.parse().map_err(|e| anyhow::anyhow!("sft.source: {e}"))?;
+        let tasks = sft_tasks(s.episodes, self.train_task_count()?)?;
+        let envs = self.envs(Split::Train, &tasks, 1, self.config.run.seed ^ 0x5F7)?;
+        let source = CompletionSource::Scripted { kind, stop_id: self.policy.stop_ids[0] };
+        let demos = play(envs, &self.policy.codec as &dyn ChatCodec, source, self.limits(), self.config.run.seed)?;
+        let demo_reward = demos.iter().map(|t| t.reward()).sum::<f64>() / demos.len().max(1) as f64;
+        let data = collect(0, &demos, 1, SegmentationMode::Dcpo, Default::default(), Default::default(), 0)?;
+        let segments = data.segments;
+        let per_step = s.batch_size.max(1);
+        let total = segments.len().div_ceil(per_step) as u64 * s.epochs as u64;
+        let schedule = s.schedule(total);
+        let mut log = MetricsLogger::open(&self.dir.root().join("sft_metrics.jsonl"))?;
+        let bar = bar(progress, total, "sft");
+        let mut summary = SftSummary { segments: segments.len(), demo_reward, ..SftSummary::default() };
+        for epoch in 0..s.epochs {
+            let mut order: Vec<usize> = (0..segments.len()).collect();
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(self.config.run.seed ^ (0x5F7_0000 + epoch as u64)));
+            for chunk in order.chunks(per_step) {
+                let batch: Vec<_> = chunk.iter().map(|&i| segments[i].clone()).collect();
+                let lr = schedule.lr(summary.steps);
+                let mut settings = self.settings(lr, summary.steps);
+                settings.mini_batches = 1;
+                settings.epochs = 1;
+                let r = sft_update(&mut self.policy.model, &mut self.optimizer, &batch, &settings)?;
+                log.log(
+                    summary.steps + 1,
+                    [("sft/nll", r.loss), ("sft/lr", lr), ("sft/grad_norm", r.grad_norm), ("sft/skipped", r.skipped_steps as f64)],
+                )?;
+                bar.set_message(format!("nll {:.3}", r.loss));
+                bar.inc(1);
+                summary.steps += 1;
+                summary.final_nll = r.loss;
+            }
+        }
+        bar.finish();
+        crate::plots::plot_metrics(&self.dir.root().join("sft_metrics.jsonl"), &self.dir.plots_dir(), crate::plots::PlotFormat::Png)?;
+        Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_envs_get_fresh_tasks_and_datasets_cycle_their_train_split() {
+        assert_eq!(sft_tasks(3, None).unwrap(), vec![SFT_TASK_OFFSET, SFT_TASK_OFFSET + 1, SFT_TASK_OFFSET + 2]);
+        assert_eq!(sft_tasks(5, Some(2)).unwrap(), vec![0, 1, 0, 1, 0]);
+        assert!(sft_tasks(1, Some(0)).unwrap_err().to_string().contains("no tasks"));
+    }
+}

@@ -1,0 +1,299 @@
+//! `memrl train` end to end on a tiny model: the run directory, refusals, exact resume after
+//! SIGKILL (also at a sampler epoch boundary), and bit-identical metrics across thread counts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use memrl_trainer::metrics::read_metrics;
+use memrl_trainer::run_dir::latest_complete_checkpoint;
+use memrl_rl::metrics::is_timing_key;
+
+const MEMRL: &str = env!("CARGO_BIN_EXE_memrl");
+
+/// A run small enough for a test: tiny-2l-64d, two facts per chunk, 4 RL steps of 2 × 2 episodes.
+/// `task_pool = 4` makes every second step start a new sampler epoch.
+fn write_config(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let run_dir = dir.join(name);
+    let text = format!(
+        r#"
+[run]
+name = "{name}"
+dir = "{run_dir}"
+seed = 3
+steps = 4
+checkpoint_every = 1
+keep_checkpoints = 0
+rollouts_every = 2
+plot_every = 2
+
+[env]
+name = "facts"
+
+[env.options]
+entities = 1
+distractor_entities = 1
+capacity = 2
+chunk_size = 2
+questions = 1
+updates_per_key = 1
+
+[policy]
+model = "tiny-2l-64d"
+
+[rollout]
+batch_size = 2
+group_size = 2
+max_new_tokens = 12
+max_turns = 6
+max_context_tokens = 512
+task_pool = 4
+
+[trainer]
+lr = 1e-3
+micro_batch_tokens = 1024
+
+[sft]
+enabled = true
+source = "heuristic"
+episodes = 4
+epochs = 1
+batch_size = 4
+
+[eval]
+split = "validation"
+episodes = 2
+every = 2
+{extra}
+"#,
+        run_dir = run_dir.display()
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn memrl(args: &[&str], threads: Option<usize>) -> Output {
+    let mut cmd = Command::new(MEMRL);
+    cmd.args(args).arg("--quiet");
+    if let Some(n) = threads {
+        cmd.env("RAYON_NUM_THREADS", n.to_string());
+    }
+    cmd.output().expect("memrl runs")
+}
+
+fn ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "memrl failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn err(out: &Output) -> String {
+    assert!(!out.status.success(), "memrl should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The metrics rows with timing fields removed, values as bit patterns: what must be
+/// identical between equal runs.
+fn comparable(run_dir: &Path) -> Vec<(u64, Vec<(String, u64)>)> {
+    read_metrics(&run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            let fields = row.fields.into_iter().filter(|(k, _)| !is_timing_key(k)).map(|(k, v)| (k, v.to_bits())).collect();
+            (row.step, fields)
+        })
+        .collect()
+}
+
+#[test]
+fn train_writes_the_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "full", "");
+    let stdout = ok(&memrl(&["train", cfg.to_str().unwrap(), "--json"], None));
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["steps"], 4);
+    assert!(summary["eval_reward_start"].is_number() && summary["eval_reward_end"].is_number());
+    assert!(summary["eval_task_score_start"].is_number() && summary["eval_task_score_end"].is_number());
+    // The end-of-run table: the model-free policies on the same held-out tasks, the SFT source marked.
+    let baselines = summary["baselines"].as_array().expect("baselines");
+    let policies: Vec<&str> = baselines.iter().map(|b| b["policy"].as_str().unwrap()).collect();
+    assert_eq!(policies, ["heuristic", "oracle", "no-memory"]);
+    let score = |name: &str| baselines.iter().find(|b| b["policy"] == name).unwrap()["task_score"].as_f64().unwrap();
+    assert_eq!(score("oracle"), 1.0, "the oracle answers every facts question");
+    assert_eq!(score("no-memory"), 0.0, "without retractions, no memory answers nothing right");
+    assert!(score("heuristic") > 0.0 && score("heuristic") < 1.0);
+    let teachers: Vec<bool> = baselines.iter().map(|b| b["teacher"].as_bool().unwrap()).collect();
+    assert_eq!(teachers.iter().filter(|t| **t).count(), 1, "exactly the SFT source is the teacher: {baselines:?}");
+    let run = tmp.path().join("full");
+    for file in ["config.toml", "metrics.jsonl", "sft_metrics.jsonl", "tokenizer/tokenizer.json", "plots/reward.png", "plots/task_score.png", "plots/sft_nll.png", "eval/facts-step-0.json", "eval/facts-step-4.json", "eval/facts-baselines.json"] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    // Checkpoints after SFT (step 0) and every step, each complete with trainer state and optimizer.
+    for step in 0..=4 {
+        let ckpt = run.join(format!("checkpoints/step-{step}"));
+        for file in ["COMPLETE", "model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "optimizer.safetensors", "trainer_state.json"] {
+            assert!(ckpt.join(file).is_file(), "step-{step}/{file} missing");
+        }
+    }
+    let rows = comparable(&run);
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    let step1: std::collections::BTreeMap<String, f64> = rows[1].1.iter().map(|(k, v)| (k.clone(), f64::from_bits(*v))).collect();
+    for key in ["reward/mean", "reward/std", "adv/mean", "segments/count", "segments/fractures", "loss/pg", "clip/frac_high", "kl/approx", "grad_norm", "lr", "rollout/context_tokens_mean"] {
+        assert!(step1.contains_key(key), "metrics lack {key}: {:?}", step1.keys());
+    }
+    // facts rebuilds the context every chunk: every trajectory has fractures under DCPO.
+    assert!(step1["segments/fractures"] >= 1.0);
+    // Rollouts are readable Parquet with exact tokens.
+    let rollouts = memrl_trainer::rollout_store::read_rollouts(&run.join("rollouts/step-2.parquet")).unwrap();
+    assert!(!rollouts.is_empty());
+    assert!(rollouts.iter().all(|r| r.segment.response_ids.len() == r.segment.loss_mask.len()));
+    // The checkpoint loads again as a policy.
+    let (model, _tok) = memrl_policies::load_policy(memrl_policies::BurnBackend::flex(), &run.join("checkpoints/step-4")).unwrap();
+    assert_eq!(model.config.num_hidden_layers, 2);
+}
+
+#[test]
+fn same_seed_same_metrics_whatever_the_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = write_config(tmp.path(), "one", "");
+    let b = write_config(tmp.path(), "two", "");
+    ok(&memrl(&["train", a.to_str().unwrap(), "--set", "run.steps=3"], Some(1)));
+    ok(&memrl(&["train", b.to_str().unwrap(), "--set", "run.steps=3"], Some(2)));
+    assert_eq!(comparable(&tmp.path().join("one")), comparable(&tmp.path().join("two")));
+
+    // `memrl plot` compares the two runs: one PNG per metric, a line per run.
+    let (one, two, figs) = (tmp.path().join("one"), tmp.path().join("two"), tmp.path().join("figs"));
+    let plot = |args: &[&str]| Command::new(MEMRL).arg("plot").args([one.to_str().unwrap(), two.to_str().unwrap()]).args(args).output().unwrap();
+    let printed = ok(&plot(&["--metric", "reward/mean", "--out", figs.to_str().unwrap()]));
+    let png = std::fs::read(figs.join("reward_mean.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 1000, "{printed}");
+    let e = err(&plot(&["--metric", "no/such", "--out", figs.to_str().unwrap()]));
+    assert!(e.contains("no/such"), "{e}");
+    let e = err(&plot(&[]));
+    assert!(e.contains("--out"), "{e}");
+}
+
+/// Kills a run with SIGKILL once `ready` holds (polled), then resumes it to the end.
+fn kill_then_resume(cfg: &Path, run: &Path, ready: impl Fn() -> bool, extra_delay: Duration) -> String {
+    let mut child = Command::new(MEMRL)
+        .args(["train", cfg.to_str().unwrap(), "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < Duration::from_secs(300), "run never reached the kill point");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("run ended ({status}) before the kill point");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(extra_delay);
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    ok(&memrl(&["train", "--resume", run.to_str().unwrap()], None))
+}
+
+fn rl_lines(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().filter(|l| l.contains("reward/mean")).count())
+}
+
+#[test]
+fn sigkill_mid_step_then_resume_matches_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = write_config(tmp.path(), "reference", "");
+    ok(&memrl(&["train", reference.to_str().unwrap()], None));
+    let cfg = write_config(tmp.path(), "killed", "");
+    let run = tmp.path().join("killed");
+    // Somewhere inside step 2 (after step 1's line, plus an arbitrary delay).
+    let stdout = kill_then_resume(&cfg, &run, || rl_lines(&run) >= 1, Duration::from_millis(150));
+    assert!(stdout.contains("resumed from"), "{stdout}");
+    assert_eq!(comparable(&tmp.path().join("reference")), comparable(&run));
+}
+
+#[test]
+fn sigkill_at_an_epoch_boundary_then_resume_matches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = write_config(tmp.path(), "reference", "");
+    ok(&memrl(&["train", reference.to_str().unwrap()], None));
+    let cfg = write_config(tmp.path(), "killed", "");
+    let run = tmp.path().join("killed");
+    // task_pool 4 / batch 2: step 2 ends the sampler's first epoch. Kill as soon as its checkpoint is complete.
+    let ckpts = run.join("checkpoints");
+    kill_then_resume(&cfg, &run, || latest_complete_checkpoint(&ckpts).ok().flatten().is_some_and(|(s, _)| s >= 2), Duration::ZERO);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/step-2/trainer_state.json")).unwrap()).unwrap();
+    // Step 2 drew the last two tasks of epoch 0: the next draw starts epoch 1.
+    assert_eq!((state["sampler"]["epoch"].as_u64(), state["sampler"]["position"].as_u64()), (Some(0), Some(4)), "{state}");
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/step-3/trainer_state.json")).unwrap()).unwrap();
+    assert_eq!(after["sampler"]["epoch"], 1, "{after}");
+    assert_eq!(comparable(&tmp.path().join("reference")), comparable(&run));
+}
+
+#[test]
+fn a_half_written_checkpoint_is_never_picked_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "run", "");
+    ok(&memrl(&["train", cfg.to_str().unwrap(), "--set", "run.steps=2"], None));
+    let run = tmp.path().join("run");
+    // A crash while writing step 3 leaves step-3.tmp with partial files and no COMPLETE marker.
+    let partial = run.join("checkpoints/step-3.tmp");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("model.safetensors"), b"partial").unwrap();
+    let stdout = ok(&memrl(&["train", "--resume", run.to_str().unwrap(), "--set", "run.steps=3"], None));
+    assert!(stdout.contains("resumed from    step 2"), "{stdout}");
+    assert!(run.join("checkpoints/step-3/COMPLETE").is_file());
+}
+
+#[test]
+fn refusals_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "run", "");
+    let run = tmp.path().join("run");
+    ok(&memrl(&["train", cfg.to_str().unwrap(), "--set", "run.steps=1"], None));
+
+    let e = err(&memrl(&["train", cfg.to_str().unwrap()], None));
+    assert!(e.contains("already exists") && e.contains("--resume") && e.contains("--overwrite"), "{e}");
+
+    let e = err(&memrl(&["train", "--resume", run.to_str().unwrap(), "--set", "trainer.lr=0.5"], None));
+    assert!(e.contains("trainer.lr") && e.contains("cannot resume"), "{e}");
+
+    // Allowed: more steps.
+    ok(&memrl(&["train", "--resume", run.to_str().unwrap(), "--set", "run.steps=2"], None));
+
+    // A corrupt checkpoint is named.
+    let latest = run.join("checkpoints/step-2/model.safetensors");
+    std::fs::write(&latest, b"not safetensors").unwrap();
+    let e = err(&memrl(&["train", "--resume", run.to_str().unwrap(), "--set", "run.steps=3"], None));
+    assert!(e.contains("step-2") && e.contains("model.safetensors"), "{e}");
+
+    // No checkpoint at all.
+    let empty = write_config(tmp.path(), "nockpt", "");
+    let nockpt = tmp.path().join("nockpt");
+    std::fs::create_dir_all(&nockpt).unwrap();
+    std::fs::copy(&empty, nockpt.join("config.toml")).unwrap();
+    let e = err(&memrl(&["train", "--resume", nockpt.to_str().unwrap()], None));
+    assert!(e.contains("no complete checkpoint"), "{e}");
+
+    // Nothing to resume.
+    let e = err(&memrl(&["train", "--resume", tmp.path().join("missing").to_str().unwrap()], None));
+    assert!(e.contains("missing"), "{e}");
+
+    // A bad config key is named with its path.
+    let e = err(&memrl(&["train", cfg.to_str().unwrap(), "--overwrite", "--set", "trainer.lrr=1"], None));
+    assert!(e.contains("trainer.lrr"), "{e}");
+}
+
+#[test]
+fn sft_alone_writes_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "sft", "");
+    let stdout = ok(&memrl(&["sft", cfg.to_str().unwrap()], None));
+    assert!(stdout.contains("sft demo reward"), "{stdout}");
+    let run = tmp.path().join("sft");
+    assert!(run.join("checkpoints/step-0/COMPLETE").is_file());
+    assert!(run.join("sft_metrics.jsonl").is_file());
+}

@@ -1,0 +1,402 @@
+//! One learner update: micro-batches → log-probs → loss → accumulated gradients → clip →
+//! AdamW. Also the SFT (negative log-likelihood) update on demonstration segments.
+
+use memrl_policies::backend::Backend;
+use memrl_policies::model::Llama;
+use memrl_policies::scoring::target_logprobs;
+use memrl_policies::train::grads::{ModelGrads, clip_grad_norm};
+use memrl_policies::train::optim::AdamW;
+use memrl_policies::train::params::TrainBackend;
+use memrl_policies::train::TrainError;
+
+use crate::learner::batch::{MicroBatch, mini_batch_weights};
+use crate::loss::tensor::policy_loss_tensor;
+use crate::loss::{LossAggregation, LossBatch, LossConfig, LossDiagnostics, LossError};
+use crate::segments::Segment;
+
+/// Why a learner update failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LearnerError {
+    /// The loss inputs or hyper-parameters are malformed.
+    #[error(transparent)]
+    Loss(#[from] LossError),
+    /// Accumulating gradients or the optimizer step failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+}
+
+/// The settings' batching of one epoch.
+fn plan(segments: &[Segment], advantages: &[Vec<f32>], s: &UpdateSettings, epoch: usize) -> Vec<Vec<MicroBatch>> {
+    crate::learner::batch::plan(segments, advantages, s.mini_batches, s.micro_batch_tokens, s.seed.wrapping_add(epoch as u64), s.pad_id)
+}
+
+/// What the learner needs besides the segments.
+#[derive(Debug, Clone)]
+pub struct UpdateSettings {
+    /// The policy loss.
+    pub loss: LossConfig,
+    /// Learning rate of this step.
+    pub lr: f64,
+    /// Global gradient-norm clip (0: none).
+    pub grad_clip: f64,
+    /// Real tokens per micro-batch (gradient accumulation beyond it).
+    pub micro_batch_tokens: usize,
+    /// Optimizer steps per batch (the segments are split into this many mini-batches).
+    pub mini_batches: usize,
+    /// Passes over the batch.
+    pub epochs: usize,
+    /// Seed of the mini-batch shuffle.
+    pub seed: u64,
+    /// Padding token id.
+    pub pad_id: u32,
+}
+
+/// What an update did, for the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateReport {
+    /// Optimizer steps taken.
+    pub optimizer_steps: usize,
+    /// Optimizer steps skipped because the gradient norm was not finite.
+    pub skipped_steps: usize,
+    /// Mean pre-clip gradient norm over the optimizer steps.
+    pub grad_norm: f64,
+    /// Loss value summed over mini-batches, averaged over optimizer steps.
+    pub loss: f64,
+    /// Token-weighted mean of the micro-batch diagnostics.
+    pub diagnostics: LossDiagnostics,
+    /// Tokens that carried loss.
+    pub loss_tokens: usize,
+    /// Positions processed (padding included).
+    pub positions: usize,
+}
+
+/// Per-position log-probs of the targets (`[rows * seq]`), and the per-position entropy of the
+/// predicted distribution when asked for, from one forward pass over `batch`.
+/// ([`memrl_policies::scoring::target_logprobs`] on the micro-batch's layout.)
+pub fn token_logprobs<B: Backend>(model: &Llama<B>, batch: &MicroBatch, with_entropy: bool) -> (B::Tensor, Option<B::Tensor>) {
+    target_logprobs(model, &batch.input_ids, &batch.target_ids, batch.rows, batch.seq, &batch.lengths, with_entropy)
+}
+
+/// Runs the clipped policy-gradient update of `model` on `segments`.
+///
+/// The old log-probs are the learner's own, before this update: with one mini-batch and one
+/// epoch they equal the new ones at the moment of the single step (computed in the same
+/// forward); otherwise a no-grad pass over the whole batch computes them first. The reference
+/// log-probs come from `reference` when a KL term is configured.
+pub fn policy_update<M>(
+    model: &mut Llama<M>,
+    optimizer: &mut AdamW<M::Leaf>,
+    reference: Option<&Llama<M::Leaf>>,
+    segments: &[Segment],
+    advantages: &[Vec<f32>],
+    s: &UpdateSettings,
+) -> Result<UpdateReport, LearnerError>
+where
+    M: TrainBackend,
+{
+    let needs_old_pass = s.mini_batches > 1 || s.epochs > 1;
+    let with_entropy = s.loss.entropy_coef != 0.0;
+    let mut report = UpdateReport::default();
+    let mut diag_acc = DiagAccumulator::default();
+    let mut old_cache: Vec<Vec<Vec<f64>>> = Vec::new();
+    for epoch in 0..s.epochs.max(1) {
+        let plan = plan(segments, advantages, s, epoch);
+        if needs_old_pass && epoch == 0 {
+            old_cache = plan
+                .iter()
+                .map(|mini| mini.iter().map(|mb| detached_logprobs(model, mb)).collect())
+                .collect();
+        }
+        for (mi, mini) in plan.iter().enumerate() {
+            let weights = mini_batch_weights(s.loss.aggregation, mini);
+            let mut accumulated: Option<ModelGrads<M::Leaf>> = None;
+            let mut loss_sum = 0.0;
+            let mut poisoned = false;
+            for (k, (mb, w)) in mini.iter().zip(weights).enumerate() {
+                let b = &model.backend;
+                let (new_lp, entropy) = token_logprobs(model, mb, with_entropy);
+                let new_host: Vec<f64> = b.to_vec(&new_lp).into_iter().map(f64::from).collect();
+                // A model that produces non-finite log-probs gets no update from this mini-batch
+                // (the NaN guard), rather than an error that would end the run.
+                if mb.loss_mask.iter().zip(&new_host).any(|(&m, x)| m != 0 && !x.is_finite()) {
+                    poisoned = true;
+                    break;
+                }
+                let entropy_host: Vec<f64> =
+                    entropy.as_ref().map(|e| b.to_vec(e).into_iter().map(f64::from).collect()).unwrap_or_default();
+                let old = if needs_old_pass { old_cache[mi][k].clone() } else { new_host.clone() };
+                let ref_lp = match reference {
+                    Some(r) if s.loss.kl_coef != 0.0 => detached_logprobs(r, mb),
+                    _ => Vec::new(),
+                };
+                let host = LossBatch {
+                    new_logprobs: new_host,
+                    old_logprobs: old,
+                    rollout_logprobs: mb.rollout_logprobs.iter().map(|&x| f64::from(x)).collect(),
+                    ref_logprobs: ref_lp,
+                    advantages: mb.advantages.iter().map(|&x| f64::from(x)).collect(),
+                    mask: mb.loss_mask.clone(),
+                    entropy: entropy_host,
+                    segment_ids: mb.segment_ids.clone(),
+                    trajectory_ids: mb.trajectory_ids.clone(),
+                };
+                let (loss, out) = policy_loss_tensor(b, new_lp, entropy, &host, &s.loss, w)?;
+                loss_sum += out.loss;
+                diag_acc.add(&out.diagnostics);
+                report.loss_tokens += out.diagnostics.tokens;
+                report.positions += mb.rows * mb.seq;
+                let grads = ModelGrads::from_backward(model, b.backward(&loss));
+                match &mut accumulated {
+                    None => accumulated = Some(grads),
+                    Some(acc) => acc.accumulate(grads)?,
+                }
+            }
+            if poisoned {
+                report.skipped_steps += 1;
+                continue;
+            }
+            let Some(mut grads) = accumulated else { continue };
+            report.loss += loss_sum;
+            if step_optimizer(model, optimizer, &mut grads, s, &mut report)? {
+                report.optimizer_steps += 1;
+            }
+        }
+    }
+    let steps = (report.optimizer_steps + report.skipped_steps).max(1) as f64;
+    report.loss /= steps;
+    report.grad_norm /= steps;
+    report.diagnostics = diag_acc.mean();
+    Ok(report)
+}
+
+/// Clips and applies the accumulated gradients; returns false (and counts a skip) when the
+/// gradient norm is not finite, in which case the model is left untouched.
+fn step_optimizer<M: TrainBackend>(
+    model: &mut Llama<M>,
+    optimizer: &mut AdamW<M::Leaf>,
+    grads: &mut ModelGrads<M::Leaf>,
+    s: &UpdateSettings,
+    report: &mut UpdateReport,
+) -> Result<bool, LearnerError> {
+    let clip = clip_grad_norm(grads, if s.grad_clip > 0.0 { s.grad_clip } else { f64::INFINITY });
+    if !clip.finite {
+        report.skipped_steps += 1;
+        return Ok(false);
+    }
+    report.grad_norm += clip.norm;
+    optimizer.step(model, std::mem::replace(grads, ModelGrads::from_host(model.backend.leaf_backend().clone(), Vec::new())), s.lr)?;
+    Ok(true)
+}
+
+/// Target log-probs of a micro-batch without recording gradients (as f64).
+pub fn detached_logprobs<B: Backend>(model: &Llama<B>, mb: &MicroBatch) -> Vec<f64> {
+    let (lp, _) = token_logprobs(model, mb, false);
+    let b = &model.backend;
+    b.to_vec(&b.detach(lp)).into_iter().map(f64::from).collect()
+}
+
+/// Supervised fine-tuning on demonstration segments: the token-mean negative log-likelihood of
+/// the policy tokens, one optimizer step per mini-batch of `batch_segments` segments.
+pub fn sft_update<M: TrainBackend>(
+    model: &mut Llama<M>,
+    optimizer: &mut AdamW<M::Leaf>,
+    segments: &[Segment],
+    s: &UpdateSettings,
+) -> Result<UpdateReport, LearnerError> {
+    let ones: Vec<Vec<f32>> = segments.iter().map(|seg| vec![1.0; seg.response_ids.len()]).collect();
+    let mut report = UpdateReport::default();
+    let mut nll_sum = 0.0;
+    for mini in plan(segments, &ones, s, 0) {
+        let weights = mini_batch_weights(LossAggregation::TokenMean, &mini);
+        let mut accumulated: Option<ModelGrads<M::Leaf>> = None;
+        for (mb, w) in mini.iter().zip(weights) {
+            let b = &model.backend;
+            let (lp, _) = token_logprobs(model, mb, false);
+            let n = mb.rows * mb.seq;
+            let weights = b.tensor(w.iter().map(|&x| -x as f32).collect(), &[n]);
+            let loss = b.sum_all(b.mul(lp, weights));
+            let value = f64::from(b.to_vec(&loss)[0]);
+            if !value.is_finite() {
+                accumulated = None;
+                report.skipped_steps += 1;
+                break;
+            }
+            nll_sum += value;
+            report.loss_tokens += mb.loss_tokens();
+            report.positions += n;
+            let grads = ModelGrads::from_backward(model, b.backward(&loss));
+            match &mut accumulated {
+                None => accumulated = Some(grads),
+                Some(acc) => acc.accumulate(grads)?,
+            }
+        }
+        let Some(mut grads) = accumulated else { continue };
+        if step_optimizer(model, optimizer, &mut grads, s, &mut report)? {
+            report.optimizer_steps += 1;
+        }
+    }
+    let steps = (report.optimizer_steps + report.skipped_steps).max(1) as f64;
+    report.loss = nll_sum / steps;
+    report.grad_norm /= steps;
+    Ok(report)
+}
+
+/// Token-weighted running mean of loss diagnostics over micro-batches.
+#[derive(Default)]
+struct DiagAccumulator {
+    tokens: f64,
+    sums: [f64; 10],
+    ref_kl: Option<f64>,
+    entropy: Option<f64>,
+}
+
+impl DiagAccumulator {
+    fn add(&mut self, d: &LossDiagnostics) {
+        let t = d.tokens as f64;
+        self.tokens += t;
+        let vals = [
+            d.pg_loss,
+            d.kl_loss,
+            d.entropy_loss,
+            d.clip_frac_low * t,
+            d.clip_frac_high * t,
+            d.dual_clip_frac * t,
+            d.approx_kl * t,
+            d.tis_weight_mean * t,
+            d.rollout_logprob_abs_diff * t,
+            d.tis_capped_frac * t,
+        ];
+        for (s, v) in self.sums.iter_mut().zip(vals) {
+            *s += v;
+        }
+        if let Some(k) = d.ref_kl {
+            *self.ref_kl.get_or_insert(0.0) += k * t;
+        }
+        if let Some(e) = d.entropy_mean {
+            *self.entropy.get_or_insert(0.0) += e * t;
+        }
+    }
+
+    fn mean(&self) -> LossDiagnostics {
+        let t = self.tokens.max(1.0);
+        LossDiagnostics {
+            pg_loss: self.sums[0],
+            kl_loss: self.sums[1],
+            entropy_loss: self.sums[2],
+            clip_frac_low: self.sums[3] / t,
+            clip_frac_high: self.sums[4] / t,
+            dual_clip_frac: self.sums[5] / t,
+            approx_kl: self.sums[6] / t,
+            ref_kl: self.ref_kl.map(|k| k / t),
+            entropy_mean: self.entropy.map(|e| e / t),
+            tis_weight_mean: if self.tokens == 0.0 { 1.0 } else { self.sums[7] / t },
+            tis_capped_frac: self.sums[9] / t,
+            rollout_logprob_abs_diff: self.sums[8] / t,
+            tokens: self.tokens as usize,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use memrl_policies::BurnBackend;
+    use memrl_policies::train::optim::AdamWConfig;
+    use memrl_policies::train::params::{hf_state_dict, llama_from_hf_tensors};
+    use memrl_policies::train::tiny::{TinyPreset, init_tiny};
+
+    use super::*;
+    use crate::loss::LossConfig;
+
+    fn segment(trajectory_id: u64) -> Segment {
+        Segment {
+            trajectory_id,
+            group_id: 0,
+            index: 0,
+            is_last: true,
+            prompt_ids: vec![1, 5, 9, 12],
+            response_ids: vec![7, 3, 2],
+            loss_mask: vec![1, 1, 1],
+            rollout_logprobs: vec![-2.0, -2.0, -2.0],
+            policy_version: 0,
+        }
+    }
+
+    fn settings() -> UpdateSettings {
+        UpdateSettings {
+            loss: LossConfig::default(),
+            lr: 1e-2,
+            grad_clip: 1.0,
+            micro_batch_tokens: 64,
+            mini_batches: 1,
+            epochs: 1,
+            seed: 0,
+            pad_id: 0,
+        }
+    }
+
+    fn weights(model: &Llama<BurnBackend>) -> Vec<Vec<f32>> {
+        hf_state_dict(model).into_iter().map(|(_, t)| t.data).collect()
+    }
+
+    fn bits(w: &[Vec<f32>]) -> Vec<Vec<u32>> {
+        w.iter().map(|t| t.iter().map(|x| x.to_bits()).collect()).collect()
+    }
+
+    #[test]
+    fn non_finite_log_probs_skip_the_step_and_leave_the_model_untouched() {
+        let healthy = init_tiny(BurnBackend::flex_autodiff(), TinyPreset::L2D64, 32, 0).unwrap();
+        let mut tensors = hf_state_dict(&healthy);
+        let norm = tensors.iter_mut().find(|(name, _)| name == "model.norm.weight").expect("final norm");
+        norm.1.data[0] = f32::INFINITY;
+        let mut model = llama_from_hf_tensors(BurnBackend::flex_autodiff(), healthy.config.clone(), tensors).unwrap();
+        let mut optimizer = AdamW::new(AdamWConfig::default()).unwrap();
+        let before = bits(&weights(&model));
+        let segments = vec![segment(1), segment(2)];
+        let advantages = vec![vec![1.0; 3], vec![-1.0; 3]];
+        let report = policy_update(&mut model, &mut optimizer, None, &segments, &advantages, &settings()).unwrap();
+        assert_eq!((report.optimizer_steps, report.skipped_steps), (0, 1));
+        assert_eq!(bits(&weights(&model)), before, "a skipped step must not touch the weights");
+        assert_eq!(optimizer.steps(), 0, "nor the optimizer state");
+        let report = sft_update(&mut model, &mut optimizer, &segments, &settings()).unwrap();
+        assert_eq!((report.optimizer_steps, report.skipped_steps), (0, 1));
+        assert_eq!(bits(&weights(&model)), before);
+
+        // The healthy model does update.
+        let mut model = healthy;
+        let before = weights(&model);
+        let report = policy_update(&mut model, &mut optimizer, None, &segments, &advantages, &settings()).unwrap();
+        assert_eq!((report.optimizer_steps, report.skipped_steps), (1, 0));
+        assert_ne!(weights(&model), before);
+    }
+
+    #[test]
+    fn non_finite_advantages_are_an_error_not_a_silent_skip() {
+        let mut model = init_tiny(BurnBackend::flex_autodiff(), TinyPreset::L2D64, 32, 0).unwrap();
+        let mut optimizer = AdamW::new(AdamWConfig::default()).unwrap();
+        let segments = vec![segment(1)];
+        let err = policy_update(&mut model, &mut optimizer, None, &segments, &[vec![f32::NAN; 3]], &settings()).unwrap_err();
+        assert!(err.to_string().contains("advantages"), "{err}");
+    }
+
+    #[test]
+    fn accumulation_over_micro_batches_equals_one_big_batch() {
+        let segments: Vec<Segment> = (0..4).map(segment).collect();
+        let advantages: Vec<Vec<f32>> = (0..4).map(|i| vec![if i % 2 == 0 { 1.0 } else { -0.5 }; 3]).collect();
+        let run = |micro_batch_tokens: usize| {
+            let mut model = init_tiny(BurnBackend::flex_autodiff(), TinyPreset::L2D64, 32, 0).unwrap();
+            let mut optimizer = AdamW::new(AdamWConfig::default()).unwrap();
+            let s = UpdateSettings { micro_batch_tokens, ..settings() };
+            let r = policy_update(&mut model, &mut optimizer, None, &segments, &advantages, &s).unwrap();
+            (r.grad_norm, r.loss, r.loss_tokens)
+        };
+        let (norm_one, loss_one, tokens_one) = run(1024); // all four segments in one micro-batch
+        let (norm_many, loss_many, tokens_many) = run(6); // one segment per micro-batch
+        assert_eq!(tokens_one, tokens_many);
+        assert!(norm_one > 0.0);
+        // The accumulated gradient is the big batch's (its norm agrees to f32 summation order);
+        // weights are not compared because Adam's first step divides by |g| and amplifies
+        // rounding in coordinates whose gradient is ~0.
+        assert!((norm_one - norm_many).abs() < 1e-4 * norm_one, "grad norm {norm_one} vs {norm_many}");
+        assert!((loss_one - loss_many).abs() < 1e-9, "loss {loss_one} vs {loss_many}");
+    }
+}

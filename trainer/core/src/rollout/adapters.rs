@@ -1,0 +1,134 @@
+//! The rollout's seams implemented over the policy: the tokenizer + chat template as a
+//! [`ChatCodec`], the tokenizer as the environments' [`TokenCounter`], the generation engine as a
+//! [`Generator`], and [`play_policy`], which plays episodes with a model through the engine.
+
+use std::sync::Arc;
+
+use memrl_envs::Env;
+use memrl_envs::env::TaskId;
+use memrl_envs::message::{ChatMessage, Role};
+use memrl_envs::tokens::TokenCounter;
+use memrl_policies::backend::Backend;
+use memrl_policies::engine::{Engine, EngineConfig, FinishReason, GenerationRequest};
+use memrl_policies::model::Llama;
+use memrl_policies::sampling::SamplingParams;
+use memrl_policies::tokenizer::Tokenizer;
+use serde_json::{Value, json};
+
+use super::context::{ChatCodec, CodecError};
+use super::driver::{CompletionSource, GenOutput, GenRequest, Generator, PlayTimings, RolloutError, RolloutLimits, Trajectory, play_timed};
+
+/// Counts tokens with the policy's tokenizer, so environment budgets match the model's.
+pub struct TokenizerCounter(pub Arc<Tokenizer>);
+
+impl TokenCounter for TokenizerCounter {
+    fn count(&self, text: &str) -> usize {
+        self.0.encode(text, false).map(|ids| ids.len()).unwrap_or_else(|_| text.len() / 4 + 1)
+    }
+}
+
+/// A policy tokenizer with its chat template.
+pub struct TokenizerCodec {
+    tokenizer: Tokenizer,
+    renders_tools: bool,
+}
+
+impl TokenizerCodec {
+    /// Wraps `tokenizer`; `renders_tools` says whether its chat template renders the `tools`
+    /// argument (SmolLM2's does not: the rollout then inlines tool descriptions).
+    pub fn new(tokenizer: Tokenizer, renders_tools: bool) -> Self {
+        Self { tokenizer, renders_tools }
+    }
+
+    /// The wrapped tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+impl ChatCodec for TokenizerCodec {
+    fn render(&self, messages: &[ChatMessage], tools: &[Value], add_generation_prompt: bool) -> Result<String, CodecError> {
+        let msgs: Vec<Value> = messages.iter().map(|m| json!({"role": role_name(m.role), "content": m.content})).collect();
+        let tools = (self.renders_tools && !tools.is_empty()).then_some(tools);
+        self.tokenizer.apply_chat_template(&msgs, tools, add_generation_prompt).map_err(|e| CodecError(e.to_string()))
+    }
+
+    fn encode(&self, text: &str) -> Result<Vec<u32>, CodecError> {
+        self.tokenizer.encode(text, false).map_err(|e| CodecError(e.to_string()))
+    }
+
+    fn decode(&self, ids: &[u32]) -> Result<String, CodecError> {
+        self.tokenizer.decode(ids, false).map_err(|e| CodecError(e.to_string()))
+    }
+
+    fn renders_tools(&self) -> bool {
+        self.renders_tools
+    }
+}
+
+/// The generation engine as the rollout's [`Generator`]: one sampling setting, one set of stop tokens.
+pub struct EngineGenerator<B: Backend> {
+    /// The engine (its model must be on a non-autodiff backend).
+    pub engine: Engine<B>,
+    /// Sampling for every request.
+    pub sampling: SamplingParams,
+    /// Tokens that end an assistant turn.
+    pub stop_token_ids: Vec<u32>,
+}
+
+impl<B: Backend> Generator for EngineGenerator<B> {
+    fn generate(&mut self, requests: Vec<GenRequest>) -> Result<Vec<GenOutput>, RolloutError> {
+        let reqs = requests
+            .into_iter()
+            .map(|r| GenerationRequest {
+                prompt_ids: r.prompt_ids,
+                max_new_tokens: r.max_new_tokens.max(1),
+                sampling: self.sampling.clone(),
+                seed: r.seed,
+                stop_token_ids: self.stop_token_ids.clone(),
+                stop_strings: Vec::new(),
+            })
+            .collect();
+        let finished = self.engine.generate_batch(reqs).map_err(|e| RolloutError::Generation(e.to_string()))?;
+        Ok(finished
+            .into_iter()
+            .map(|f| GenOutput {
+                stopped: matches!(f.finish_reason, FinishReason::StopToken(_)),
+                ids: f.token_ids,
+                sampled_logprobs: f.sampled_logprobs,
+                policy_logprobs: f.policy_logprobs,
+            })
+            .collect())
+    }
+}
+
+/// Plays one episode per `(env, task, seed)` with `model` (an inference model: no autodiff)
+/// behind a fresh generation engine batching up to 64 episodes, sampling with `sampling` and
+/// ending turns at `stop_ids`.
+pub fn play_policy<B: Backend>(
+    model: Llama<B>,
+    codec: &dyn ChatCodec,
+    stop_ids: &[u32],
+    envs: Vec<(Box<dyn Env>, TaskId, u64)>,
+    sampling: SamplingParams,
+    limits: RolloutLimits,
+    seed: u64,
+) -> Result<(Vec<Trajectory>, PlayTimings), RolloutError> {
+    let engine = Engine::new(
+        Arc::new(model),
+        None,
+        EngineConfig { max_batch: envs.len().clamp(1, 64), max_seq_len: limits.max_context_tokens },
+    )
+    .map_err(|e| RolloutError::Generation(e.to_string()))?;
+    let mut generator = EngineGenerator { engine, sampling, stop_token_ids: stop_ids.to_vec() };
+    play_timed(envs, codec, CompletionSource::Model(&mut generator), limits, seed)
+}

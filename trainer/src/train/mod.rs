@@ -1,9 +1,0 @@
-//! `memrl train`: the RL loop (and SFT warm start) from a config to a run directory.
-
-pub mod backend;
-pub mod collect;
-pub mod policy;
-pub mod run;
-pub mod sft;
-pub mod state;
-pub mod step_metrics;
