@@ -4,7 +4,8 @@
 Usage:
     python scripts/check_parquet.py FILE.parquet
 
-Needs `pip install pyarrow pandas`. To produce a sample file from the Rust writer:
+Needs pyarrow and pandas (both in .venv-ci). `cargo test -p memrl-trainer --test core_rollout_store`
+runs it on a sample file the Rust writer made, with $MEMRL_PYTHON; to keep that file:
     MEMRL_WRITE_SAMPLE_PARQUET=sample.parquet \
         cargo test -p memrl-trainer --test core_rollout_store write_sample_for_python_check
 Exits non-zero, naming the column or row, on any mismatch.

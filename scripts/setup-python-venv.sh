@@ -16,7 +16,7 @@ venv="${1:-$root/.venv-ci}"
 req="$root/scripts/requirements-ci.txt"
 constraints="$root/scripts/constraints-ci.txt"
 py="$venv/bin/python"
-probe='import torch, transformers, safetensors, gguf, accelerate, numpy'
+probe='import torch, transformers, safetensors, gguf, accelerate, numpy, pyarrow, pandas'
 
 # A stamp of the pins the venv was built from: reuse it only when they have not changed.
 stamp="$venv/.memrl-pins.sha256"

@@ -8,7 +8,9 @@
 # $MEMRL_PYTHON, else .venv-ci, created on first use by scripts/setup-python-venv.sh (pinned
 # torch + transformers + safetensors; a few minutes, a few GB). The same interpreter runs the
 # real PyTorch / transformers peers in the `memrl bench policy` test.
-# MEMRL_CHECK_TRANSFORMERS=0 leaves the check (and that test's live peer run) out, and says so.
+# The same interpreter reads a rollout file memrl wrote with pyarrow and pandas
+# (scripts/check_parquet.py, from the core_rollout_store test).
+# MEMRL_CHECK_TRANSFORMERS=0 leaves the check (and that test's live peer run and Parquet read) out, and says so.
 #
 # Then the libtorch backend (memrl-policies' `tch` feature, CPU): its backend tests, its parity
 # tests against burn and transformers on SmolLM2 (policies/tests/tch_parity.rs), bf16 mixed
@@ -25,8 +27,8 @@ if [ "$check" = 1 ]; then
   if [ -z "${MEMRL_PYTHON:-}" ]; then
     MEMRL_PYTHON="$(bash scripts/setup-python-venv.sh)"
   fi
-  if ! "$MEMRL_PYTHON" -c 'import torch, transformers, safetensors, gguf, accelerate' 2>/dev/null; then
-    echo "test.sh: $MEMRL_PYTHON cannot import torch, transformers, safetensors, gguf and accelerate" >&2
+  if ! "$MEMRL_PYTHON" -c 'import torch, transformers, safetensors, gguf, accelerate, pyarrow, pandas' 2>/dev/null; then
+    echo "test.sh: $MEMRL_PYTHON cannot import torch, transformers, safetensors, gguf, accelerate, pyarrow and pandas" >&2
     echo "test.sh: run scripts/setup-python-venv.sh, or set MEMRL_PYTHON to an interpreter that has them" >&2
     exit 1
   fi

@@ -15,23 +15,11 @@ use crate::locomo::{LocomoEnv, LocomoKnobs};
 use crate::longmemeval::{LongMemEvalEnv, LongMemEvalKnobs};
 use crate::multiobjective::{MultiObjectiveEnv, MultiObjectiveKnobs};
 use crate::tokens::TokenCounter;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 
 /// Names `build_env` accepts.
 pub const ENV_NAMES: &[&str] = &["facts", "multiobjective", "locomo", "longmemeval"];
-
-/// An environment name plus its knobs (missing knobs take the env's defaults).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnvSpec {
-    /// Registry name.
-    pub name: String,
-    /// Knob table; `null` or absent means all defaults.
-    #[serde(default)]
-    pub knobs: Value,
-}
 
 fn knobs_of<T: serde::de::DeserializeOwned + Default>(env: &str, knobs: Value) -> Result<T, EnvError> {
     if knobs.is_null() {

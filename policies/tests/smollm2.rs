@@ -10,7 +10,7 @@ use common::{gguf_path, fixture};
 use std::sync::{Arc, OnceLock};
 
 use memrl_policies::{
-    Backend, BurnBackend, Engine, EngineConfig, EngineServer, GenerationRequest, Llama, SamplingParams, Tokenizer,
+    Backend, BurnBackend, Engine, EngineConfig, GenerationRequest, Llama, SamplingParams, Tokenizer,
     load_model, load_tokenizer,
 };
 use serde_json::Value;
@@ -138,39 +138,6 @@ fn batch_of_eight_mixed_lengths_equals_decoding_alone() {
     let batched = e.generate_batch(prompts.iter().map(|p| GenerationRequest::greedy(p.clone(), 16)).collect()).unwrap();
     for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
         assert_eq!(a.token_ids, b.token_ids, "row {i} ({} prompt tokens)", prompts[i].len());
-    }
-}
-
-#[test]
-fn threaded_clients_share_one_engine() {
-    let prompts = mixed_prompts();
-    let server = EngineServer::spawn(Engine::new(model(), None, EngineConfig { max_batch: 4, max_seq_len: 160 }).unwrap());
-    let results: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = prompts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let client = server.client();
-                let req = GenerationRequest {
-                    sampling: SamplingParams { temperature: 0.9, top_p: 0.95, top_k: 50 },
-                    seed: i as u64,
-                    ..GenerationRequest::greedy(p.clone(), 8)
-                };
-                s.spawn(move || client.generate(req).unwrap())
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    // Same seeds through a plain engine give the same tokens.
-    let mut e = Engine::new(model(), None, EngineConfig { max_batch: 8, max_seq_len: 160 }).unwrap();
-    for (i, p) in prompts.iter().enumerate() {
-        let req = GenerationRequest {
-            sampling: SamplingParams { temperature: 0.9, top_p: 0.95, top_k: 50 },
-            seed: i as u64,
-            ..GenerationRequest::greedy(p.clone(), 8)
-        };
-        let want = e.generate_batch(vec![req]).unwrap().remove(0);
-        assert_eq!(results[i].token_ids, want.token_ids, "request {i}");
     }
 }
 

@@ -39,10 +39,6 @@ impl BurnBackend {
     pub fn flex_autodiff() -> BurnBackend {
         BurnBackend { device: Device::flex().autodiff() }
     }
-    /// Any burn device.
-    pub fn with_device(device: Device) -> BurnBackend {
-        BurnBackend { device }
-    }
     /// The device tensors are created on.
     pub fn device(&self) -> &Device {
         &self.device

@@ -80,9 +80,11 @@ fn foreign_files_give_errors_naming_the_column() {
     assert!(matches!(err, RolloutStoreError::Decode { .. }), "{err}");
 }
 
-/// Writes the sample file that `scripts/check_parquet.py` reads with pyarrow: to
-/// MEMRL_WRITE_SAMPLE_PARQUET when set (the Python check is run by hand, never by cargo),
-/// otherwise to a temporary directory; either way it must read back exactly.
+/// Writes a sample rollout file (to MEMRL_WRITE_SAMPLE_PARQUET when set, otherwise to a
+/// temporary directory); it must read back exactly, and pyarrow and pandas must read it with the
+/// schema `scripts/check_parquet.py` expects. The Python side runs with `$MEMRL_PYTHON` (the
+/// `.venv-ci` of scripts/test.sh); with MEMRL_CHECK_TRANSFORMERS=1 (CI) a missing interpreter
+/// fails the test instead of leaving the check out.
 #[test]
 fn write_sample_for_python_check() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,4 +93,19 @@ fn write_sample_for_python_check() {
         .unwrap_or_else(|_| dir.path().join("sample.parquet"));
     write_rollouts(&path, &records()).unwrap();
     assert_eq!(read_rollouts(&path).unwrap(), records());
+    let required = std::env::var("MEMRL_CHECK_TRANSFORMERS").is_ok_and(|v| v == "1");
+    let Ok(python) = std::env::var("MEMRL_PYTHON") else {
+        assert!(!required, "MEMRL_CHECK_TRANSFORMERS=1 but MEMRL_PYTHON is not set: the pyarrow / pandas check cannot run");
+        eprintln!("MEMRL_PYTHON not set: the pyarrow / pandas read of the sample is left out");
+        return;
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_parquet.py");
+    let out = std::process::Command::new(&python).arg(&script).arg(&path).output().expect("run the Python interpreter");
+    assert!(
+        out.status.success(),
+        "{python} {}: {}{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -110,11 +110,6 @@ impl Trajectory {
     pub fn reward(&self) -> f64 {
         self.end.as_ref().map_or(0.0, |e| e.reward)
     }
-
-    /// Number of turns whose context was rebuilt rather than extended (fractures).
-    pub fn fractures(&self) -> usize {
-        self.turns.iter().filter(|t| t.context_step == ContextStep::Rebuilt).count()
-    }
 }
 
 /// Limits the rollout imposes on top of the environment's own budgets.
