@@ -12,6 +12,8 @@ declare -A PROBES=(
   [chunk3-4l128]="--set policy.model=tiny-4l-128d --set sft.lr=3e-3"
   [chunk1-2l64]="--set env.options.chunk_size=1 --set rollout.max_turns=12"
   [chunk1-2l64-long]="--set env.options.chunk_size=1 --set rollout.max_turns=12 --set sft.episodes=512 --set sft.epochs=3"
+  [chunk1-2l64-batch4]="--set env.options.chunk_size=1 --set rollout.max_turns=12 --set sft.batch_size=4 --set sft.lr=5e-3"
+  [chunk1-2l64-batch4-long]="--set env.options.chunk_size=1 --set rollout.max_turns=12 --set sft.batch_size=4 --set sft.lr=5e-3 --set sft.episodes=512 --set sft.epochs=4"
   [chunk6-fullcontext]="--set env.options.chunk_size=6 --set sft.source=full-context --set sft.episodes=512 --set eval.episodes=4"
 )
 names=("$@")
