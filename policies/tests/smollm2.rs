@@ -10,7 +10,7 @@ use common::{gguf_path, fixture};
 use std::sync::{Arc, OnceLock};
 
 use memrl_policies::{
-    Backend, BurnBackend, Engine, EngineConfig, GenerationRequest, Llama, SamplingParams, Tokenizer,
+    Backend, BurnBackend, Engine, EngineConfig, GenerationRequest, Llama, Tokenizer,
     load_model, load_tokenizer,
 };
 use serde_json::Value;
