@@ -41,44 +41,34 @@ pub struct ExportedWeights {
     pub adapter: Option<(crate::train::lora::LoraConfig, Vec<(String, HostTensor)>)>,
 }
 
-impl TrainBackend for BurnBackend {
-    type Leaf = BurnBackend;
-    fn leaf_backend(&self) -> &BurnBackend {
-        self
-    }
-    fn leaf_grad(&self, grads: &Self::Grads, leaf: &<Self as Backend>::Tensor) -> Option<<Self as Backend>::Tensor> {
-        self.grad(grads, leaf)
-    }
-    fn trainable_leaves(model: &Llama<Self>) -> Vec<(String, &<Self as Backend>::Tensor)> {
-        model.named_parameters()
-    }
-    fn trainable_leaves_mut(model: &mut Llama<Self>) -> Vec<(String, &mut <Self as Backend>::Tensor)> {
-        model.named_parameters_mut()
-    }
-    fn export_weights(model: &Llama<Self>, _merge_adapters: bool) -> ExportedWeights {
-        ExportedWeights { model: hf_state_dict(model), adapter: None }
-    }
+/// `TrainBackend` for a backend that trains the full model (no adapters): every parameter is a
+/// leaf of the backend itself. One body for each backend, so burn and tch cannot drift apart.
+macro_rules! full_model_train_backend {
+    ($backend:ty) => {
+        impl TrainBackend for $backend {
+            type Leaf = $backend;
+            fn leaf_backend(&self) -> &$backend {
+                self
+            }
+            fn leaf_grad(&self, grads: &Self::Grads, leaf: &<Self as Backend>::Tensor) -> Option<<Self as Backend>::Tensor> {
+                self.grad(grads, leaf)
+            }
+            fn trainable_leaves(model: &Llama<Self>) -> Vec<(String, &<Self as Backend>::Tensor)> {
+                model.named_parameters()
+            }
+            fn trainable_leaves_mut(model: &mut Llama<Self>) -> Vec<(String, &mut <Self as Backend>::Tensor)> {
+                model.named_parameters_mut()
+            }
+            fn export_weights(model: &Llama<Self>, _merge_adapters: bool) -> ExportedWeights {
+                ExportedWeights { model: hf_state_dict(model), adapter: None }
+            }
+        }
+    };
 }
 
+full_model_train_backend!(BurnBackend);
 #[cfg(feature = "tch")]
-impl TrainBackend for crate::backend::tch::TchBackend {
-    type Leaf = crate::backend::tch::TchBackend;
-    fn leaf_backend(&self) -> &crate::backend::tch::TchBackend {
-        self
-    }
-    fn leaf_grad(&self, grads: &Self::Grads, leaf: &<Self as Backend>::Tensor) -> Option<<Self as Backend>::Tensor> {
-        self.grad(grads, leaf)
-    }
-    fn trainable_leaves(model: &Llama<Self>) -> Vec<(String, &<Self as Backend>::Tensor)> {
-        model.named_parameters()
-    }
-    fn trainable_leaves_mut(model: &mut Llama<Self>) -> Vec<(String, &mut <Self as Backend>::Tensor)> {
-        model.named_parameters_mut()
-    }
-    fn export_weights(model: &Llama<Self>, _merge_adapters: bool) -> ExportedWeights {
-        ExportedWeights { model: hf_state_dict(model), adapter: None }
-    }
-}
+full_model_train_backend!(crate::backend::tch::TchBackend);
 
 /// The projections of a decoder layer with their HF module names.
 pub(crate) fn layer_linears<B: Backend>(l: &DecoderLayer<B>) -> [(&'static str, &Linear<B>); 7] {

@@ -129,6 +129,12 @@ pub struct StepRecord<'a> {
     pub times: StepTimes,
 }
 
+/// Mean task score (reward without penalties) over all trajectories; an unfinished one scores 0.
+pub fn mean_task_score(trajs: &[Trajectory]) -> f64 {
+    // `+ 0.0` turns the empty sum's negative zero into 0.
+    trajs.iter().filter_map(|t| t.end.as_ref()).map(|x| x.breakdown.task_score).sum::<f64>() / trajs.len().max(1) as f64 + 0.0
+}
+
 /// The metric fields of one RL step, in a fixed order.
 pub fn step_fields(r: &StepRecord<'_>) -> Vec<(String, f64)> {
     let trajs = r.trajectories;
@@ -146,7 +152,7 @@ pub fn step_fields(r: &StepRecord<'_>) -> Vec<(String, f64)> {
     let mut f: Vec<(String, f64)> = vec![
         (names::REWARD_MEAN.into(), reward_mean),
         (names::REWARD_STD.into(), reward_std),
-        (names::TASK_SCORE.into(), ends().map(|e| e.breakdown.task_score).sum::<f64>() / n),
+        (names::TASK_SCORE.into(), mean_task_score(trajs)),
         ("reward/penalty".into(), ends().map(|e| e.breakdown.penalty).sum::<f64>() / n),
         ("rollout/truncated_fraction".into(), trajs.iter().filter(|t| t.truncated).count() as f64 / n),
         ("rollout/turns_per_trajectory".into(), turns as f64 / n),

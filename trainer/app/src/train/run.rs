@@ -28,6 +28,7 @@ use memrl_rl::step::{StepPolicy, StepSettings, rl_step};
 
 use crate::config::{BackendKind, Config};
 use crate::metrics::{MetricsLogger, names, truncate_after};
+use memrl_rl::metrics::mean_task_score;
 use crate::rollout_store::{RolloutRecord, write_rollouts};
 use crate::run_dir::{CheckpointWriter, ExistingRun, RunDir, latest_complete_checkpoint, prune_checkpoints, write_file_atomic};
 use crate::train::backend::{RunBackend, check_backend};
@@ -506,12 +507,6 @@ impl<B: RunBackend> Run<'_, B> {
             wall_seconds: self.started.elapsed().as_secs_f64(),
         })
     }
-}
-
-/// Mean task score of finished trajectories over all of them (an unfinished one scores 0).
-fn mean_task_score(trajs: &[Trajectory]) -> f64 {
-    // `+ 0.0` turns a negative zero (no finished episode) into 0.
-    trajs.iter().filter_map(|t| t.end.as_ref()).map(|x| x.breakdown.task_score).sum::<f64>() / trajs.len().max(1) as f64 + 0.0
 }
 
 /// A progress bar for a phase (hidden when `progress` is false).
