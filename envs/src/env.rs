@@ -114,12 +114,26 @@ impl Turn {
         Self { index, messages, tools: tools.json(), tools_text: tools.text(), edit, max_new_tokens, context_tokens }
     }
 
+    /// The same turn with no plain-text tool list (the JSON schemas stay, so the tools offered
+    /// are unchanged and a template that renders `tools` still sees them).
+    pub fn without_tools_text(mut self) -> Self {
+        self.tools_text = Arc::from("");
+        self
+    }
+
+    /// True if the tool named `name` is offered this turn.
+    pub fn offers(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| t.pointer("/function/name").and_then(Value::as_str) == Some(name))
+    }
+
     /// `messages` with the plain-text tool rendering appended to the system prompt, for
     /// chat templates that cannot render `tools` themselves.
     pub fn messages_with_inline_tools(&self) -> Vec<ChatMessage> {
         let mut m = self.messages.clone();
         if let Some(sys) = m.iter_mut().find(|x| x.role == Role::System) {
-            sys.content = format!("{}\n\n{}", sys.content, self.tools_text);
+            if !self.tools_text.is_empty() {
+                sys.content = format!("{}\n\n{}", sys.content, self.tools_text);
+            }
         }
         m
     }

@@ -116,3 +116,44 @@ fn out_of_range_and_bad_knobs_are_errors() {
     assert!(e.step("x").is_err());
     assert!(FactsEnv::new(FactsKnobs { questions: 99, ..FactsKnobs::default() }, Arc::new(ByteApproxCounter::default())).is_err());
 }
+
+#[test]
+fn terse_prompt_plays_the_same_episodes_in_fewer_tokens() {
+    use memrl_envs::facts::PromptStyle;
+    let knobs = FactsKnobs { retraction_prob: 0.3, ..FactsKnobs::default() };
+    let mut full = env(knobs.clone());
+    let mut terse = env(FactsKnobs { prompt: PromptStyle::Terse, ..knobs });
+    for kind in [ScriptedKind::Oracle, ScriptedKind::Heuristic] {
+        let (f, t) = (play(&mut full, kind, Split::Validation, 20, 1), play(&mut terse, kind, Split::Validation, 20, 1));
+        // same tasks, same completions, same rewards: only the wording around the facts differs
+        for (a, b) in f.iter().zip(&t) {
+            assert_eq!(a.end.reward, b.end.reward);
+            let completions = |r: &memrl_envs::rollout::EpisodeResult| r.trace.iter().map(|t| t.completion.clone()).collect::<Vec<_>>();
+            assert_eq!(completions(a), completions(b));
+            for (ta, tb) in a.trace.iter().zip(&b.trace) {
+                let text = |t: &memrl_envs::rollout::TraceTurn| t.context.iter().map(|m| m.content.as_str()).collect::<String>();
+                let (long, short) = (text(ta), text(tb));
+                assert!(short.len() * 3 < long.len() * 2, "terse {} bytes vs full {}", short.len(), long.len());
+                // every line of the full prompt but its wording lines (facts, memory entries,
+                // results, questions) is in the terse one
+                let wording = ["Track these people", "Memory (", "Results of your", "Chunk ", "Update the memory", "All chunks have been shown", "q"];
+                for line in ta.context[1].content.lines().filter(|l| !l.is_empty() && !wording.iter().any(|w| l.starts_with(w))) {
+                    assert!(short.contains(line), "terse prompt lost {line:?}");
+                }
+            }
+        }
+    }
+    // questions are asked as the memory line's key: `q1: Vera pet?`
+    let last = &play(&mut terse, ScriptedKind::Oracle, Split::Validation, 1, 0)[0];
+    let questions: Vec<&str> = last.trace.last().unwrap().context[1].content.lines().filter(|l| l.starts_with('q')).collect();
+    assert!(!questions.is_empty());
+    for q in questions {
+        let words: Vec<&str> = q.split(' ').collect();
+        assert!(words.len() == 3 && words[2].ends_with('?') && memrl_envs::facts::generator::ATTRIBUTES.iter().any(|a| format!("{}?", a.key) == words[2]), "{q}");
+    }
+    let turn = terse.reset(TaskId { split: Split::Validation, index: 0 }, 0).unwrap();
+    assert!(turn.tools_text.is_empty() && turn.offers("memory_add") && !turn.offers("answer"));
+    assert!(turn.messages[1].content.starts_with("Track: "));
+    let bad = FactsEnv::new(FactsKnobs { prompt: PromptStyle::Terse, memory_mode: MemoryMode::Overwrite, ..FactsKnobs::default() }, Arc::new(ByteApproxCounter::default()));
+    assert!(bad.err().unwrap().to_string().contains("terse"));
+}

@@ -41,6 +41,20 @@ pub enum MemoryMode {
     Overwrite,
 }
 
+/// How much prose surrounds the facts in each turn's prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptStyle {
+    /// Full instructions and the plain-text tool list, for models that read instructions.
+    #[default]
+    Full,
+    /// One-line system prompt, no tool list, short section labels, questions asked as the
+    /// memory line's key (`q1: Vera pet?`): the same information about the task (tracked
+    /// people, memory, chunk, questions) in a fraction of the tokens, for random-init models
+    /// that learn the format from demonstrations and cannot read prose.
+    Terse,
+}
+
 /// Knobs of the `facts` environment (TOML table / `--set key=value`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -80,6 +94,8 @@ pub struct FactsKnobs {
     /// Name the tracked people in the prompt (without it the task is not learnable
     /// beyond storing everything).
     pub announce_tracked: bool,
+    /// Prompt wording: `full` or `terse` (see [`PromptStyle`]).
+    pub prompt: PromptStyle,
     /// Tasks in the validation split (train is unbounded).
     pub validation_tasks: u64,
     /// Tasks in the test split.
@@ -108,6 +124,7 @@ impl Default for FactsKnobs {
             budget_mode: BudgetMode::Enforce,
             id_style: IdStyle::Sequential,
             announce_tracked: true,
+            prompt: PromptStyle::Full,
             validation_tasks: 200,
             test_tasks: 500,
             penalties: Penalties::default(),
@@ -133,6 +150,9 @@ impl FactsKnobs {
         if !(0.0..=1.0).contains(&self.retraction_prob) || !(self.distractor_ratio >= 0.0 && self.distractor_ratio <= 100.0) {
             return err("retraction_prob must be in [0, 1] and distractor_ratio in [0, 100]".into());
         }
+        if self.prompt == PromptStyle::Terse && self.memory_mode != MemoryMode::Bank {
+            return err("prompt = \"terse\" needs memory_mode = \"bank\"".into());
+        }
         if self.updates_per_key > 64 {
             return err("updates_per_key must be at most 64".into());
         }
@@ -155,6 +175,7 @@ impl FactsKnobs {
 }
 
 const SYSTEM_BANK: &str = "You read a stream of short facts one chunk at a time. Only your memory bank survives from one chunk to the next, and at the end you must answer questions from it alone. Keep one entry per fact about the people you are asked to track, in the form \"Name attribute: value\". When a value changes, update the entry instead of adding a new one; when a fact stops being true, delete it. Do not spend capacity on other people. Reply with tool calls only.";
+const SYSTEM_TERSE: &str = "Keep the tracked people's facts in memory. Reply with tool calls.";
 const SYSTEM_OVERWRITE: &str = "You read a stream of short facts one chunk at a time. After each chunk, write your updated memory: your whole reply replaces the previous memory, and only the memory survives to the end, where you answer questions from it alone. Keep one line per fact about the people you are asked to track, in the form \"Name attribute: value\", with current values only.";
 
 pub(crate) struct Episode {
@@ -210,18 +231,22 @@ impl FactsEnv {
 
     fn render_turn(&self, ep: &Episode) -> Turn {
         let k = &self.knobs;
+        let terse = k.prompt == PromptStyle::Terse; // bank mode only (validated)
         let mut body = String::new();
         if k.announce_tracked {
-            body.push_str(&format!("Track these people: {}. You will be asked about their current attributes.\n\n", ep.task.tracked.join(", ")));
+            let names = ep.task.tracked.join(", ");
+            body.push_str(&if terse { format!("Track: {names}.\n\n") } else { format!("Track these people: {names}. You will be asked about their current attributes.\n\n") });
         }
         let overwrite = k.memory_mode == MemoryMode::Overwrite;
         if overwrite {
             let mem = if ep.pad.text().is_empty() { "No previous memory" } else { ep.pad.text() };
             body.push_str(&format!("<memory>\n{mem}\n</memory>\n\n"));
         } else {
-            body.push_str(&format!("Memory ({}/{} entries):\n{}\n\n", ep.bank.entries().len(), k.capacity, MemoryBank::render(ep.bank.entries())));
+            let (used, entries) = (ep.bank.entries().len(), MemoryBank::render(ep.bank.entries()));
+            body.push_str(&if terse { format!("Memory ({used}/{}):\n{entries}\n\n", k.capacity) } else { format!("Memory ({used}/{} entries):\n{entries}\n\n", k.capacity) });
             if !ep.last_results.is_empty() {
-                body.push_str(&format!("Results of your last operations:\n{}\n\n", ep.last_results.join("\n")));
+                let label = if terse { "Results" } else { "Results of your last operations" };
+                body.push_str(&format!("{label}:\n{}\n\n", ep.last_results.join("\n")));
             }
         }
         let n = ep.task.chunks.len();
@@ -231,6 +256,9 @@ impl FactsEnv {
             if overwrite {
                 body.push_str(&format!("<section>\n{}\n</section>\n\nWrite the updated memory (at most {} tokens).", lines.join("\n"), k.memory_tokens));
                 tools = &self.no_tools;
+            } else if terse {
+                body.push_str(&format!("Chunk {} of {}:\n{}", ep.chunk + 1, n, lines.join("\n")));
+                tools = &self.memory_tools;
             } else {
                 body.push_str(&format!("Chunk {} of {} [c{}]:\n{}\n\nUpdate the memory with tool calls.", ep.chunk + 1, n, ep.chunk + 1, lines.join("\n")));
                 tools = &self.memory_tools;
@@ -239,13 +267,21 @@ impl FactsEnv {
             if overwrite && !ep.last_results.is_empty() {
                 body.push_str(&format!("Results of your last answers:\n{}\n\n", ep.last_results.join("\n")));
             }
-            body.push_str("All chunks have been shown. Answer each question with answer(question_id, text), using only your memory; answer \"unknown\" if it does not say.\n");
+            body.push_str(if terse {
+                "Questions:\n"
+            } else {
+                "All chunks have been shown. Answer each question with answer(question_id, text), using only your memory; answer \"unknown\" if it does not say.\n"
+            });
             for q in ep.sheet.open() {
                 body.push_str(&format!("{}: {}\n", q.id, q.text));
             }
             tools = &self.answer_tools;
         }
-        let system = if overwrite { SYSTEM_OVERWRITE } else { SYSTEM_BANK };
+        let system = match (overwrite, terse) {
+            (true, _) => SYSTEM_OVERWRITE,
+            (false, true) => SYSTEM_TERSE,
+            (false, false) => SYSTEM_BANK,
+        };
         let messages = vec![ChatMessage::new(Role::System, system), ChatMessage { role: Role::User, content: body, record_id: Some(format!("c{}", ep.chunk + 1)) }];
         let edit = match (ep.turn, overwrite) {
             (0, _) => ContextEdit::Initial,
@@ -253,7 +289,8 @@ impl FactsEnv {
             (_, false) => ContextEdit::Rebuilt,
         };
         let tokens = self.counter.count(&messages[1].content);
-        Turn::new(ep.turn, messages, tools, edit, k.max_turn_tokens, tokens)
+        let turn = Turn::new(ep.turn, messages, tools, edit, k.max_turn_tokens, tokens);
+        if terse { turn.without_tools_text() } else { turn }
     }
 
     fn apply_memory_calls(&self, ep: &mut Episode, completion: &str, logs: &mut Vec<ActionLog>) {
@@ -392,7 +429,12 @@ impl Env for FactsEnv {
                 .questions
                 .iter()
                 .enumerate()
-                .map(|(i, q)| Question { id: format!("q{}", i + 1), text: q.text.clone(), gold: q.gold.clone(), category: Some(ATTRIBUTES[q.attribute].key.into()), prediction: None })
+                .map(|(i, q)| {
+                    let key = ATTRIBUTES[q.attribute].key;
+                    // terse: the question as the memory line's key, `Vera pet?`
+                    let text = if k.prompt == PromptStyle::Terse { format!("{} {key}?", q.entity) } else { q.text.clone() };
+                    Question { id: format!("q{}", i + 1), text, gold: q.gold.clone(), category: Some(key.into()), prediction: None }
+                })
                 .collect(),
         };
         let bank = MemoryBank::new(MemoryCapacity { max_entries: k.capacity, max_tokens: k.memory_tokens }, k.budget_mode, k.id_style, seed);

@@ -6,6 +6,9 @@
 //! | `tiny-4l-128d` | 4 | 128 | 4 / 2 | 32 | 384 |
 //! | `tiny-4l-256d` | 4 | 256 | 8 / 4 | 32 | 768 |
 //!
+//! Any other shape is spelled `tiny-<L>l-<D>d-<H>h` (optionally `-<K>kv`, default `K = H`):
+//! `L` layers, width `D`, `H` query heads of `D / H` dimensions, `K` key/value heads, FFN `3 D`.
+//!
 //! All use tied embeddings, RoPE θ = 10000, RMSNorm ε = 1e-5 and 4096 positions, and take the
 //! vocabulary size from the tokenizer (special ids as [`crate::train::bpe`] assigns them:
 //! `<|im_start|>` = 1 is BOS, `<|im_end|>` = 2 is EOS). Initialisation is transformers'
@@ -32,30 +35,69 @@ pub enum TinyPreset {
     L4D128,
     /// 4 layers, width 256.
     L4D256,
+    /// Any other shape, spelled `tiny-<L>l-<D>d-<H>h[-<K>kv]`.
+    Custom {
+        /// Decoder layers.
+        layers: usize,
+        /// Hidden width.
+        hidden: usize,
+        /// Query heads.
+        heads: usize,
+        /// Key/value heads (divides `heads`).
+        kv_heads: usize,
+    },
 }
 
 /// transformers' default `initializer_range`.
 pub const INIT_STD: f32 = 0.02;
 
 impl TinyPreset {
-    /// Every preset.
+    /// Every named preset.
     pub const ALL: [TinyPreset; 3] = [TinyPreset::L2D64, TinyPreset::L4D128, TinyPreset::L4D256];
 
-    /// The preset's name, e.g. `tiny-2l-64d`.
-    pub fn name(self) -> &'static str {
+    /// The preset's name, e.g. `tiny-2l-64d` or `tiny-2l-128d-2h`.
+    pub fn name(self) -> String {
         match self {
-            TinyPreset::L2D64 => "tiny-2l-64d",
-            TinyPreset::L4D128 => "tiny-4l-128d",
-            TinyPreset::L4D256 => "tiny-4l-256d",
+            TinyPreset::L2D64 => "tiny-2l-64d".into(),
+            TinyPreset::L4D128 => "tiny-4l-128d".into(),
+            TinyPreset::L4D256 => "tiny-4l-256d".into(),
+            TinyPreset::Custom { layers, hidden, heads, kv_heads } if kv_heads == heads => format!("tiny-{layers}l-{hidden}d-{heads}h"),
+            TinyPreset::Custom { layers, hidden, heads, kv_heads } => format!("tiny-{layers}l-{hidden}d-{heads}h-{kv_heads}kv"),
         }
     }
 
-    /// The preset called `name`.
+    /// The preset called `name`: a named one, or `tiny-<L>l-<D>d-<H>h[-<K>kv]` with 1–32 layers,
+    /// width 8–4096, head dimension `D / H` even, and `K` dividing `H`.
     pub fn parse(name: &str) -> Result<TinyPreset> {
-        TinyPreset::ALL.into_iter().find(|p| p.name() == name).ok_or_else(|| {
-            let names: Vec<&str> = TinyPreset::ALL.iter().map(|p| p.name()).collect();
-            TrainError::config("tiny preset", format!("unknown preset `{name}`; expected one of {names:?}"))
-        })
+        if let Some(p) = TinyPreset::ALL.into_iter().find(|p| p.name() == name) {
+            return Ok(p);
+        }
+        let bad = |why: &str| {
+            let names: Vec<String> = TinyPreset::ALL.iter().map(|p| p.name()).collect();
+            TrainError::config("tiny preset", format!("unknown preset `{name}` ({why}); expected one of {names:?} or tiny-<L>l-<D>d-<H>h[-<K>kv], e.g. tiny-2l-128d-2h"))
+        };
+        let parts: Vec<&str> = name.strip_prefix("tiny-").ok_or_else(|| bad("no `tiny-` prefix"))?.split('-').collect();
+        let num = |part: Option<&&str>, suffix: &str| -> Option<usize> { part?.strip_suffix(suffix)?.parse().ok() };
+        let (Some(layers), Some(hidden), Some(heads)) = (num(parts.first(), "l"), num(parts.get(1), "d"), num(parts.get(2), "h")) else {
+            return Err(bad("not of the form tiny-<L>l-<D>d-<H>h"));
+        };
+        let kv_heads = match parts.get(3) {
+            None => heads,
+            Some(_) => num(parts.get(3), "kv").ok_or_else(|| bad("the fourth part must be <K>kv"))?,
+        };
+        if parts.len() > 4 {
+            return Err(bad("too many parts"));
+        }
+        if !(1..=32).contains(&layers) || !(8..=4096).contains(&hidden) {
+            return Err(bad("layers must be 1-32 and width 8-4096"));
+        }
+        if heads == 0 || hidden % heads != 0 || (hidden / heads) % 2 != 0 {
+            return Err(bad("the width must split into heads of an even dimension"));
+        }
+        if kv_heads == 0 || heads % kv_heads != 0 {
+            return Err(bad("key/value heads must divide the query heads"));
+        }
+        Ok(TinyPreset::Custom { layers, hidden, heads, kv_heads })
     }
 
     /// `(layers, hidden, heads, kv_heads)`.
@@ -64,6 +106,7 @@ impl TinyPreset {
             TinyPreset::L2D64 => (2, 64, 4, 2),
             TinyPreset::L4D128 => (4, 128, 4, 2),
             TinyPreset::L4D256 => (4, 256, 8, 4),
+            TinyPreset::Custom { layers, hidden, heads, kv_heads } => (layers, hidden, heads, kv_heads),
         }
     }
 
@@ -99,7 +142,7 @@ impl TinyPreset {
         if vocab_size < 3 {
             return Err(TrainError::config("tiny preset", format!("vocab_size must be at least 3 (special tokens), got {vocab_size}")));
         }
-        Ok(LlamaConfig::from_hf_json(&self.hf_config(vocab_size), self.name())?)
+        Ok(LlamaConfig::from_hf_json(&self.hf_config(vocab_size), &self.name())?)
     }
 }
 
@@ -180,13 +223,22 @@ mod tests {
     #[test]
     fn presets_parse_and_build_configs() {
         for p in TinyPreset::ALL {
-            assert_eq!(TinyPreset::parse(p.name()).unwrap(), p);
+            assert_eq!(TinyPreset::parse(&p.name()).unwrap(), p);
             let c = p.config(1024).unwrap();
             assert_eq!(c.vocab_size, 1024);
             assert!(c.tie_word_embeddings);
             assert!((2..=4).contains(&c.num_hidden_layers) && (64..=256).contains(&c.hidden_size));
         }
         assert!(TinyPreset::parse("tiny-9l").unwrap_err().to_string().contains("tiny-2l-64d"));
+        let custom = TinyPreset::parse("tiny-2l-128d-2h").unwrap();
+        assert_eq!(custom, TinyPreset::Custom { layers: 2, hidden: 128, heads: 2, kv_heads: 2 });
+        assert_eq!(custom.name(), "tiny-2l-128d-2h");
+        let c = custom.config(500).unwrap();
+        assert_eq!((c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim), (2, 128, 2, 2, 64));
+        assert_eq!(TinyPreset::parse("tiny-3l-96d-4h-2kv").unwrap().name(), "tiny-3l-96d-4h-2kv");
+        for bad in ["tiny-2l-128d", "tiny-2l-100d-3h", "tiny-2l-96d-4h-3kv", "tiny-0l-64d-2h", "tiny-2l-64d-2h-2kv-x", "tiny-2l-66d-6h"] {
+            assert!(TinyPreset::parse(bad).is_err(), "{bad}");
+        }
         assert!(TinyPreset::L2D64.config(2).is_err());
     }
 

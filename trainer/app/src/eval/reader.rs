@@ -106,7 +106,7 @@ fn date_header(chunk: &StreamChunk) -> Option<String> {
 }
 
 fn is_ingest(turn: &Turn) -> bool {
-    turn.tools_text.contains("- memory_add(")
+    turn.offers("memory_add")
 }
 
 /// Removes tool-call markers from a reader reply (they would end the wrapping call early)

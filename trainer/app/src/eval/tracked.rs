@@ -46,10 +46,9 @@ pub struct Tracked {
 }
 
 fn phase(turn: &Turn) -> Phase {
-    let text = &turn.tools_text;
-    if text.contains("- memory_add(") && !text.contains("- answer(") {
+    if turn.offers("memory_add") && !turn.offers("answer") {
         Phase::Memory
-    } else if text.is_empty() || text.contains("- answer(") {
+    } else if turn.offers("answer") || (turn.tools.is_empty() && turn.tools_text.is_empty()) {
         Phase::Answer
     } else {
         Phase::Other
