@@ -54,9 +54,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         seed: args.seed,
     })?;
     if args.json {
-        println!("{}", serde_json::to_string(&out)?);
+        outln!("{}", serde_json::to_string(&out)?);
     } else {
-        print!("{}", format_generate(&out));
+        out!("{}", format_generate(&out));
     }
     Ok(())
 }
