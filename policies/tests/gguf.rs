@@ -206,3 +206,42 @@ fn config_of_a_non_llama_file_is_refused() {
     let err = llama::hf_config(&g).unwrap_err().to_string();
     assert!(err.contains("llama.embedding_length"), "{err}");
 }
+
+/// A GGUF file with two F32 tensors of `n` values each, named and placed as given, followed by
+/// enough data bytes for both.
+fn two_tensor_gguf(n: u64, a: (&str, u64), b: (&str, u64)) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"GGUF");
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&2u64.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    for (name, offset) in [a, b] {
+        out.extend_from_slice(&(name.len() as u64).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes()); // F32
+        out.extend_from_slice(&offset.to_le_bytes());
+    }
+    while out.len() % 32 != 0 {
+        out.push(0);
+    }
+    out.resize(out.len() + 8 * n as usize + 64, 0);
+    out
+}
+
+#[test]
+fn tensor_tables_that_would_read_the_wrong_bytes_are_refused() {
+    let ok = write_tmp(&two_tensor_gguf(4, ("a", 0), ("b", 32)));
+    GgufFile::open(ok.path()).unwrap();
+    for (bytes, needle) in [
+        (two_tensor_gguf(4, ("w", 0), ("w", 32)), "listed twice"),
+        (two_tensor_gguf(4, ("a", 0), ("b", 4)), "alignment"),
+        (two_tensor_gguf(16, ("a", 0), ("b", 32)), "overlap"),
+        (two_tensor_gguf(4, ("a", 0), ("b", u64::MAX - 31)), "overflows"),
+    ] {
+        let f = write_tmp(&bytes);
+        let err = GgufFile::open(f.path()).expect_err(needle).to_string();
+        assert!(err.contains(needle) && err.contains(&f.path().display().to_string()), "{needle}: {err}");
+    }
+}

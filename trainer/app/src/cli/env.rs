@@ -156,6 +156,9 @@ pub fn knobs_from_sets(sets: &[String]) -> Result<serde_json::Value> {
 
 /// Plays the episodes; returns the summary and every episode (with traces if asked).
 pub fn play(args: &PlayArgs) -> Result<(PlaySummary, Vec<EpisodeResult>)> {
+    if args.episodes == 0 || args.episodes > super::MAX_EPISODES {
+        bail!("--episodes {}: expected 1 to {}", args.episodes, super::MAX_EPISODES);
+    }
     let kind: ScriptedKind = args.policy.parse().map_err(anyhow::Error::msg)?;
     let split: Split = args.split.parse().map_err(anyhow::Error::msg)?;
     let knobs = knobs_from_sets(&args.set)?;

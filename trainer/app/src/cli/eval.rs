@@ -161,8 +161,10 @@ pub fn options(args: &EvalArgs) -> anyhow::Result<EvalOptions> {
         bail!("judge model {} does not exist (--judge-model, or [judge] model in --config)", model.display());
     }
     let judge = judge_model.map(|model| JudgeOptions { model, max_new_tokens: args.judge_max_tokens.or(judge_table.max_new_tokens) });
-    if args.limit == Some(0) {
-        bail!("--limit 0: expected at least 1");
+    if let Some(limit) = args.limit
+        && (limit == 0 || limit as u64 > super::MAX_EPISODES)
+    {
+        bail!("--limit {limit}: expected 1 to {}", super::MAX_EPISODES);
     }
     Ok(EvalOptions {
         bench: args.bench,

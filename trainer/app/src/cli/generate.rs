@@ -17,8 +17,8 @@ pub struct GenerateArgs {
     /// A user message, rendered with the model's chat template.
     #[arg(long)]
     pub chat: Option<String>,
-    /// Most tokens to generate.
-    #[arg(long, default_value_t = 64)]
+    /// Most tokens to generate (at least 1).
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_tokens: usize,
     /// Sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 0.0)]

@@ -11,6 +11,10 @@ pub mod sweep;
 pub mod tokenize;
 pub mod train;
 
+/// The most episodes (or questions) one `memrl env play` or `memrl eval` plays: each is held in
+/// memory, so a count beyond this is refused up front rather than aborting on allocation.
+pub const MAX_EPISODES: u64 = 1_000_000;
+
 /// Longest text of one error in the chain [`error_line`] prints, in characters.
 const MAX_CAUSE_CHARS: usize = 2000;
 

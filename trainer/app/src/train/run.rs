@@ -544,7 +544,7 @@ impl<B: RunBackend> Run<'_, B> {
                 self.checkpoint(&state).with_context(|| format!("step {step}: writing the checkpoint"))?;
             }
             if Self::due(c.run.plot_every, step, steps) {
-                crate::plots::plot_metrics(&self.dir.metrics_path(), &self.dir.plots_dir(), crate::plots::PlotFormat::Png)?;
+                crate::plots::plot_metrics_or_warn(&self.dir.metrics_path(), &self.dir.plots_dir());
             }
         }
         bar.finish();
