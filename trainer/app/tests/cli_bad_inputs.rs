@@ -9,51 +9,14 @@ use std::time::{Duration, Instant};
 
 const MEMRL: &str = env!("CARGO_BIN_EXE_memrl");
 
+mod common;
+
 /// A small valid training config writing to `run_dir` (no SFT, no evaluation).
 fn config_text(run_dir: &Path, steps: u64) -> String {
-    format!(
-        r#"
-[run]
-name = "bad-inputs"
-dir = "{}"
-seed = 1
-steps = {steps}
-checkpoint_every = 1
-keep_checkpoints = 0
-rollouts_every = 0
-plot_every = 1
-
-[env]
-name = "facts"
-
-[env.options]
-entities = 1
-distractor_entities = 1
-capacity = 2
-chunk_size = 2
-questions = 1
-updates_per_key = 1
-
-[policy]
-model = "tiny-2l-64d"
-
-[rollout]
-batch_size = 2
-group_size = 2
-max_new_tokens = 12
-max_turns = 6
-max_context_tokens = 512
-task_pool = 4
-
-[trainer]
-lr = 1e-3
-micro_batch_tokens = 1024
-
-[eval]
-episodes = 0
-"#,
+    common::tiny_config(&format!(
+        "name = \"bad-inputs\"\ndir = \"{}\"\nseed = 1\nsteps = {steps}\ncheckpoint_every = 1\nkeep_checkpoints = 0\nrollouts_every = 0\nplot_every = 1",
         run_dir.display()
-    )
+    ))
 }
 
 fn memrl(cwd: &Path, args: &[&str]) -> Output {
@@ -132,6 +95,8 @@ fn refusals_name_the_key_and_touch_nothing() {
         (["eval", "--bench", "facts", "--policy", "oracle", "--limit", "1000000000000"].map(String::from).to_vec(), vec!["--limit"]),
         (["env", "play", "--env", "facts", "--policy", "oracle", "--episodes", "1000000000000"].map(String::from).to_vec(), vec!["--episodes"]),
         (["env", "play", "--env", "facts", "--policy", "oracle", "--episodes", "0"].map(String::from).to_vec(), vec!["--episodes 0"]),
+        // An environment knob of the wrong type is named.
+        (["env", "play", "--env", "facts", "--policy", "oracle", "--set", "chunk_size=\"many\""].map(String::from).to_vec(), vec!["chunk_size", "invalid type"]),
         (vec!["sweep".into(), s(&sweep)], vec!["huge-sweep.toml", "grid", "10100 trials"]),
         // Configs that cannot run, refused naming the key.
         (vec!["train".into(), cfg.clone(), "--set".into(), "eval.split=bogus".into()], vec!["eval.split", "bogus"]),

@@ -155,11 +155,6 @@ pub fn options(args: &EvalArgs) -> anyhow::Result<EvalOptions> {
         None => (JudgeTable::default(), Value::Null),
     };
     let judge_model = args.judge_model.clone().or(judge_table.model);
-    if let Some(model) = &judge_model
-        && !model.exists()
-    {
-        bail!("judge model {} does not exist (--judge-model, or [judge] model in --config)", model.display());
-    }
     let judge = judge_model.map(|model| JudgeOptions { model, max_new_tokens: args.judge_max_tokens.or(judge_table.max_new_tokens) });
     if let Some(limit) = args.limit
         && (limit == 0 || limit as u64 > super::MAX_EPISODES)
@@ -188,6 +183,12 @@ pub fn options(args: &EvalArgs) -> anyhow::Result<EvalOptions> {
 /// Runs `memrl eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let opts = options(&args)?;
+    // Found now, not after the whole evaluation ran.
+    if let Some(judge) = &opts.judge
+        && !judge.model.exists()
+    {
+        bail!("judge model {} does not exist (--judge-model, or [judge] model in --config)", judge.model.display());
+    }
     let path = args.out.clone().unwrap_or_else(|| default_output(args.bench, args.policy, args.checkpoint.as_deref()));
     let predictions = predictions_path(&path);
     let mut inputs: Vec<(&str, &Path)> = Vec::new();
