@@ -25,7 +25,13 @@ fn knobs_of<T: serde::de::DeserializeOwned + Default>(env: &str, knobs: Value) -
     if knobs.is_null() {
         return Ok(T::default());
     }
-    serde_json::from_value(knobs).map_err(|e| EnvError::Knobs { env: env.into(), message: e.to_string() })
+    serde_path_to_error::deserialize(knobs).map_err(|e| {
+        let message = match e.path().to_string() {
+            path if path == "." => e.inner().to_string(),
+            path => format!("{path}: {}", e.inner()),
+        };
+        EnvError::Knobs { env: env.into(), message }
+    })
 }
 
 /// Builds the environment `name` with `knobs`, counting tokens with `counter`.

@@ -204,19 +204,24 @@ impl Tokenizer {
             .map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false))
             .collect();
         inner.add_tokens(user).map_err(|e| err(format!("adding user-defined tokens: {e}")))?;
-        let special = |key: &str| -> Option<(String, u32)> {
-            let id = file.get(key)?.as_u64()? as u32;
-            Some((tokens.get(id as usize)?.clone(), id))
+        // A special-token id outside the vocabulary is an error, not a token silently dropped.
+        let special = |key: &str| -> Result<Option<(String, u32)>> {
+            let Some(value) = file.get(key) else { return Ok(None) };
+            let found = value.as_u64().and_then(|id| Some((tokens.get(usize::try_from(id).ok()?)?.clone(), u32::try_from(id).ok()?)));
+            match found {
+                Some(token) => Ok(Some(token)),
+                None => Err(err(format!("`{key}` = {value:?} is not a token id of the {}-token vocabulary", tokens.len()))),
+            }
         };
         let chat_template = match crate::gguf::llama::chat_template(file) {
             Some(t) => Some(ChatTemplate::new(&t)?),
             None => None,
         };
         Ok(Tokenizer {
-            bos: special("tokenizer.ggml.bos_token_id"),
-            eos: special("tokenizer.ggml.eos_token_id"),
-            pad: special("tokenizer.ggml.padding_token_id"),
-            unk: special("tokenizer.ggml.unknown_token_id"),
+            bos: special("tokenizer.ggml.bos_token_id")?,
+            eos: special("tokenizer.ggml.eos_token_id")?,
+            pad: special("tokenizer.ggml.padding_token_id")?,
+            unk: special("tokenizer.ggml.unknown_token_id")?,
             inner,
             origin,
             chat_template,

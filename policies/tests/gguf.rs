@@ -206,3 +206,81 @@ fn config_of_a_non_llama_file_is_refused() {
     let err = llama::hf_config(&g).unwrap_err().to_string();
     assert!(err.contains("llama.embedding_length"), "{err}");
 }
+
+/// A GGUF file with two F32 tensors of `n` values each, named and placed as given, followed by
+/// enough data bytes for both.
+fn two_tensor_gguf(n: u64, a: (&str, u64), b: (&str, u64)) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"GGUF");
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&2u64.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    for (name, offset) in [a, b] {
+        out.extend_from_slice(&(name.len() as u64).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes()); // F32
+        out.extend_from_slice(&offset.to_le_bytes());
+    }
+    while out.len() % 32 != 0 {
+        out.push(0);
+    }
+    out.resize(out.len() + 8 * n as usize + 64, 0);
+    out
+}
+
+#[test]
+fn tensor_tables_that_would_read_the_wrong_bytes_are_refused() {
+    let ok = write_tmp(&two_tensor_gguf(4, ("a", 0), ("b", 32)));
+    GgufFile::open(ok.path()).unwrap();
+    for (bytes, needle) in [
+        (two_tensor_gguf(4, ("w", 0), ("w", 32)), "listed twice"),
+        (two_tensor_gguf(4, ("a", 0), ("b", 4)), "alignment"),
+        (two_tensor_gguf(16, ("a", 0), ("b", 32)), "overlap"),
+        (two_tensor_gguf(4, ("a", 0), ("b", u64::MAX - 31)), "overflows"),
+    ] {
+        let f = write_tmp(&bytes);
+        let err = GgufFile::open(f.path()).expect_err(needle).to_string();
+        assert!(err.contains(needle) && err.contains(&f.path().display().to_string()), "{needle}: {err}");
+    }
+}
+
+/// A GGUF file with no tensors and a two-token byte-level BPE tokenizer whose EOS id is `eos`.
+fn tokenizer_gguf(eos: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    let s = |b: &mut Vec<u8>, s: &str| {
+        b.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        b.extend_from_slice(s.as_bytes());
+    };
+    b.extend_from_slice(b"GGUF");
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&0u64.to_le_bytes());
+    b.extend_from_slice(&4u64.to_le_bytes());
+    s(&mut b, "tokenizer.ggml.model");
+    b.extend_from_slice(&8u32.to_le_bytes());
+    s(&mut b, "gpt2");
+    for (key, items) in [("tokenizer.ggml.tokens", &["a", "b"][..]), ("tokenizer.ggml.merges", &[][..])] {
+        s(&mut b, key);
+        b.extend_from_slice(&9u32.to_le_bytes()); // array
+        b.extend_from_slice(&8u32.to_le_bytes()); // of strings
+        b.extend_from_slice(&(items.len() as u64).to_le_bytes());
+        for item in items {
+            s(&mut b, item);
+        }
+    }
+    s(&mut b, "tokenizer.ggml.eos_token_id");
+    b.extend_from_slice(&4u32.to_le_bytes()); // u32
+    b.extend_from_slice(&eos.to_le_bytes());
+    b
+}
+
+#[test]
+fn a_special_token_id_outside_the_vocabulary_is_refused() {
+    let ok = write_tmp(&tokenizer_gguf(1));
+    let tok = memrl_policies::tokenizer::Tokenizer::from_gguf(&GgufFile::open(ok.path()).unwrap()).unwrap();
+    assert_eq!(tok.token_to_id("b"), Some(1));
+    let bad = write_tmp(&tokenizer_gguf(7));
+    let err = memrl_policies::tokenizer::Tokenizer::from_gguf(&GgufFile::open(bad.path()).unwrap()).err().expect("id 7 of 2 tokens");
+    assert!(err.to_string().contains("tokenizer.ggml.eos_token_id"), "{err}");
+}

@@ -276,7 +276,14 @@ impl GgufFile {
         let data_start = r.pos.div_ceil(alignment) * alignment;
 
         let mut tensors = Vec::with_capacity(raw.len());
+        let mut names = std::collections::HashSet::with_capacity(raw.len());
         for (name, ne, ty, offset) in raw {
+            if !names.insert(name.clone()) {
+                return Err(r.malformed(format!("tensor `{name}` is listed twice")));
+            }
+            if offset % alignment != 0 {
+                return Err(r.malformed(format!("tensor `{name}`: data offset {offset} is not a multiple of the alignment {alignment}")));
+            }
             let dtype = GgmlType::from_u32(ty).ok_or_else(|| GgufError::UnsupportedType {
                 path: path.to_path_buf(),
                 name: name.clone(),
@@ -299,7 +306,18 @@ impl GgufFile {
             }
             let n_bytes = n_elements / dtype.block_size() as u64 * dtype.block_bytes() as u64;
             let shape = ne.iter().rev().map(|&d| d as usize).collect();
-            tensors.push(TensorInfo { name, shape, dtype, offset: data_start + offset, n_bytes });
+            let Some(start) = data_start.checked_add(offset).filter(|start| start.checked_add(n_bytes).is_some()) else {
+                return Err(r.malformed(format!("tensor `{name}`: data offset {offset} overflows")));
+            };
+            tensors.push(TensorInfo { name, shape, dtype, offset: start, n_bytes });
+        }
+        // Tensor data may not overlap: one tensor's bytes read as another's are garbage.
+        let mut by_offset: Vec<&TensorInfo> = tensors.iter().filter(|t| t.n_bytes > 0).collect();
+        by_offset.sort_by_key(|t| t.offset);
+        for pair in by_offset.windows(2) {
+            if pair[0].offset + pair[0].n_bytes > pair[1].offset {
+                return Err(r.malformed(format!("the data of tensors `{}` and `{}` overlap", pair[0].name, pair[1].name)));
+            }
         }
         Ok(GgufFile { path: path.to_path_buf(), version, file_len, metadata, tensors })
     }

@@ -57,7 +57,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", memrl_trainer::cli::error_line(&error));
             std::process::ExitCode::FAILURE
         }
     }

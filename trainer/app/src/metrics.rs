@@ -81,6 +81,13 @@ impl MetricsLogger {
     }
 }
 
+impl MetricsLogger {
+    /// Fsyncs the lines written so far (before a checkpoint that follows them commits).
+    pub fn sync(&self) -> Result<(), MetricsError> {
+        self.file.sync_data().map_err(|source| MetricsError::Io { path: self.path.clone(), source })
+    }
+}
+
 /// Formats one metrics line (with its trailing newline).
 pub fn format_line<S: AsRef<str>>(
     step: u64,

@@ -123,6 +123,10 @@ pub(crate) fn padded_range(values: impl Iterator<Item = f64> + Clone) -> std::op
     if !lo.is_finite() {
         return 0.0..1.0;
     }
+    // A span that overflows f64 (values near ±f64::MAX) would make the axis infinite and its
+    // tick search endless: clamp to a quarter of the range, where padding cannot overflow.
+    let limit = f64::MAX / 4.0;
+    let (lo, hi) = (lo.clamp(-limit, limit), hi.clamp(-limit, limit));
     if hi - lo < 1e-12 {
         let pad = (lo.abs() * 0.1).max(0.5);
         return (lo - pad)..(hi + pad);
@@ -242,4 +246,12 @@ pub fn plot_rows(rows: &[MetricsRow], out_dir: &Path, format: PlotFormat) -> Res
 /// Reads `metrics_path` and draws the standard figures into `out_dir`.
 pub fn plot_metrics(metrics_path: &Path, out_dir: &Path, format: PlotFormat) -> Result<Vec<PathBuf>, PlotError> {
     plot_rows(&read_metrics(metrics_path)?, out_dir, format)
+}
+
+/// [`plot_metrics`] for a training run, where plots are cosmetic: a figure that cannot be drawn
+/// or written (a full disk, a blocked path) is a warning on stderr and the run carries on.
+pub fn plot_metrics_or_warn(metrics_path: &Path, out_dir: &Path) {
+    if let Err(e) = plot_metrics(metrics_path, out_dir, PlotFormat::Png) {
+        eprintln!("warning: plots in {} not updated (training carries on): {e}", out_dir.display());
+    }
 }

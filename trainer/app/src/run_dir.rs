@@ -7,6 +7,7 @@
 //!   rollouts/step-N.parquet
 //!   checkpoints/step-N/      written as step-N.tmp/, then renamed, with a COMPLETE marker
 //!   plots/  eval/
+//!   .memrl-owned             marker: memrl created it; locked while a process writes here
 //! ```
 //!
 //! Files are written to a temporary name in the same directory, fsynced, then renamed, so a reader
@@ -16,6 +17,10 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
+
+use crate::owned_dir::{DirLock, OwnedDirError};
 
 /// Name of the marker file that makes a checkpoint directory valid.
 pub const COMPLETE_MARKER: &str = "COMPLETE";
@@ -27,8 +32,9 @@ pub enum ExistingRun {
     Refuse,
     /// Reuse it: the run continues from its latest complete checkpoint. It must hold a `config.toml`.
     Resume,
-    /// Delete it and start afresh. Only a directory that looks like a run (has `config.toml`)
-    /// or is empty is deleted.
+    /// Start afresh: an empty directory is reused; a run directory memrl created (it holds the
+    /// [`crate::owned_dir::OWNED_MARKER`] file) and no process is using is moved aside to `<dir>.old-<n>`, never
+    /// deleted. Anything else is refused (see [`crate::owned_dir`]).
     Overwrite,
 }
 
@@ -41,9 +47,9 @@ pub enum RunDirError {
     /// Resume was asked for but there is no run there.
     #[error("cannot resume: {0} is not a run directory (no config.toml)")]
     NothingToResume(PathBuf),
-    /// Overwrite was asked for a non-empty directory that is not a run directory.
-    #[error("refusing to overwrite {0}: it is not empty and has no config.toml, so it does not look like a run directory")]
-    NotARunDir(PathBuf),
+    /// The directory cannot be replaced or locked (not memrl's, protected, or in use).
+    #[error(transparent)]
+    Owned(#[from] OwnedDirError),
     /// An I/O operation failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -84,37 +90,66 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
     memrl_policies::atomic::write_file_atomic(path, bytes).map_err(io_err("write", path))
 }
 
-/// An open run directory with the standard layout.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An open run directory with the standard layout, locked for this process while it or a
+/// clone of it lives (a second process opening the same directory gets [`OwnedDirError::InUse`]).
+#[derive(Debug, Clone)]
 pub struct RunDir {
     root: PathBuf,
+    previous: Option<PathBuf>,
+    _lock: Arc<DirLock>,
 }
 
 impl RunDir {
-    /// Opens `root` as a run directory according to `existing`, creating the layout.
+    /// Opens `root` as a run directory according to `existing`, creating the layout, the
+    /// [`crate::owned_dir::OWNED_MARKER`] file and taking the directory's lock.
     pub fn open(root: &Path, existing: ExistingRun) -> Result<RunDir, RunDirError> {
-        if root.exists() {
+        let mut previous = None;
+        let exists = fs::symlink_metadata(root).is_ok();
+        if exists {
             let has_config = root.join("config.toml").is_file();
             match existing {
                 ExistingRun::Refuse => return Err(RunDirError::AlreadyExists(root.to_path_buf())),
                 ExistingRun::Resume if !has_config => return Err(RunDirError::NothingToResume(root.to_path_buf())),
                 ExistingRun::Resume => {}
                 ExistingRun::Overwrite => {
-                    let empty = fs::read_dir(root).map_err(io_err("list", root))?.next().is_none();
-                    if !has_config && !empty {
-                        return Err(RunDirError::NotARunDir(root.to_path_buf()));
+                    if !crate::owned_dir::is_empty_dir(root)? {
+                        previous = Some(crate::owned_dir::move_aside(root)?);
                     }
-                    fs::remove_dir_all(root).map_err(io_err("remove", root))?;
                 }
             }
         } else if existing == ExistingRun::Resume {
             return Err(RunDirError::NothingToResume(root.to_path_buf()));
         }
-        let dir = RunDir { root: root.to_path_buf() };
-        for sub in [dir.root.clone(), dir.rollouts_dir(), dir.checkpoints_dir(), dir.plots_dir(), dir.eval_dir()] {
+        if previous.is_some() || !exists {
+            if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
+            }
+            // `create_dir`, not `create_dir_all`: of two processes starting the same new run, one is refused.
+            fs::create_dir(root).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => RunDirError::AlreadyExists(root.to_path_buf()),
+                _ => RunDirError::Io { action: "create directory", path: root.to_path_buf(), source: e },
+            })?;
+        }
+        let lock = DirLock::acquire(root)?;
+        let dir = RunDir { root: root.to_path_buf(), previous, _lock: Arc::new(lock) };
+        for sub in [dir.rollouts_dir(), dir.checkpoints_dir(), dir.plots_dir(), dir.eval_dir()] {
             fs::create_dir_all(&sub).map_err(io_err("create directory", &sub))?;
         }
         Ok(dir)
+    }
+
+    /// Where `--overwrite` moved the run that was here before (None if there was none).
+    pub fn previous(&self) -> Option<&Path> {
+        self.previous.as_deref()
+    }
+
+    /// Deletes this run directory, which this process created and still locks: for a start that
+    /// failed before any checkpoint, so that trying again needs no `--overwrite`.
+    pub fn discard(self) -> Result<(), RunDirError> {
+        let root = self.root.clone();
+        fs::remove_dir_all(&root).map_err(io_err("remove", &root))?;
+        drop(self);
+        Ok(())
     }
 
     /// The run's root directory.

@@ -6,6 +6,7 @@ use memrl_trainer::run_dir::{
     CheckpointWriter, ExistingRun, RunDir, RunDirError, complete_checkpoints, latest_complete_checkpoint,
     prune_checkpoints, write_file_atomic,
 };
+use memrl_trainer::owned_dir::{OWNED_MARKER, OwnedDirError};
 
 #[test]
 fn existing_directories_need_resume_or_overwrite() {
@@ -19,10 +20,16 @@ fn existing_directories_need_resume_or_overwrite() {
     run.write_config("[run]\nname = \"demo\"\n").unwrap();
     fs::write(run.metrics_path(), "{\"step\":0}\n").unwrap();
     assert!(matches!(RunDir::open(&root, ExistingRun::Refuse), Err(RunDirError::AlreadyExists(_))));
+    drop(run);
     let resumed = RunDir::open(&root, ExistingRun::Resume).unwrap();
     assert!(resumed.metrics_path().is_file(), "resume keeps the files");
+    drop(resumed);
     let fresh = RunDir::open(&root, ExistingRun::Overwrite).unwrap();
     assert!(!fresh.metrics_path().exists() && !fresh.config_path().exists(), "overwrite starts afresh");
+    // The old run was moved aside, not deleted.
+    let aside = tmp.path().join("runs/demo.old-1");
+    assert_eq!(fresh.previous(), Some(aside.as_path()));
+    assert_eq!(fs::read_to_string(aside.join("metrics.jsonl")).unwrap(), "{\"step\":0}\n");
     assert_eq!(fresh.rollout_path(3), root.join("rollouts/step-3.parquet"));
     assert_eq!(fresh.eval_path("locomo", 20), root.join("eval/locomo-step-20.json"));
 
@@ -30,12 +37,46 @@ fn existing_directories_need_resume_or_overwrite() {
     let other = tmp.path().join("precious");
     fs::create_dir_all(&other).unwrap();
     fs::write(other.join("thesis.tex"), "keep me").unwrap();
-    assert!(matches!(RunDir::open(&other, ExistingRun::Overwrite), Err(RunDirError::NotARunDir(_))));
+    assert!(matches!(RunDir::open(&other, ExistingRun::Overwrite), Err(RunDirError::Owned(OwnedDirError::NotOwned(_)))));
     assert!(other.join("thesis.tex").is_file());
+    // Nor is one that merely looks like a run (a copy of an experiment folder with its config):
+    // only a directory memrl created carries the marker.
+    let copy = tmp.path().join("experiment-copy");
+    fs::create_dir_all(copy.join("checkpoints")).unwrap();
+    fs::write(copy.join("config.toml"), "[run]\n").unwrap();
+    fs::write(copy.join("README.md"), "results").unwrap();
+    assert!(matches!(RunDir::open(&copy, ExistingRun::Overwrite), Err(RunDirError::Owned(OwnedDirError::NotOwned(_)))));
+    assert!(copy.join("README.md").is_file());
     // An empty one may be reused.
     let empty = tmp.path().join("empty");
     fs::create_dir_all(&empty).unwrap();
     RunDir::open(&empty, ExistingRun::Overwrite).unwrap();
+}
+
+#[test]
+fn a_live_run_directory_is_locked_against_a_second_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("live");
+    let live = RunDir::open(&root, ExistingRun::Refuse).unwrap();
+    live.write_config("[run]\n").unwrap();
+    assert!(root.join(OWNED_MARKER).is_file());
+    for mode in [ExistingRun::Resume, ExistingRun::Overwrite] {
+        let e = RunDir::open(&root, mode).unwrap_err();
+        assert!(matches!(e, RunDirError::Owned(OwnedDirError::InUse(_))), "{mode:?}: {e}");
+    }
+    assert!(root.join("config.toml").is_file(), "the live run is untouched");
+    drop(live);
+    RunDir::open(&root, ExistingRun::Resume).unwrap();
+}
+
+#[test]
+fn overwrite_refuses_the_working_directory_and_its_ancestors_whatever_they_hold() {
+    let cwd = std::env::current_dir().unwrap();
+    for dir in [std::path::PathBuf::from("."), std::path::PathBuf::from(".."), std::path::PathBuf::from("/"), cwd] {
+        let e = RunDir::open(&dir, ExistingRun::Overwrite).unwrap_err();
+        assert!(matches!(e, RunDirError::Owned(OwnedDirError::Protected { .. })), "{}: {e}", dir.display());
+    }
+    assert!(std::path::Path::new("Cargo.toml").is_file());
 }
 
 #[test]

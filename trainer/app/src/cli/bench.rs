@@ -125,13 +125,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let names: Vec<String> = if a.envs.is_empty() { ENV_NAMES.iter().map(|s| s.to_string()).collect() } else { a.envs.clone() };
             let results: Vec<EnvBench> = names.iter().map(|n| bench_env(n, a.seconds)).collect();
             if a.json {
-                println!("{}", serde_json::to_string(&serde_json::json!({"bench": "envs", "policy": "oracle", "threads": 1, "results": results}))?);
+                outln!("{}", serde_json::to_string(&serde_json::json!({"bench": "envs", "policy": "oracle", "threads": 1, "results": results}))?);
             } else {
-                println!("{:<15} {:>9} {:>9} {:>12} {:>14} {:>12} {:>16}", "env", "episodes", "steps", "env µs/step", "env steps/s", "oracle µs", "steps/s w/ orac");
+                outln!("{:<15} {:>9} {:>9} {:>12} {:>14} {:>12} {:>16}", "env", "episodes", "steps", "env µs/step", "env steps/s", "oracle µs", "steps/s w/ orac");
                 for r in &results {
                     match &r.skipped {
-                        Some(why) => println!("{:<15} skipped: {why}", r.env),
-                        None => println!("{:<15} {:>9} {:>9} {:>12.1} {:>14.0} {:>12.1} {:>16.0}", r.env, r.episodes, r.steps, r.env_us_per_step, r.env_steps_per_sec, r.policy_us_per_step, r.steps_per_sec_with_policy),
+                        Some(why) => outln!("{:<15} skipped: {why}", r.env),
+                        None => outln!("{:<15} {:>9} {:>9} {:>12.1} {:>14.0} {:>12.1} {:>16.0}", r.env, r.episodes, r.steps, r.env_us_per_step, r.env_steps_per_sec, r.policy_us_per_step, r.steps_per_sec_with_policy),
                     }
                 }
             }
@@ -140,9 +140,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Policy(a) => {
             let report = policy::bench_policy(&a)?;
             if a.json {
-                println!("{}", serde_json::to_string(&report)?);
+                outln!("{}", serde_json::to_string(&report)?);
             } else {
-                print!("{}", policy::format_report(&report));
+                out!("{}", policy::format_report(&report));
             }
             Ok(())
         }

@@ -106,7 +106,7 @@ fn run_stats(args: StatsArgs) -> anyhow::Result<()> {
             let path = resolve_locomo_path(args.data.as_deref())?;
             let data = load_locomo(&path)?;
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&locomo_stats_json(&data, &path))?
                 );
@@ -118,7 +118,7 @@ fn run_stats(args: StatsArgs) -> anyhow::Result<()> {
             let path = require_longmemeval_path(args.data.as_deref())?;
             let data = load_longmemeval(&path)?;
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&longmemeval_stats_json(&data, &path))?
                 );
@@ -140,29 +140,29 @@ fn category_counts(qa: &[memrl_datasets::locomo::QaItem]) -> [usize; 5] {
 
 fn print_locomo_stats(data: &LocomoDataset, path: &Path) {
     let counts = data.counts();
-    println!("LoCoMo: {}", path.display());
-    println!("conversations  {:>7}", thousands(counts.conversations));
-    println!("sessions       {:>7}", thousands(counts.sessions));
-    println!(
+    outln!("LoCoMo: {}", path.display());
+    outln!("conversations  {:>7}", thousands(counts.conversations));
+    outln!("sessions       {:>7}", thousands(counts.sessions));
+    outln!(
         "turns          {:>7}  ({} share an image)",
         thousands(counts.turns),
         thousands(counts.image_turns)
     );
-    println!("questions      {:>7}", thousands(counts.questions));
-    println!();
-    println!("questions by category (official report order)");
-    println!("  id  category      questions");
+    outln!("questions      {:>7}", thousands(counts.questions));
+    outln!();
+    outln!("questions by category (official report order)");
+    outln!("  id  category      questions");
     for (category, n) in &counts.by_category {
-        println!(
+        outln!(
             "  {:>2}  {:<12}  {:>9}",
             category.id(),
             category.name(),
             thousands(*n)
         );
     }
-    println!();
-    println!("per conversation");
-    println!(
+    outln!();
+    outln!("per conversation");
+    outln!(
         "  sample_id  speakers               sessions  turns  images    QA  cat1  cat2  cat3  cat4  cat5"
     );
     for sample in &data.samples {
@@ -176,7 +176,7 @@ fn print_locomo_stats(data: &LocomoDataset, path: &Path) {
             .count();
         let by = category_counts(&sample.qa);
         let speakers = format!("{} / {}", conversation.speaker_a, conversation.speaker_b);
-        println!(
+        outln!(
             "  {:<9}  {:<21}  {:>8}  {:>5}  {:>6}  {:>4}  {:>4}  {:>4}  {:>4}  {:>4}  {:>4}",
             sample.sample_id,
             speakers,
@@ -197,8 +197,8 @@ fn print_locomo_stats(data: &LocomoDataset, path: &Path) {
         .map(|s| s.conversation.orphan_session_dates.len())
         .sum();
     if orphans > 0 {
-        println!();
-        println!("note: {orphans} session_N_date_time keys have no session_N (ignored)");
+        outln!();
+        outln!("note: {orphans} session_N_date_time keys have no session_N (ignored)");
     }
 }
 
@@ -244,23 +244,23 @@ fn locomo_stats_json(data: &LocomoDataset, path: &Path) -> serde_json::Value {
 
 fn print_longmemeval_stats(data: &LongMemEvalDataset, path: &Path) {
     let counts = data.counts();
-    println!("LongMemEval: {}", path.display());
-    println!(
+    outln!("LongMemEval: {}", path.display());
+    outln!(
         "questions              {:>9}  ({} abstention)",
         thousands(counts.questions),
         counts.abstention
     );
-    println!("haystack sessions      {:>9}", thousands(counts.sessions));
-    println!(
+    outln!("haystack sessions      {:>9}", thousands(counts.sessions));
+    outln!(
         "distinct session ids   {:>9}",
         thousands(counts.distinct_sessions)
     );
-    println!("turns                  {:>9}", thousands(counts.turns));
-    println!();
-    println!("questions by type");
-    println!("  type                         questions  abstention");
+    outln!("turns                  {:>9}", thousands(counts.turns));
+    outln!();
+    outln!("questions by type");
+    outln!("  type                         questions  abstention");
     for (question_type, total, abstention) in &counts.by_type {
-        println!(
+        outln!(
             "  {:<27}  {:>9}  {:>10}",
             question_type.name(),
             thousands(*total),

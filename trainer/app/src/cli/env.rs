@@ -156,6 +156,9 @@ pub fn knobs_from_sets(sets: &[String]) -> Result<serde_json::Value> {
 
 /// Plays the episodes; returns the summary and every episode (with traces if asked).
 pub fn play(args: &PlayArgs) -> Result<(PlaySummary, Vec<EpisodeResult>)> {
+    if args.episodes == 0 || args.episodes > super::MAX_EPISODES {
+        bail!("--episodes {}: expected 1 to {}", args.episodes, super::MAX_EPISODES);
+    }
     let kind: ScriptedKind = args.policy.parse().map_err(anyhow::Error::msg)?;
     let split: Split = args.split.parse().map_err(anyhow::Error::msg)?;
     let knobs = knobs_from_sets(&args.set)?;
@@ -259,21 +262,21 @@ pub fn write_trace(path: &std::path::Path, results: &[EpisodeResult]) -> Result<
 }
 
 fn print_summary(s: &PlaySummary) {
-    println!("env {}  policy {}  split {}  episodes {}  seed {}", s.env, s.policy, s.split, s.episodes, s.seed);
-    println!("reward          {:.4} ± {:.4}", s.reward.mean, s.reward.std);
-    println!("task score      {:.4} ± {:.4}", s.task_score.mean, s.task_score.std);
+    outln!("env {}  policy {}  split {}  episodes {}  seed {}", s.env, s.policy, s.split, s.episodes, s.seed);
+    outln!("reward          {:.4} ± {:.4}", s.reward.mean, s.reward.std);
+    outln!("task score      {:.4} ± {:.4}", s.task_score.mean, s.task_score.std);
     let ops: Vec<String> = s.ops_per_episode.iter().filter(|(_, v)| **v > 0.0).map(|(k, v)| format!("{k} {v:.2}")).collect();
-    println!("memory ops      {:.2} / episode  ({})", s.memory_ops_per_episode, ops.join(", "));
-    println!("fractures       {:.2} / episode", s.fractures_per_episode);
+    outln!("memory ops      {:.2} / episode  ({})", s.memory_ops_per_episode, ops.join(", "));
+    outln!("fractures       {:.2} / episode", s.fractures_per_episode);
     let v: Vec<String> = s.violations_by_kind.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
-    println!("violations      {:.2} / episode  ({})", s.violations_per_episode, v.join(", "));
-    println!("format errors   {:.2} / episode", s.format_errors_per_episode);
-    println!("turns           {:.2} / episode", s.turns_per_episode);
+    outln!("violations      {:.2} / episode  ({})", s.violations_per_episode, v.join(", "));
+    outln!("format errors   {:.2} / episode", s.format_errors_per_episode);
+    outln!("turns           {:.2} / episode", s.turns_per_episode);
     let budget = if s.context_budget > 0 { format!("budget {}", s.context_budget) } else { "no budget".into() };
-    println!("peak context    {:.0} ± {:.0} tokens, max {} ({budget})", s.peak_context_tokens.mean, s.peak_context_tokens.std, s.peak_context_tokens_max);
-    println!("peak memory     {} entries", s.peak_memory_entries_max);
+    outln!("peak context    {:.0} ± {:.0} tokens, max {} ({budget})", s.peak_context_tokens.mean, s.peak_context_tokens.std, s.peak_context_tokens_max);
+    outln!("peak memory     {} entries", s.peak_memory_entries_max);
     let t: Vec<String> = s.terminations.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("terminations    {}", t.join(", "));
+    outln!("terminations    {}", t.join(", "));
 }
 
 /// Runs `memrl env …`.
@@ -281,12 +284,12 @@ pub fn run(args: EnvArgs) -> Result<()> {
     match args.command {
         EnvCommand::List => {
             for n in ENV_NAMES {
-                println!("{n}");
+                outln!("{n}");
             }
             Ok(())
         }
         EnvCommand::Knobs { name } => {
-            println!("{}", serde_json::to_string_pretty(&default_knobs(&name)?)?);
+            outln!("{}", serde_json::to_string_pretty(&default_knobs(&name)?)?);
             Ok(())
         }
         EnvCommand::Play(p) => {
@@ -295,7 +298,7 @@ pub fn run(args: EnvArgs) -> Result<()> {
                 write_trace(path, &results)?;
             }
             if p.json {
-                println!("{}", serde_json::to_string(&summary)?);
+                outln!("{}", serde_json::to_string(&summary)?);
             } else {
                 print_summary(&summary);
             }

@@ -22,6 +22,7 @@ use crate::eval::output::{default_output, predictions_path};
 use crate::eval::policy::EvalPolicy;
 use crate::eval::report::{format_locomo, format_longmemeval};
 use crate::eval::{EvalOptions, EvalReport, JudgeOptions, evaluate};
+use crate::out_paths::check_outputs;
 use crate::run_dir::write_file_atomic;
 
 /// `--bench`: the benchmarks by registry name (the library enum knows nothing of clap).
@@ -155,8 +156,10 @@ pub fn options(args: &EvalArgs) -> anyhow::Result<EvalOptions> {
     };
     let judge_model = args.judge_model.clone().or(judge_table.model);
     let judge = judge_model.map(|model| JudgeOptions { model, max_new_tokens: args.judge_max_tokens.or(judge_table.max_new_tokens) });
-    if args.limit == Some(0) {
-        bail!("--limit 0: expected at least 1");
+    if let Some(limit) = args.limit
+        && (limit == 0 || limit as u64 > super::MAX_EPISODES)
+    {
+        bail!("--limit {limit}: expected 1 to {}", super::MAX_EPISODES);
     }
     Ok(EvalOptions {
         bench: args.bench,
@@ -180,8 +183,20 @@ pub fn options(args: &EvalArgs) -> anyhow::Result<EvalOptions> {
 /// Runs `memrl eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let opts = options(&args)?;
-    let report = evaluate(&opts)?;
+    // Found now, not after the whole evaluation ran.
+    if let Some(judge) = &opts.judge
+        && !judge.model.exists()
+    {
+        bail!("judge model {} does not exist (--judge-model, or [judge] model in --config)", judge.model.display());
+    }
     let path = args.out.clone().unwrap_or_else(|| default_output(args.bench, args.policy, args.checkpoint.as_deref()));
+    let predictions = predictions_path(&path);
+    let mut inputs: Vec<(&str, &Path)> = Vec::new();
+    inputs.extend(args.checkpoint.as_deref().map(|p| ("--checkpoint", p)));
+    inputs.extend(args.config.as_deref().map(|p| ("--config", p)));
+    inputs.extend(opts.judge.as_ref().map(|j| ("the judge model", j.model.as_path())));
+    check_outputs(&[("--out", &path), ("the predictions file", &predictions)], &inputs)?;
+    let report = evaluate(&opts)?;
     let written = write_report(&report, &path)?;
     if args.json {
         let mut v = serde_json::to_value(&report)?;
@@ -189,11 +204,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             o.remove("rows");
             o.insert("written".into(), json!(written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()));
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", format_report(&report));
+        out!("{}", format_report(&report));
         for p in &written {
-            println!("written: {}", p.display());
+            outln!("written: {}", p.display());
         }
     }
     Ok(())

@@ -17,8 +17,8 @@ pub struct GenerateArgs {
     /// A user message, rendered with the model's chat template.
     #[arg(long)]
     pub chat: Option<String>,
-    /// Most tokens to generate.
-    #[arg(long, default_value_t = 64)]
+    /// Most tokens to generate (at least 1).
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_tokens: usize,
     /// Sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 0.0)]
@@ -54,9 +54,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         seed: args.seed,
     })?;
     if args.json {
-        println!("{}", serde_json::to_string(&out)?);
+        outln!("{}", serde_json::to_string(&out)?);
     } else {
-        print!("{}", format_generate(&out));
+        out!("{}", format_generate(&out));
     }
     Ok(())
 }

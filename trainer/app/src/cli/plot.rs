@@ -37,7 +37,7 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
         let run = &args.runs[0];
         let out = args.out.clone().unwrap_or_else(|| run.join("plots"));
         for path in plot_metrics(&run.join("metrics.jsonl"), &out, format)? {
-            println!("written: {}", path.display());
+            outln!("written: {}", path.display());
         }
         return Ok(());
     }
@@ -63,7 +63,7 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
         let ext = if args.svg { "svg" } else { "png" };
         let path = out.join(format!("{}.{ext}", file_stem(metric)));
         plot_series(&path, metric, metric, &series, format)?;
-        println!("written: {}", path.display());
+        outln!("written: {}", path.display());
     }
     Ok(())
 }

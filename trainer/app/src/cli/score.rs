@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::out_paths::check_outputs;
+
 use super::data::{
     Bench, load_locomo, load_longmemeval, require_longmemeval_path, resolve_locomo_path,
 };
@@ -53,6 +55,14 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         Bench::Locomo => score_locomo(&args),
         Bench::Longmemeval => score_longmemeval(&args),
     }
+}
+
+/// Refuses an `--out` that is the predictions or the data file.
+fn check_out(args: &ScoreArgs, data_path: &Path) -> anyhow::Result<()> {
+    if let Some(out) = &args.out {
+        check_outputs(&[("--out", out)], &[("--predictions", &args.predictions), ("--data", data_path)])?;
+    }
+    Ok(())
 }
 
 /// Reads a whole text file with a one-line error naming it.
@@ -189,6 +199,7 @@ struct LocomoRow<'a> {
 
 fn score_locomo(args: &ScoreArgs) -> anyhow::Result<()> {
     let data_path = resolve_locomo_path(args.data.as_deref())?;
+    check_out(args, &data_path)?;
     let data = load_locomo(&data_path)?;
     let predictions = read_locomo_predictions(&args.predictions, &data)?;
 
@@ -285,7 +296,7 @@ fn score_locomo(args: &ScoreArgs) -> anyhow::Result<()> {
             "questions": questions,
         });
         write_json_atomically(out, &report)?;
-        println!("wrote {}", out.display());
+        outln!("wrote {}", out.display());
     }
     Ok(())
 }
@@ -318,18 +329,18 @@ fn print_locomo_table(
     missing_as_zero: bool,
     bleu_means: &HashMap<u8, f64>,
 ) {
-    println!(
+    outln!(
         "LoCoMo QA, official scorer (token F1 with NLTK-Porter stems; category 5: \"not mentioned\" rule)"
     );
-    println!("data:        {}", data_path.display());
-    println!("predictions: {}", predictions_path.display());
-    println!();
-    println!("  id  category      scored  missing  accuracy  bleu1*");
+    outln!("data:        {}", data_path.display());
+    outln!("predictions: {}", predictions_path.display());
+    outln!();
+    outln!("  id  category      scored  missing  accuracy  bleu1*");
     for c in &result.by_category {
         let bleu = bleu_means
             .get(&c.category.id())
             .map_or_else(|| "-".to_string(), |b| format!("{b:.3}"));
-        println!(
+        outln!(
             "  {:>2}  {:<12}  {:>6}  {:>7}  {:>8}  {:>6}",
             c.category.id(),
             c.category.name(),
@@ -339,26 +350,26 @@ fn print_locomo_table(
             bleu
         );
     }
-    println!(
+    outln!(
         "      {:<12}  {:>6}  {:>7}  {:>8}",
         "overall",
         result.count,
         missing_total,
         format_mean(result.overall)
     );
-    println!();
+    outln!();
     if missing_total > 0 {
         if missing_as_zero {
-            println!(
+            outln!(
                 "{missing_total} questions have no prediction: counted as 0 (--missing-as-zero)."
             );
         } else {
-            println!(
+            outln!(
                 "{missing_total} questions have no prediction: excluded from the means (use --missing-as-zero to count them as 0)."
             );
         }
     }
-    println!(
+    outln!(
         "* bleu1: BLEU-1 as Mem0 reports it (categories 1-4), not the official LoCoMo metric."
     );
 }
@@ -417,6 +428,7 @@ fn read_longmemeval_predictions(
 
 fn score_longmemeval(args: &ScoreArgs) -> anyhow::Result<()> {
     let data_path = require_longmemeval_path(args.data.as_deref())?;
+    check_out(args, &data_path)?;
     let data = load_longmemeval(&data_path)?;
     let hypotheses = read_longmemeval_predictions(&args.predictions, &data)?;
     let mut verdicts = Vec::new();
@@ -472,7 +484,7 @@ fn score_longmemeval(args: &ScoreArgs) -> anyhow::Result<()> {
             "questions": per_question,
         });
         write_json_atomically(out, &report)?;
-        println!("wrote {}", out.display());
+        outln!("wrote {}", out.display());
     }
     Ok(())
 }
@@ -485,40 +497,40 @@ fn print_longmemeval_table(
     missing_as_zero: bool,
 ) {
     let m = &metrics.proxy_accuracy;
-    println!(
+    outln!(
         "LongMemEval: PROXY metric, NOT the official judge accuracy (that needs the GPT-4o judge)"
     );
-    println!("data:        {}", data_path.display());
-    println!("predictions: {}", predictions_path.display());
-    println!();
-    println!("  type                         graded  proxy accuracy");
+    outln!("data:        {}", data_path.display());
+    outln!("predictions: {}", predictions_path.display());
+    outln!();
+    outln!("  type                         graded  proxy accuracy");
     for t in &m.by_type {
-        println!(
+        outln!(
             "  {:<27}  {:>6}  {:>14}",
             t.question_type.name(),
             t.count,
             format_mean(t.accuracy)
         );
     }
-    println!(
+    outln!(
         "  {:<27}  {:>6}  {:>14}",
         "overall",
         m.count,
         format_mean(m.overall)
     );
-    println!(
+    outln!(
         "  {:<27}  {:>6}  {:>14}",
         "task-averaged",
         "",
         format_mean(m.task_averaged)
     );
-    println!(
+    outln!(
         "  {:<27}  {:>6}  {:>14}",
         "abstention",
         m.abstention_count,
         format_mean(m.abstention)
     );
-    println!(
+    outln!(
         "  proxy mean token F1 (non-abstention): {}",
         format_mean(metrics.proxy_mean_token_f1)
     );
@@ -528,6 +540,6 @@ fn print_longmemeval_table(
         } else {
             "excluded"
         };
-        println!("{missing} questions have no hypothesis: {policy}.");
+        outln!("{missing} questions have no hypothesis: {policy}.");
     }
 }

@@ -43,10 +43,10 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     };
     let report = run_sweep(&spec, &opts)?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("sweep directory {}", report.out_dir);
-        println!(
+        outln!("sweep directory {}", report.out_dir);
+        outln!(
             "trials          {} ({} already finished, {} started, {} resumed; {} finished, {} failed)",
             report.trials,
             report.already_finished,
@@ -57,14 +57,14 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         );
         for s in &report.settings {
             let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
-            println!("  {}  {:<40} {} ± {}  ({} of {} seeds)", s.id, s.label, fmt(s.mean), fmt(s.std), s.finals.len(), s.trials);
+            outln!("  {}  {:<40} {} ± {}  ({} of {} seeds)", s.id, s.label, fmt(s.mean), fmt(s.std), s.finals.len(), s.trials);
         }
         if let Some(b) = &report.best {
-            println!("best            {} ({}): {} {:.4}", b.id, b.label, report.metric, b.mean.unwrap_or(f64::NAN));
+            outln!("best            {} ({}): {} {:.4}", b.id, b.label, report.metric, b.mean.unwrap_or(f64::NAN));
         }
-        println!("summary         {} , {}", report.summary_md, report.summary_csv);
+        outln!("summary         {} , {}", report.summary_md, report.summary_csv);
         if let Some(p) = &report.plot {
-            println!("plot            {p}");
+            outln!("plot            {p}");
         }
     }
     if !report.failed.is_empty() {

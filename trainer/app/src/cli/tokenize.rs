@@ -21,9 +21,9 @@ pub struct TokenizeArgs {
 pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     let out = tokenize(&args.model, &args.text)?;
     if args.json {
-        println!("{}", serde_json::to_string(&out)?);
+        outln!("{}", serde_json::to_string(&out)?);
     } else {
-        print!("{}", format_tokenize(&out));
+        out!("{}", format_tokenize(&out));
     }
     Ok(())
 }

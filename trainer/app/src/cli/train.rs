@@ -56,30 +56,30 @@ fn run_with(args: TrainArgs, forced: &[&str]) -> anyhow::Result<()> {
     let cfg = config::load(Some(&path), &overrides).with_context(|| format!("loading {}", path.display()))?;
     let summary = train(&cfg, mode, !args.quiet)?;
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        outln!("{}", serde_json::to_string(&summary)?);
     } else {
         let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
-        println!("run directory   {}", summary.run_dir);
+        outln!("run directory   {}", summary.run_dir);
         if let Some(step) = summary.resumed_from {
-            println!("resumed from    step {step}");
+            outln!("resumed from    step {step}");
         }
         if let Some(r) = summary.sft_demo_reward {
-            println!("sft demo reward {r:.4}");
+            outln!("sft demo reward {r:.4}");
         }
-        println!("rl steps        {}", summary.steps);
-        println!("eval reward     {} -> {}", fmt(summary.eval_reward_start), fmt(summary.eval_reward_end));
+        outln!("rl steps        {}", summary.steps);
+        outln!("eval reward     {} -> {}", fmt(summary.eval_reward_start), fmt(summary.eval_reward_end));
         if summary.eval_task_score_end.is_some() {
-            println!();
-            println!("held-out task score ({} tasks of the {} split, the same for every row)", cfg.eval.episodes, cfg.eval.split);
-            println!("  {:<24} {}", "model before RL", fmt(summary.eval_task_score_start));
-            println!("  {:<24} {}", "model after RL", fmt(summary.eval_task_score_end));
+            outln!();
+            outln!("held-out task score ({} tasks of the {} split, the same for every row)", cfg.eval.episodes, cfg.eval.split);
+            outln!("  {:<24} {}", "model before RL", fmt(summary.eval_task_score_start));
+            outln!("  {:<24} {}", "model after RL", fmt(summary.eval_task_score_end));
             for b in &summary.baselines {
                 let name = if b.teacher { format!("{} (teacher)", b.policy) } else { b.policy.clone() };
-                println!("  {:<24} {:.4}", name, b.task_score);
+                outln!("  {:<24} {:.4}", name, b.task_score);
             }
-            println!();
+            outln!();
         }
-        println!("wall time       {:.1} s", summary.wall_seconds);
+        outln!("wall time       {:.1} s", summary.wall_seconds);
     }
     Ok(())
 }

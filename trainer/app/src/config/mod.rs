@@ -127,6 +127,9 @@ pub fn from_toml_str(text: &str, source_name: &str, overrides: &[String]) -> Res
     Ok(config)
 }
 
+/// The largest `rollout.task_pool`: the sampler holds a permutation of the pool in memory.
+pub const MAX_TASK_POOL: usize = 10_000_000;
+
 fn invalid(key: &'static str, value: impl std::fmt::Display, expected: &'static str) -> ConfigError {
     ConfigError::Invalid { key, value: value.to_string(), expected }
 }
@@ -150,6 +153,12 @@ impl Config {
         }
         if r.log_every == 0 {
             return Err(invalid("run.log_every", 0, "expected >= 1"));
+        }
+        if self.eval.split.parse::<memrl_envs::env::Split>().is_err() {
+            return Err(invalid("eval.split", format!("{:?}", self.eval.split), "expected train, validation or test"));
+        }
+        if self.rollout.task_pool > MAX_TASK_POOL {
+            return Err(invalid("rollout.task_pool", self.rollout.task_pool, "expected at most 10000000 (0: the whole train split)"));
         }
         let ro = &self.rollout;
         for (key, v) in [

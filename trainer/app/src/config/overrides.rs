@@ -1,7 +1,8 @@
 //! `--set a.b=c` overrides, applied to the parsed TOML tree before it is typed.
 //!
 //! The value is parsed as a TOML literal (`7`, `2e-6`, `true`, `[0.9, 0.95]`, `"x"`); if that
-//! fails, or the key's default is a string, the raw text is used as a string. A key must exist in
+//! fails, or the key's default is a string and the value is not a quoted TOML string, the raw
+//! text is used as a string. A key must exist in
 //! the default configuration (so typos are caught even for keys the file does not mention),
 //! except below free-form tables such as `env.options`.
 
@@ -79,7 +80,12 @@ fn default_at<'a>(defaults: &'a toml::Value, o: &Override) -> Result<Option<&'a 
 pub fn apply_override(root: &mut toml::Table, defaults: &toml::Value, o: &Override) -> Result<(), ConfigError> {
     let default = default_at(defaults, o)?;
     let value = match default {
-        Some(toml::Value::String(_)) => toml::Value::String(o.raw.clone()),
+        // A string key takes a TOML string literal (`"x"`, `'x'`) as its content, anything
+        // else as the raw text (`run.dir=runs/x`, `trainer.lr` style numbers stay text).
+        Some(toml::Value::String(_)) => match parse_literal(&o.raw) {
+            string @ toml::Value::String(_) => string,
+            _ => toml::Value::String(o.raw.clone()),
+        },
         _ => parse_literal(&o.raw),
     };
     let (leaf, parents) = o.path.split_last().expect("parse_override rejects empty paths");
@@ -112,6 +118,16 @@ mod tests {
         assert_eq!(parse_literal("cuda:0"), toml::Value::String("cuda:0".into()));
         assert_eq!(parse_literal("\"quoted\""), toml::Value::String("quoted".into()));
         assert!(matches!(parse_literal("[0.9, 0.95]"), toml::Value::Array(a) if a.len() == 2));
+    }
+
+    #[test]
+    fn a_string_key_takes_quoted_or_bare_text() {
+        let defaults = toml::Value::try_from(crate::config::Config::default()).unwrap();
+        for (arg, expected) in [("run.dir=\"x\"", "x"), ("run.dir='runs/y'", "runs/y"), ("run.dir=runs/z", "runs/z"), ("run.dir=7", "7")] {
+            let mut root = toml::Table::new();
+            apply_override(&mut root, &defaults, &parse_override(arg).unwrap()).unwrap();
+            assert_eq!(root["run"]["dir"].as_str(), Some(expected), "{arg}");
+        }
     }
 
     #[test]

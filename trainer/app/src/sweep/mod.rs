@@ -12,6 +12,7 @@
 //! - [`summary`]: per-trial and per-setting tables (CSV, markdown).
 //! - [`plot`]: the final metric per setting with its spread over seeds.
 
+pub mod child;
 pub mod plan;
 pub mod plot;
 pub mod results;
@@ -102,6 +103,17 @@ pub enum SweepError {
     /// An atomic write failed.
     #[error(transparent)]
     Write(#[from] crate::run_dir::RunDirError),
+    /// The output directory cannot be replaced or locked (not memrl's, protected, or in use).
+    #[error(transparent)]
+    Owned(#[from] crate::owned_dir::OwnedDirError),
+    /// A stop signal arrived: running trials were stopped and waited for, none was recorded.
+    #[error("stopped by signal {signal}: the running trials were stopped; run the same command again to resume them in {}", dir.display())]
+    Stopped {
+        /// The signal number (SIGTERM 15, SIGINT 2).
+        signal: i32,
+        /// The sweep's output directory.
+        dir: PathBuf,
+    },
     /// Reading a trial's metrics failed.
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),

@@ -28,6 +28,7 @@ use super::results::{Attempt, StartKind, TrialResult, TrialStart, TrialStatus, c
 use super::spec::{Goal, SweepSpec};
 use super::summary::{SettingRow, TrialRow, best_setting, setting_rows, trial_row, write_summary};
 use super::{SweepError, io_err};
+use crate::owned_dir::DirLock;
 use crate::run_dir::write_file_atomic;
 
 /// Lines of a child's stderr kept in its tail file.
@@ -88,8 +89,9 @@ pub fn run_sweep(spec: &SweepSpec, opts: &RunOptions) -> Result<SweepReport, Swe
     let out = spec.output_dir(opts.out_dir.as_deref());
     let out_abs = std::path::absolute(&out).map_err(io_err("resolve", &out))?;
     let plan = plan_sweep(spec, &out_abs)?;
-    prepare_out_dir(&out, &plan.list, spec, opts.overwrite)?;
+    let _lock = prepare_out_dir(&out, &plan.list, spec, opts.overwrite)?;
     let list = &plan.list;
+    super::child::catch_stop_signals();
 
     let mut pending = VecDeque::new();
     let mut already_finished = 0;
@@ -135,11 +137,18 @@ pub fn run_sweep(spec: &SweepSpec, opts: &RunOptions) -> Result<SweepReport, Swe
             let (queue, plan, out_abs, exe) = (&queue, &plan, &out_abs, &opts.exe);
             scope.spawn(move || {
                 loop {
+                    if super::child::stop_requested().is_some() {
+                        break;
+                    }
                     let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
                     let Some((index, start, prior)) = next else { break };
                     let args = child_args(spec, plan, index, start, out_abs);
                     let stderr_path = out_abs.join("logs").join(format!("{}.running.stderr", plan.list.trials[index].id));
                     let child = run_child(exe, &args, &stderr_path);
+                    if child.stopped {
+                        // Stopped by the sweep's own stop signal: not a trial failure; a re-run resumes it.
+                        break;
+                    }
                     if tx.send(Finished { index, start, prior, child }).is_err() {
                         break;
                     }
@@ -166,6 +175,9 @@ pub fn run_sweep(spec: &SweepSpec, opts: &RunOptions) -> Result<SweepReport, Swe
     });
     bar.finish_and_clear();
     outcome?;
+    if let Some(signal) = super::child::stop_requested() {
+        return Err(SweepError::Stopped { signal, dir: out.clone() });
+    }
 
     let Outputs { trials, settings, files, plot } = write_outputs(&out, list, spec.goal)?;
     let failed: Vec<String> = trials.iter().filter(|t| t.status != "finished").map(|t| t.id.clone()).collect();
@@ -194,13 +206,15 @@ struct Finished {
     child: ChildOutcome,
 }
 
-/// Checks an existing output directory against the planned trials (or deletes it with
-/// `overwrite`), then writes `trials.json`.
-fn prepare_out_dir(out: &Path, list: &TrialList, spec: &SweepSpec, overwrite: bool) -> Result<(), SweepError> {
+/// Checks an existing output directory against the planned trials (or, with `overwrite`, moves
+/// it aside as [`crate::owned_dir::move_aside`] does), writes `trials.json`, and returns the
+/// directory's lock, held while the sweep runs.
+fn prepare_out_dir(out: &Path, list: &TrialList, spec: &SweepSpec, overwrite: bool) -> Result<DirLock, SweepError> {
     let trials_path = out.join("trials.json");
     if trials_path.is_file() {
         if overwrite {
-            std::fs::remove_dir_all(out).map_err(io_err("remove", out))?;
+            let aside = crate::owned_dir::move_aside(out)?;
+            eprintln!("overwrite: moved the previous sweep to {} (delete it when you no longer need it)", aside.display());
         } else {
             let text = std::fs::read_to_string(&trials_path).map_err(io_err("read", &trials_path))?;
             let saved: TrialList = serde_json::from_str(&text).map_err(|e| SweepError::Corrupt {
@@ -227,9 +241,10 @@ fn prepare_out_dir(out: &Path, list: &TrialList, spec: &SweepSpec, overwrite: bo
         }
     }
     std::fs::create_dir_all(out).map_err(io_err("create directory", out))?;
+    let lock = DirLock::acquire(out)?;
     let text = serde_json::to_string_pretty(list).expect("a trial list serialises");
     write_file_atomic(&trials_path, text.as_bytes())?;
-    Ok(())
+    Ok(lock)
 }
 
 /// The `memrl train` arguments of a trial: a fresh start replaces any partial run directory;
@@ -265,6 +280,8 @@ struct ChildOutcome {
     wall_seconds: f64,
     stdout: String,
     stderr_tail: String,
+    /// The sweep stopped it (a forwarded SIGTERM / SIGINT).
+    stopped: bool,
 }
 
 /// Runs `exe args`, stdout captured, stderr streamed to `stderr_path` (then reduced to its
@@ -277,6 +294,7 @@ fn run_child(exe: &Path, args: &[OsString], stderr_path: &Path) -> ChildOutcome 
         wall_seconds: started.elapsed().as_secs_f64(),
         stdout: String::new(),
         stderr_tail: tail,
+        stopped: false,
     };
     if let Some(dir) = stderr_path.parent()
         && let Err(e) = std::fs::create_dir_all(dir)
@@ -287,7 +305,10 @@ fn run_child(exe: &Path, args: &[OsString], stderr_path: &Path) -> ChildOutcome 
         Ok(f) => f,
         Err(e) => return failed("not started".into(), format!("cannot create {}: {e}", stderr_path.display())),
     };
-    let output = Command::new(exe).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr).output();
+    let mut cmd = Command::new(exe);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
+    super::child::own(&mut cmd);
+    let output = cmd.spawn().and_then(super::child::wait);
     let tail = read_tail(stderr_path);
     let _ = std::fs::remove_file(stderr_path);
     match output {
@@ -298,6 +319,7 @@ fn run_child(exe: &Path, args: &[OsString], stderr_path: &Path) -> ChildOutcome 
             wall_seconds: started.elapsed().as_secs_f64(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr_tail: tail,
+            stopped: out.stopped_by.is_some(),
         },
     }
 }

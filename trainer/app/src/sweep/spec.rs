@@ -37,6 +37,9 @@ use serde::{Deserialize, Serialize};
 
 use super::SweepError;
 
+/// The most trials one sweep may plan.
+pub const MAX_TRIALS: usize = 10_000;
+
 /// The metric summarised when the sweep file names none.
 pub const DEFAULT_METRIC: &str = crate::metrics::names::EVAL_REWARD;
 
@@ -288,6 +291,21 @@ pub fn parse_sweep(text: &str, path: &Path) -> Result<SweepSpec, SweepError> {
             Some(RandomSpec { seed: r.seed, samples: r.samples, params: r.param })
         }
     };
+
+    // Every trial is planned (its config loaded and checked) before any starts: bound the count.
+    let trials = grid
+        .iter()
+        .map(|(_, values)| values.len())
+        .chain(random.as_ref().map(|r| r.samples))
+        .chain(raw.seeds.as_ref().map(Vec::len))
+        .try_fold(1usize, usize::checked_mul);
+    if trials.is_none_or(|n| n > MAX_TRIALS) {
+        let count = trials.map_or("more than usize::MAX".to_string(), |n| n.to_string());
+        return Err(field(
+            "grid",
+            format!("[grid] values x random.samples x seeds make {count} trials; at most {MAX_TRIALS} are allowed"),
+        ));
+    }
 
     Ok(SweepSpec {
         file: path.to_path_buf(),

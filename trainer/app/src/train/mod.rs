@@ -1,6 +1,7 @@
 //! `memrl train`: the RL loop (and SFT warm start) from a config to a run directory.
 
 pub mod backend;
+pub mod checks;
 pub mod policy;
 pub mod run;
 pub mod sft;

@@ -30,13 +30,10 @@ use crate::config::{BackendKind, Config};
 use crate::metrics::{MetricsLogger, names, truncate_after};
 use memrl_rl::metrics::mean_task_score;
 use crate::rollout_store::{RolloutRecord, write_rollouts};
-use crate::run_dir::{CheckpointWriter, ExistingRun, RunDir, latest_complete_checkpoint, prune_checkpoints, write_file_atomic};
+use crate::run_dir::{CheckpointWriter, ExistingRun, RunDir, complete_checkpoints, prune_checkpoints, write_file_atomic};
 use crate::train::backend::{RunBackend, check_backend};
 use crate::train::policy::{PolicyBundle, build_policy, load_policy_checkpoint};
 use crate::train::state::{TRAINER_STATE_VERSION, TrainerState, resume_conflicts};
-
-/// Tasks the sampler draws from for environments with unbounded synthetic splits.
-const SYNTHETIC_POOL: usize = 100_000;
 
 /// How `memrl train` treats the run directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +122,12 @@ fn new_optimizer<B: RunBackend>(config: &Config) -> anyhow::Result<AdamW<B>> {
 pub fn train(config: &Config, mode: StartMode, progress: bool) -> anyhow::Result<TrainSummary> {
     config.validate().context("invalid configuration")?;
     if config.rollout.workers > 0 {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(config.rollout.workers).build()?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (threads, warning) = crate::train::checks::rollout_threads(config.rollout.workers, cores);
+        if let Some(w) = warning {
+            eprintln!("warning: {w}");
+        }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
         return pool.install(|| train_in_pool(config, mode, progress));
     }
     train_in_pool(config, mode, progress)
@@ -151,6 +153,72 @@ fn train_on<B: RunBackend>(config: &Config, mode: StartMode, progress: bool, bac
         StartMode::Resume => ExistingRun::Resume,
     };
     let dir = RunDir::open(&root, existing)?;
+    if let Some(previous) = dir.previous() {
+        eprintln!("overwrite: moved the previous run to {} (delete it when you no longer need it)", previous.display());
+    }
+    // A new run that fails before any work (a missing model, a config the environment or model
+    // cannot run) leaves no directory behind, so trying again needs no --overwrite.
+    let Start { mut run, state, resumed_from, baselines } = match start(config, mode, backend, dir.clone()) {
+        Ok(start) => start,
+        Err(error) if mode != StartMode::Resume => {
+            if let Err(e) = dir.discard() {
+                eprintln!("warning: could not remove the run directory of the failed start: {e}");
+            }
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
+    drop(dir);
+
+    let (state, sft_demo_reward) = match state {
+        Some(state) => (state, None),
+        None => {
+            let mut state = TrainerState {
+                version: TRAINER_STATE_VERSION,
+                step: 0,
+                sft_steps: 0,
+                sampler: TaskSampler::new(run.pool, config.run.seed)?.state(),
+                eval_reward_start: None,
+                eval_reward_last: None,
+                eval_task_score_start: None,
+                eval_task_score_last: None,
+                skipped_steps: 0,
+                metrics_step: None,
+            };
+            let mut demo_reward = None;
+            if config.sft.enabled {
+                let sft = run.sft(progress).context("SFT warm start")?;
+                state.sft_steps = sft.steps;
+                demo_reward = Some(sft.demo_reward);
+                // RL starts with fresh optimizer moments, as a separate stage would.
+                run.optimizer = new_optimizer(config)?;
+                run.save_reference_if_needed()?;
+                run.checkpoint(&state)?;
+            } else {
+                run.save_reference_if_needed()?;
+            }
+            (state, demo_reward)
+        }
+    };
+    let mut summary = run.rl(state, progress)?;
+    summary.baselines = baselines;
+    summary.resumed_from = resumed_from;
+    summary.sft_demo_reward = sft_demo_reward;
+    Ok(summary)
+}
+
+/// A run set up and checked, before its first SFT or RL step.
+struct Start<'a, B: RunBackend> {
+    run: Run<'a, B>,
+    /// The resumed trainer state (None for a new run).
+    state: Option<TrainerState>,
+    resumed_from: Option<u64>,
+    baselines: Vec<BaselineScore>,
+}
+
+/// Everything before the first step: the resume point, the resolved config, the policy (built
+/// or loaded), the environment and the checks that need them, the model-free baselines.
+fn start<B: RunBackend>(config: &Config, mode: StartMode, backend: B, dir: RunDir) -> anyhow::Result<Start<'_, B>> {
     let resume = if mode == StartMode::Resume { Some(resume_point(&dir, config)?) } else { None };
     dir.write_config(&config.to_toml_string()).context("writing the resolved config")?;
 
@@ -184,13 +252,8 @@ fn train_on<B: RunBackend>(config: &Config, mode: StartMode, progress: bool, bac
         counter: Arc::new(TokenizerCounter(policy.tokenizer.clone())),
     };
     let probe = envs.build().context("building the environment")?;
-    let available = probe.task_count(Split::Train).map(|n| n as usize);
-    let pool = match (config.rollout.task_pool, available) {
-        (0, n) => n.unwrap_or(SYNTHETIC_POOL),
-        (k, Some(n)) if k > n => bail!("rollout.task_pool = {k}, but the {} train split has only {n} tasks", config.env.name),
-        (k, _) => k,
-    };
-    let mut run = Run { config, dir, policy, optimizer, envs, pool, started: Instant::now() };
+    let pool = crate::train::checks::check_run(config, probe.as_ref(), &policy.model.config)?;
+    let run = Run { config, dir, policy, optimizer, envs, pool, started: Instant::now() };
     // The model-free policies on the evaluation tasks, first: they take seconds and show at once
     // when the rollout limits cut every episode short (then nothing can be learned).
     let baselines = if config.eval.episodes > 0 { run.evaluate_baselines()? } else { Vec::new() };
@@ -201,42 +264,7 @@ fn train_on<B: RunBackend>(config: &Config, mode: StartMode, progress: bool, bac
             b.policy, b.truncated, config.eval.episodes, config.rollout.max_turns, config.rollout.max_new_tokens, config.rollout.max_context_tokens
         );
     }
-
-    let (state, sft_demo_reward) = match state {
-        Some(state) => (state, None),
-        None => {
-            let mut state = TrainerState {
-                version: TRAINER_STATE_VERSION,
-                step: 0,
-                sft_steps: 0,
-                sampler: TaskSampler::new(run.pool, config.run.seed)?.state(),
-                eval_reward_start: None,
-                eval_reward_last: None,
-                eval_task_score_start: None,
-                eval_task_score_last: None,
-                skipped_steps: 0,
-            };
-            let mut demo_reward = None;
-            if config.sft.enabled {
-                let sft = run.sft(progress).context("SFT warm start")?;
-                state.sft_steps = sft.steps;
-                demo_reward = Some(sft.demo_reward);
-                // RL starts with fresh optimizer moments, as a separate stage would.
-                run.optimizer = new_optimizer(config)?;
-                run.save_reference_if_needed()?;
-                run.checkpoint(&state)?;
-            } else {
-                run.save_reference_if_needed()?;
-            }
-            (state, demo_reward)
-        }
-    };
-    let resumed_from = resume.map(|(s, _)| s);
-    let mut summary = run.rl(state, progress)?;
-    summary.baselines = baselines;
-    summary.resumed_from = resumed_from;
-    summary.sft_demo_reward = sft_demo_reward;
-    Ok(summary)
+    Ok(Start { run, state, resumed_from: resume.map(|(s, _)| s), baselines })
 }
 
 /// The checkpoint a resumed run continues from, after checking the config may resume.
@@ -253,13 +281,35 @@ fn resume_point(dir: &RunDir, config: &Config) -> anyhow::Result<(u64, PathBuf)>
             conflicts.join(", ")
         );
     }
-    latest_complete_checkpoint(&dir.checkpoints_dir())?.ok_or_else(|| {
-        anyhow::anyhow!(
+    let checkpoints = complete_checkpoints(&dir.checkpoints_dir())?;
+    if checkpoints.is_empty() {
+        bail!(
             "cannot resume {}: it has no complete checkpoint (the run stopped before its first one); \
              start it again with --overwrite",
             dir.root().display()
-        )
-    })
+        );
+    }
+    // A checkpoint follows the metrics line of its step; if that line is missing or torn, the
+    // step is redone from an earlier checkpoint rather than skipped.
+    let logged: std::collections::BTreeSet<u64> = match crate::metrics::read_metrics(&dir.metrics_path()) {
+        Ok(rows) => rows.into_iter().map(|r| r.step).collect(),
+        Err(crate::metrics::MetricsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => return Err(e.into()),
+    };
+    for (step, path) in checkpoints.into_iter().rev() {
+        match TrainerState::read(&path)?.metrics_step {
+            Some(line) if !logged.contains(&line) => eprintln!(
+                "resume: metrics.jsonl lacks the step {line} line that checkpoint step-{step} follows: \
+                 resuming from an earlier checkpoint to redo it"
+            ),
+            _ => return Ok((step, path)),
+        }
+    }
+    bail!(
+        "cannot resume {}: metrics.jsonl lacks the lines its checkpoints follow, and no earlier checkpoint \
+         can redo them; start it again with --overwrite",
+        dir.root().display()
+    )
 }
 
 impl<B: RunBackend> Run<'_, B> {
@@ -446,6 +496,7 @@ impl<B: RunBackend> Run<'_, B> {
             state.eval_task_score_start = Some(r.task_score);
             state.eval_task_score_last = Some(r.task_score);
             metrics.log(0, [(names::EVAL_REWARD, r.reward), (names::EVAL_TASK_SCORE, r.task_score)])?;
+            state.metrics_step = Some(0);
         }
         let step_settings = self.step_settings();
         let bar = bar(progress, steps, "rl");
@@ -479,6 +530,7 @@ impl<B: RunBackend> Run<'_, B> {
             }
             if Self::due(c.run.log_every.max(1), step, steps) {
                 metrics.log(step, fields.iter().map(|(k, v)| (k.as_str(), *v)))?;
+                state.metrics_step = Some(step);
             }
             let reward = fields.iter().find(|(k, _)| k == names::REWARD_MEAN).map_or(0.0, |(_, v)| *v);
             let eval = state.eval_reward_last.map_or(String::new(), |e| format!("  eval {e:.3}"));
@@ -487,10 +539,12 @@ impl<B: RunBackend> Run<'_, B> {
             state.step = step;
             state.sampler = sampler.state();
             if Self::due(c.run.checkpoint_every, step, steps) {
+                // The step's metrics line is durable before the checkpoint that follows it.
+                metrics.sync().with_context(|| format!("step {step}: syncing the metrics"))?;
                 self.checkpoint(&state).with_context(|| format!("step {step}: writing the checkpoint"))?;
             }
             if Self::due(c.run.plot_every, step, steps) {
-                crate::plots::plot_metrics(&self.dir.metrics_path(), &self.dir.plots_dir(), crate::plots::PlotFormat::Png)?;
+                crate::plots::plot_metrics_or_warn(&self.dir.metrics_path(), &self.dir.plots_dir());
             }
         }
         bar.finish();

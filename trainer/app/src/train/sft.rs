@@ -83,7 +83,8 @@ impl<B: RunBackend> Run<'_, B> {
             }
         }
         bar.finish();
-        crate::plots::plot_metrics(&self.dir.root().join("sft_metrics.jsonl"), &self.dir.plots_dir(), crate::plots::PlotFormat::Png)?;
+        log.sync()?;
+        crate::plots::plot_metrics_or_warn(&self.dir.root().join("sft_metrics.jsonl"), &self.dir.plots_dir());
         Ok(summary)
     }
 }

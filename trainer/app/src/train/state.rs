@@ -44,6 +44,11 @@ pub struct TrainerState {
     pub eval_task_score_last: Option<f64>,
     /// Learner steps skipped by the non-finite-gradient guard so far.
     pub skipped_steps: u64,
+    /// The step of the last `metrics.jsonl` line written (and fsynced) before this checkpoint;
+    /// None when none was. A resume from a checkpoint whose line is missing redoes that step
+    /// from an earlier checkpoint. (Absent in older states.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_step: Option<u64>,
 }
 
 /// Errors reading a checkpoint's trainer state.
@@ -171,6 +176,7 @@ mod tests {
             eval_task_score_start: None,
             eval_task_score_last: None,
             skipped_steps: 0,
+            metrics_step: Some(7),
         };
         state.write(dir.path()).unwrap();
         assert_eq!(TrainerState::read(dir.path()).unwrap(), state);

@@ -1,0 +1,234 @@
+//! Bad inputs through the real binary (issue 18): each is refused before any work, with an
+//! error naming the key or path and no panic, and leaves every file it was pointed at as it was;
+//! or, where the input is legal but hostile (a closed stdout, a metric near f64::MAX), the
+//! command ends normally.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MEMRL: &str = env!("CARGO_BIN_EXE_memrl");
+
+mod common;
+
+/// A small valid training config writing to `run_dir` (no SFT, no evaluation).
+fn config_text(run_dir: &Path, steps: u64) -> String {
+    common::tiny_config(&format!(
+        "name = \"bad-inputs\"\ndir = \"{}\"\nseed = 1\nsteps = {steps}\ncheckpoint_every = 1\nkeep_checkpoints = 0\nrollouts_every = 0\nplot_every = 1",
+        run_dir.display()
+    ))
+}
+
+fn memrl(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(MEMRL).current_dir(cwd).args(args).stdin(Stdio::null()).output().expect("memrl runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Files (and their contents) that must survive a refused command.
+fn snapshot(files: &[&Path]) -> Vec<(PathBuf, Vec<u8>)> {
+    files.iter().map(|f| (f.to_path_buf(), std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())))).collect()
+}
+
+#[test]
+fn refusals_name_the_key_and_touch_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    // The working directory of every case, holding someone's work.
+    let work = root.join("work/project");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("thesis.tex"), "years of work").unwrap();
+    let run = root.join("run");
+    let cfg = root.join("train.toml");
+    std::fs::write(&cfg, config_text(&run, 2)).unwrap();
+    // A copy of an experiment folder: it has a config.toml, but memrl did not create it.
+    let copy = root.join("experiment-copy");
+    std::fs::create_dir_all(copy.join("plots")).unwrap();
+    std::fs::write(copy.join("config.toml"), "[run]\n").unwrap();
+    std::fs::write(copy.join("README.md"), "results").unwrap();
+    let preds = root.join("preds.jsonl");
+    std::fs::write(&preds, "{\"sample_id\": \"conv-26\", \"qa_index\": 0, \"prediction\": \"x\"}\n").unwrap();
+    let data = root.join("locomo.json");
+    std::fs::write(&data, "[]").unwrap();
+    let ckpt = root.join("checkpoint");
+    std::fs::create_dir_all(&ckpt).unwrap();
+    std::fs::write(ckpt.join("config.json"), "{}").unwrap();
+    let seeds: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    let lrs: Vec<String> = (1..=101).map(|i| format!("{}e-6", i)).collect();
+    let sweep = root.join("huge-sweep.toml");
+    std::fs::write(
+        &sweep,
+        format!("name = \"huge\"\nbase = \"{}\"\nseeds = [{}]\n[grid]\n\"trainer.lr\" = [{}]\n", s(&cfg), seeds.join(", "), lrs.join(", ")),
+    )
+    .unwrap();
+    let keep = snapshot(&[&work.join("thesis.tex"), &copy.join("README.md"), &copy.join("config.toml"), &preds, &data, &ckpt.join("config.json")]);
+
+    let (cfg, preds_s, data_s, ckpt_s) = (s(&cfg), s(&preds), s(&data), s(&ckpt));
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        // --overwrite: only what memrl made, never the working directory or its ancestors.
+        (vec!["train".into(), cfg.clone(), "--overwrite".into(), "--set".into(), "run.dir=.".into()], vec!["refusing to replace", "working directory"]),
+        (vec!["train".into(), cfg.clone(), "--overwrite".into(), "--set".into(), "run.dir=..".into()], vec!["refusing to replace", "ancestor"]),
+        (vec!["train".into(), cfg.clone(), "--overwrite".into(), "--set".into(), format!("run.dir={}", s(&copy))], vec!["refusing to replace", ".memrl-owned"]),
+        // Outputs that are inputs.
+        (
+            ["score", "--bench", "locomo", "--predictions", &preds_s, "--data", &data_s, "--out", &preds_s].map(String::from).to_vec(),
+            vec!["--out", "same file as --predictions"],
+        ),
+        (
+            ["score", "--bench", "locomo", "--predictions", &preds_s, "--data", &data_s, "--out", &data_s].map(String::from).to_vec(),
+            vec!["--out", "same file as --data"],
+        ),
+        (
+            ["eval", "--bench", "facts", "--checkpoint", &ckpt_s, "--out", &format!("{ckpt_s}/config.json")].map(String::from).to_vec(),
+            vec!["--out", "is inside --checkpoint"],
+        ),
+        // Inputs checked before the evaluation runs.
+        (
+            ["eval", "--bench", "facts", "--policy", "oracle", "--judge-model", "/nonexistent/judge.gguf"].map(String::from).to_vec(),
+            vec!["judge model", "/nonexistent/judge.gguf", "does not exist"],
+        ),
+        // Unbounded counts, refused naming the key instead of aborting on allocation.
+        (vec!["train".into(), cfg.clone(), "--set".into(), "rollout.task_pool=1000000000000".into()], vec!["rollout.task_pool"]),
+        (["eval", "--bench", "facts", "--policy", "oracle", "--limit", "1000000000000"].map(String::from).to_vec(), vec!["--limit"]),
+        (["env", "play", "--env", "facts", "--policy", "oracle", "--episodes", "1000000000000"].map(String::from).to_vec(), vec!["--episodes"]),
+        (["env", "play", "--env", "facts", "--policy", "oracle", "--episodes", "0"].map(String::from).to_vec(), vec!["--episodes 0"]),
+        // An environment knob of the wrong type is named.
+        (["env", "play", "--env", "facts", "--policy", "oracle", "--set", "chunk_size=\"many\""].map(String::from).to_vec(), vec!["chunk_size", "invalid type"]),
+        (vec!["sweep".into(), s(&sweep)], vec!["huge-sweep.toml", "grid", "10100 trials"]),
+        // Configs that cannot run, refused naming the key.
+        (vec!["train".into(), cfg.clone(), "--set".into(), "eval.split=bogus".into()], vec!["eval.split", "bogus"]),
+        (
+            vec!["train".into(), cfg.clone(), "--set".into(), "rollout.max_context_tokens=100000000".into()],
+            vec!["rollout.max_context_tokens", "window"],
+        ),
+        (["generate", "--model", "m.gguf", "--prompt", "hi", "--max-tokens", "0"].map(String::from).to_vec(), vec!["--max-tokens"]),
+    ];
+    for (args, needles) in &cases {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = memrl(&work, &argv);
+        let e = stderr(&out);
+        assert!(!out.status.success(), "{argv:?} succeeded: {e}");
+        assert!(!e.contains("panicked"), "{argv:?} panicked: {e}");
+        for n in needles {
+            assert!(e.contains(n), "{argv:?}: {n:?} not in {e}");
+        }
+        assert_eq!(snapshot(&keep.iter().map(|(p, _)| p.as_path()).collect::<Vec<_>>()), keep, "{argv:?} changed an input");
+    }
+    assert!(!run.exists(), "no case started a run");
+    assert!(!work.join("runs").exists() && !work.join("sweeps").exists());
+}
+
+#[test]
+fn errors_print_the_os_error_once_and_failed_starts_leave_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = memrl(tmp.path(), &["train", "missing.toml"]);
+    let e = stderr(&out);
+    assert!(!out.status.success());
+    assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+
+    // A start that fails after the run directory was made (the model does not exist) removes
+    // it again: trying once more needs no --overwrite.
+    let run = tmp.path().join("run");
+    let cfg = tmp.path().join("train.toml");
+    std::fs::write(&cfg, config_text(&run, 2).replace("tiny-2l-64d", "/nonexistent/model.gguf")).unwrap();
+    let out = memrl(tmp.path(), &["train", cfg.to_str().unwrap()]);
+    let e = stderr(&out);
+    assert!(!out.status.success() && e.contains("/nonexistent/model.gguf"), "{e}");
+    assert!(!run.exists(), "the failed start left {}", run.display());
+}
+
+#[test]
+fn a_live_run_cannot_be_resumed_or_overwritten_by_a_second_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("live");
+    let cfg = tmp.path().join("train.toml");
+    std::fs::write(&cfg, config_text(&run, 2)).unwrap();
+    // This test process plays the running trainer: it holds the run directory.
+    let live = memrl_trainer::run_dir::RunDir::open(&run, memrl_trainer::run_dir::ExistingRun::Refuse).unwrap();
+    std::fs::copy(&cfg, live.config_path()).unwrap();
+    for args in [vec!["train", "--resume", run.to_str().unwrap()], vec!["train", cfg.to_str().unwrap(), "--overwrite"]] {
+        let out = memrl(tmp.path(), &args);
+        let e = stderr(&out);
+        assert!(!out.status.success() && e.contains("in use by another memrl process"), "{args:?}: {e}");
+        assert!(run.join("config.toml").is_file(), "{args:?} touched the live run");
+    }
+    assert!(!tmp.path().join("live.old-1").exists());
+}
+
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [vec!["env", "list"], vec!["env", "play", "--env", "facts", "--policy", "oracle", "--episodes", "2"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // `| head -0`: the reader is gone before the first write
+        let out = Command::new(MEMRL).current_dir(tmp.path()).args(&args).stdout(writer).output().unwrap();
+        let e = stderr(&out);
+        assert!(out.status.success(), "{args:?}: {:?} {e}", out.status);
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+    }
+}
+
+/// Waits for `child`, failing the test if it has not ended after `limit` (a hang).
+fn wait_or_fail(mut child: std::process::Child, limit: Duration, what: &str) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("{what} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_metric_spanning_all_of_f64_still_plots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(
+        run.join("metrics.jsonl"),
+        "{\"step\":1,\"wall_time\":1.0,\"reward/mean\":9e307}\n{\"step\":2,\"wall_time\":2.0,\"reward/mean\":-9e307}\n",
+    )
+    .unwrap();
+    let figs = tmp.path().join("figs");
+    let child = Command::new(MEMRL)
+        .args(["plot", run.to_str().unwrap(), "--metric", "reward/mean", "--out", figs.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_or_fail(child, Duration::from_secs(120), "memrl plot");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(figs.join("reward_mean.png").is_file());
+}
+
+#[test]
+fn a_missing_metrics_line_is_redone_on_resume_and_plots_are_cosmetic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let cfg = tmp.path().join("train.toml");
+    std::fs::write(&cfg, config_text(&run, 3)).unwrap();
+    let out = memrl(tmp.path(), &["train", cfg.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(run.join(".memrl-owned").is_file());
+    // A crash that lost step 3's metrics line (a torn write) after its checkpoint committed.
+    let metrics = run.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let kept: Vec<&str> = text.lines().collect();
+    assert_eq!(kept.len(), 3);
+    std::fs::write(&metrics, format!("{}\n{}\n{{\"step\":3,\"wall", kept[0], kept[1])).unwrap();
+    // And a plot that cannot be written: a directory where the figure goes.
+    std::fs::remove_file(run.join("plots/reward.png")).unwrap();
+    std::fs::create_dir(run.join("plots/reward.png")).unwrap();
+    let out = memrl(tmp.path(), &["train", "--resume", run.to_str().unwrap(), "--quiet"]);
+    let e = stderr(&out);
+    assert!(out.status.success(), "{e}");
+    assert!(e.contains("lacks the step 3 line") && e.contains("warning: plots"), "{e}");
+    let steps: Vec<u64> = memrl_trainer::metrics::read_metrics(&metrics).unwrap().iter().map(|r| r.step).collect();
+    assert_eq!(steps, [1, 2, 3], "step 3 was redone, not skipped");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resumed from    step 2"));
+}
