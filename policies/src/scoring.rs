@@ -18,7 +18,10 @@ pub fn pad_batch(seqs: &[Vec<u32>]) -> (Vec<u32>, usize, usize, Vec<usize>) {
 /// after `input_ids` (row-major `[rows, seq]`, right-padded; row `r` has `lengths[r]` valid
 /// positions, the rest are garbage: mask them), and the entropy of the predicted distribution
 /// at each position when `with_entropy`, from one forward pass. Differentiable on an autodiff
-/// backend (the learner's path).
+/// backend (the learner's path). The distribution is softmax(logits / `temperature`) (> 0): at
+/// 1 the raw policy (what rollouts' `policy_logprobs` match), at T what a rollout at temperature
+/// T without top-k / top-p samples from (its `sampled_logprobs`).
+#[allow(clippy::too_many_arguments)]
 pub fn target_logprobs<B: Backend>(
     model: &Llama<B>,
     input_ids: &[u32],
@@ -27,10 +30,14 @@ pub fn target_logprobs<B: Backend>(
     seq: usize,
     lengths: &[usize],
     with_entropy: bool,
+    temperature: f32,
 ) -> (B::Tensor, Option<B::Tensor>) {
     let b = &model.backend;
     let hidden = model.forward(input_ids, rows, seq, lengths);
-    let logits = model.lm_head(hidden);
+    let mut logits = model.lm_head(hidden);
+    if temperature != 1.0 {
+        logits = b.mul_scalar(logits, 1.0 / temperature);
+    }
     let logp = b.log_softmax(logits, 2);
     let n = rows * seq;
     let picked = b.reshape(b.gather_last(logp.clone(), target_ids), &[n]);
@@ -54,7 +61,7 @@ pub fn token_logprobs_tensor<B: Backend>(model: &Llama<B>, seqs: &[Vec<u32>]) ->
         targets[r * width..(r + 1) * width].copy_from_slice(&ids[r * seq + 1..(r + 1) * seq]);
     }
     let lengths: Vec<usize> = lengths.iter().map(|&l| l.saturating_sub(1).max(1)).collect();
-    let (lp, _) = target_logprobs(model, &inputs, &targets, batch, width, &lengths, false);
+    let (lp, _) = target_logprobs(model, &inputs, &targets, batch, width, &lengths, false, 1.0);
     model.backend.reshape(lp, &[batch, width, 1])
 }
 

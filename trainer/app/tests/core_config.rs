@@ -155,9 +155,9 @@ fn syntax_errors_name_the_file() {
 #[test]
 fn derived_settings() {
     let c = from_toml_str("[algorithm]\ndual_clip = 0\ntis_cap = 0\n", "t", &[]).unwrap();
-    let loss = c.algorithm.loss_config();
+    let loss = c.algorithm.loss_config(c.rollout.max_new_tokens);
     assert_eq!((loss.dual_clip, loss.tis_cap), (None, None));
-    let d = Config::default().algorithm.loss_config();
+    let d = Config::default().algorithm.loss_config(256);
     assert_eq!((d.dual_clip, d.tis_cap), (Some(3.0), Some(2.0)));
     let s = c.trainer.schedule(100);
     assert_eq!((s.base_lr, s.total_steps), (1e-6, 100));

@@ -9,13 +9,18 @@
 //! [`gae`] is PPO's generalised advantage estimator over per-token rewards and values; see
 //! [`gae_batch`] for its segment-aware form.
 //!
-//! Overlong masking (SUPO §4): with `mask_overlong`, a trajectory that ended by a budget (turns,
-//! tokens, summaries) without answering is removed from the group statistics, gets advantage 0,
-//! and all its tokens get loss mask 0, so it is neither penalised nor rewarded.
+//! Overlong masking (SUPO §4; on by default, here and in the run config): with `mask_overlong`, a
+//! trajectory that ended by a budget without answering (cut off by the rollout's limits, or ended
+//! by the environment's own turn or context budget: [`TrajectoryOutcome::truncated`]) is removed
+//! from the group statistics, gets advantage 0, and all its tokens get loss mask 0, so it is
+//! neither penalised nor rewarded.
 //!
-//! Groups of one: with a single (unmasked) trajectory in a group there is no baseline, and every
-//! group estimator returns A = R. This follows verl (`mean = 0, std = 1` for singleton groups) and
-//! MemAct (`A = R` when `|S_u| = 1`). Choose `group_size >= 2` to avoid it.
+//! Groups of one: a group played once (`group_size = 1`) has no baseline, and every group
+//! estimator returns A = R. This follows verl (`mean = 0, std = 1` for singleton groups) and
+//! MemAct (`A = R` when `|S_u| = 1`). Choose `group_size >= 2` to avoid it. A group that
+//! masking reduced to one trajectory gets A = 0 instead: its lone survivor has no baseline
+//! either, and A = R would reward it in absolute terms only because its siblings ran out of
+//! budget.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,15 +73,17 @@ pub struct TrajectoryAdvantage {
 /// Options shared by the outcome estimators.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdvantageOptions {
-    /// Added to the std before dividing (GRPO, REINFORCE++); verl and MemAct use 1e-6.
+    /// Added to the std before dividing (GRPO, REINFORCE++); verl and MemAct use 1e-6. Must be
+    /// > 0: with 0, a group of equal rewards divides 0 (or rounding noise) by 0.
     pub eps: f64,
     /// Remove truncated trajectories from statistics and loss (SUPO overlong masking).
     pub mask_overlong: bool,
 }
 
 impl Default for AdvantageOptions {
+    /// eps 1e-6, overlong masking on (the run config's defaults too).
     fn default() -> Self {
-        Self { eps: 1e-6, mask_overlong: false }
+        Self { eps: 1e-6, mask_overlong: true }
     }
 }
 
@@ -105,6 +112,9 @@ pub enum AdvantageError {
         /// The segment index.
         index: u32,
     },
+    /// The std epsilon is not a finite value > 0.
+    #[error("advantage eps = {0}: expected a finite value > 0 (with 0, a group of equal rewards gives 0/0)")]
+    InvalidEps(f64),
     /// [`AdvantageEstimator::Gae`] needs per-token values; use [`gae_batch`].
     #[error("the gae estimator needs per-token values: call gae_batch, not outcome_advantages")]
     NeedsValues,
@@ -254,7 +264,15 @@ pub fn outcome_advantages(
     if estimator == AdvantageEstimator::Gae {
         return Err(AdvantageError::NeedsValues);
     }
+    if !(options.eps > 0.0 && options.eps.is_finite()) {
+        return Err(AdvantageError::InvalidEps(options.eps));
+    }
     let distinct = distinct_outcomes(outcomes)?;
+    let unit_of = |o: &TrajectoryOutcome| if estimator == AdvantageEstimator::ReinforcePp { 0 } else { o.group_id };
+    let mut played: BTreeMap<u64, usize> = BTreeMap::new();
+    for o in &distinct {
+        *played.entry(unit_of(o)).or_default() += 1;
+    }
     let mut result = Advantages::default();
     let mut live: Vec<TrajectoryOutcome> = Vec::new();
     for o in &distinct {
@@ -270,12 +288,13 @@ pub fn outcome_advantages(
     // The unit of normalisation: one group per task, or the whole batch for REINFORCE++.
     let mut units: BTreeMap<u64, Vec<TrajectoryOutcome>> = BTreeMap::new();
     for o in live {
-        let key = if estimator == AdvantageEstimator::ReinforcePp { 0 } else { o.group_id };
-        units.entry(key).or_default().push(o);
+        units.entry(unit_of(&o)).or_default().push(o);
     }
-    for members in units.values() {
+    for (unit, members) in &units {
         let rewards: Vec<f64> = members.iter().map(|o| o.reward).collect();
         let advantages = match estimator {
+            // Masking left one of several: no baseline, no signal (see the module docs).
+            _ if members.len() == 1 && played[unit] > 1 => vec![0.0],
             AdvantageEstimator::Grpo => grpo(&rewards, options.eps),
             AdvantageEstimator::DrGrpo => dr_grpo(&rewards),
             AdvantageEstimator::Rloo => rloo(&rewards),
@@ -535,7 +554,8 @@ mod tests {
         assert_eq!(*a.get(3).unwrap(), TrajectoryAdvantage { group_id: 0, advantage: 0.0, masked: true });
         assert_eq!(a.summary().masked, 1);
         // Without masking the truncated one is an ordinary 0 reward: mean 1/3.
-        let b = outcome_advantages(AdvantageEstimator::DrGrpo, &outcomes, AdvantageOptions::default()).unwrap();
+        let off = AdvantageOptions { mask_overlong: false, ..Default::default() };
+        let b = outcome_advantages(AdvantageEstimator::DrGrpo, &outcomes, off).unwrap();
         assert!(close(b.get(3).unwrap().advantage, -1.0 / 3.0));
     }
 

@@ -1,8 +1,10 @@
 //! From played trajectories to training data: segments (DCPO / per-turn / prefix-only),
 //! outcome advantages over each group's distinct trajectories, broadcast to every policy token.
 
+use memrl_envs::env::Termination;
+
 use crate::advantage::{AdvantageEstimator, AdvantageOptions, Advantages, TrajectoryOutcome, broadcast_to_segments, outcome_advantages};
-use crate::rollout::driver::Trajectory;
+use crate::rollout::driver::{Trajectory, TurnSample};
 use crate::segments::{Segment, SegmentationMode, TrajectoryRecorder};
 
 /// A step's training data.
@@ -34,6 +36,40 @@ pub enum CollectError {
     Advantage(#[from] crate::advantage::AdvantageError),
 }
 
+/// Which of a turn's recorded log-probs become the segments' rollout log-probs (the ones the
+/// learner's truncated importance weights compare its old log-probs with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RolloutLogprobs {
+    /// The untempered policy's (`policy_logprobs`): right when the rollout sampled at
+    /// temperature 1 and the learner scores at 1 (default).
+    #[default]
+    Policy,
+    /// The sampled distribution's (`sampled_logprobs`): right when the rollout sampled at a
+    /// temperature T ≠ 1 (without top-k / top-p) and the learner scores at the same T.
+    Sampled,
+}
+
+impl RolloutLogprobs {
+    /// The log-probs that match a learner scoring at `temperature`.
+    pub fn for_temperature(temperature: f64) -> Self {
+        if temperature == 1.0 { RolloutLogprobs::Policy } else { RolloutLogprobs::Sampled }
+    }
+
+    fn of(self, turn: &TurnSample) -> Vec<f32> {
+        match self {
+            RolloutLogprobs::Policy => turn.policy_logprobs.clone(),
+            RolloutLogprobs::Sampled => turn.sampled_logprobs.clone(),
+        }
+    }
+}
+
+/// Whether a trajectory counts as overlong for masking: the rollout cut it off (turn or context
+/// limit) or the environment ended it by its own budget (turns, working context) rather than by
+/// completing the task.
+pub fn is_overlong(t: &Trajectory) -> bool {
+    t.truncated || t.end.as_ref().is_some_and(|e| e.breakdown.termination != Termination::Completed)
+}
+
 /// Bits of a trajectory id that hold its index in the step's batch (the step is above them).
 const INDEX_BITS: u32 = 24;
 
@@ -49,6 +85,9 @@ pub fn trajectory_index(id: u64) -> usize {
 
 /// Segments the trajectories of one step and computes their advantages. Trajectory `i` belongs
 /// to group `i / group_size` (the rollout plays each task `group_size` times, consecutively).
+/// `logprobs` picks the turns' log-probs the segments carry; a trajectory is truncated for
+/// overlong masking when [`is_overlong`].
+#[allow(clippy::too_many_arguments)]
 pub fn collect(
     step: u64,
     trajectories: &[Trajectory],
@@ -56,6 +95,7 @@ pub fn collect(
     mode: SegmentationMode,
     estimator: AdvantageEstimator,
     options: AdvantageOptions,
+    logprobs: RolloutLogprobs,
     policy_version: u64,
 ) -> Result<StepData, CollectError> {
     let mut segments = Vec::new();
@@ -67,17 +107,18 @@ pub fn collect(
         let mut recorder = TrajectoryRecorder::new(id, group);
         for turn in &t.turns {
             recorder
-                .push_turn(turn.context_ids.clone(), turn.completion_ids.clone(), turn.policy_logprobs.clone(), policy_version)
+                .push_turn(turn.context_ids.clone(), turn.completion_ids.clone(), logprobs.of(turn), policy_version)
                 .map_err(|source| CollectError::Segment { trajectory: id, source })?;
         }
+        let outcome = TrajectoryOutcome { trajectory_id: id, group_id: group, reward: t.reward(), truncated: is_overlong(t) };
         if t.turns.is_empty() {
-            outcomes.push(TrajectoryOutcome { trajectory_id: id, group_id: group, reward: t.reward(), truncated: t.truncated });
+            outcomes.push(outcome);
             continue;
         }
         let seg = recorder.segment(mode).map_err(|source| CollectError::Segment { trajectory: id, source })?;
         fractures += seg.fractures;
         segments.extend(seg.segments);
-        outcomes.push(TrajectoryOutcome { trajectory_id: id, group_id: group, reward: t.reward(), truncated: t.truncated });
+        outcomes.push(outcome);
     }
     let trajectory_advantages = outcome_advantages(estimator, &outcomes, options)?;
     let per_token = broadcast_to_segments(&segments, &trajectory_advantages)?;
@@ -121,7 +162,8 @@ mod tests {
     #[test]
     fn every_policy_token_gets_its_trajectory_advantage() {
         let trajs = trajectories("facts", ScriptedKind::Heuristic, 2, 3);
-        let data = collect(5, &trajs, 3, SegmentationMode::Dcpo, AdvantageEstimator::Grpo, AdvantageOptions::default(), 0).unwrap();
+        let options = AdvantageOptions { mask_overlong: false, ..Default::default() };
+        let data = collect(5, &trajs, 3, SegmentationMode::Dcpo, AdvantageEstimator::Grpo, options, RolloutLogprobs::Policy, 0).unwrap();
         let generated: usize = trajs.iter().flat_map(|t| &t.turns).map(|t| t.completion_ids.len()).sum();
         let masked: usize = data.segments.iter().map(|s| s.loss_mask.iter().filter(|&&m| m == 1).count()).sum();
         assert_eq!(masked, generated, "each generated token is trained exactly once");
@@ -133,13 +175,63 @@ mod tests {
         }
     }
 
+    /// One hand-made single-turn trajectory ending as `end` says (None: cut off by the rollout).
+    fn ended(index: usize, reward: f64, end: Option<Termination>) -> Trajectory {
+        use memrl_envs::env::{EpisodeEnd, EpisodeStats, RewardBreakdown};
+        let turn = TurnSample {
+            context_ids: vec![1, 2],
+            context_step: crate::rollout::context::ContextStep::Initial,
+            completion_ids: vec![3, 4],
+            sampled_logprobs: vec![-0.5, -0.25],
+            policy_logprobs: vec![-0.7, -0.35],
+            text: String::new(),
+        };
+        let end = end.map(|termination| EpisodeEnd {
+            reward,
+            breakdown: RewardBreakdown {
+                task_score: reward,
+                penalty: 0.0,
+                total: reward,
+                termination,
+                questions: Vec::new(),
+                stats: EpisodeStats::default(),
+            },
+        });
+        Trajectory { index, task: TaskId { split: Split::Train, index: 0 }, turns: vec![turn], truncated: end.is_none(), end }
+    }
+
+    #[test]
+    fn environment_budget_endings_count_as_overlong_and_are_masked() {
+        let trajs = vec![
+            ended(0, 1.0, Some(Termination::Completed)),
+            ended(1, 0.0, Some(Termination::Completed)),
+            ended(2, 0.2, Some(Termination::TurnLimit)),
+            ended(3, 0.1, Some(Termination::ContextBudget)),
+            ended(4, 0.0, None),
+        ];
+        assert_eq!(trajs.iter().map(is_overlong).collect::<Vec<_>>(), vec![false, false, true, true, true]);
+        let data = collect(1, &trajs, 5, SegmentationMode::Dcpo, AdvantageEstimator::Grpo, AdvantageOptions::default(), RolloutLogprobs::Policy, 0)
+            .unwrap();
+        assert_eq!(data.trajectory_advantages.summary().masked, 3);
+        let masks: Vec<&Vec<u8>> = data.segments.iter().map(|s| &s.loss_mask).collect();
+        assert_eq!(masks, vec![&vec![1, 1], &vec![1, 1], &vec![0, 0], &vec![0, 0], &vec![0, 0]]);
+        // The learner's importance weights compare with the log-probs the collection asked for.
+        assert_eq!(data.segments[0].rollout_logprobs, vec![-0.7, -0.35]);
+        let sampled =
+            collect(1, &trajs, 5, SegmentationMode::Dcpo, AdvantageEstimator::Grpo, AdvantageOptions::default(), RolloutLogprobs::Sampled, 0)
+                .unwrap();
+        assert_eq!(sampled.segments[0].rollout_logprobs, vec![-0.5, -0.25]);
+        assert_eq!(RolloutLogprobs::for_temperature(1.0), RolloutLogprobs::Policy);
+        assert_eq!(RolloutLogprobs::for_temperature(0.7), RolloutLogprobs::Sampled);
+    }
+
     #[test]
     fn multiobjective_prunes_fracture_under_dcpo_and_break_prefix_only() {
         let trajs = trajectories("multiobjective", ScriptedKind::Oracle, 2, 2);
-        let dcpo = collect(0, &trajs, 2, SegmentationMode::Dcpo, AdvantageEstimator::Grpo, AdvantageOptions::default(), 0).unwrap();
+        let dcpo = collect(0, &trajs, 2, SegmentationMode::Dcpo, AdvantageEstimator::Grpo, AdvantageOptions::default(), RolloutLogprobs::Policy, 0).unwrap();
         assert!(dcpo.fractures > 0, "the oracle prunes its context, so DCPO must see fractures");
         assert!(dcpo.segments.len() > trajs.len());
-        let err = collect(0, &trajs, 2, SegmentationMode::PrefixOnly, AdvantageEstimator::Grpo, AdvantageOptions::default(), 0);
+        let err = collect(0, &trajs, 2, SegmentationMode::PrefixOnly, AdvantageEstimator::Grpo, AdvantageOptions::default(), RolloutLogprobs::Policy, 0);
         assert!(matches!(err, Err(CollectError::Segment { .. })), "prefix_only refuses edited contexts");
     }
 }

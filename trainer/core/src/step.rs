@@ -13,7 +13,7 @@ use memrl_policies::PolicyError;
 use memrl_policies::train::optim::AdamW;
 
 use crate::advantage::{AdvantageEstimator, AdvantageOptions};
-use crate::collect::{CollectError, StepData, collect};
+use crate::collect::{CollectError, RolloutLogprobs, StepData, collect};
 use crate::learner::update::{LearnerError, UpdateReport, UpdateSettings, policy_update};
 use crate::metrics::{StepRecord, StepTimes, names, step_fields};
 use crate::policy::{RunBackend, inference_copy};
@@ -117,7 +117,9 @@ pub fn rl_step<B: RunBackend>(
     // 4. normalize rewards into advantages over each group, broadcast to every policy token.
     let t1 = Instant::now();
     let policy_version = step - 1;
-    let data = collect(step, &trajectories, s.group_size, s.segmentation, s.advantage, s.advantage_options, policy_version)?;
+    // The segments carry the log-probs of the distribution the learner scores (A5).
+    let logprobs = RolloutLogprobs::for_temperature(s.update.temperature);
+    let data = collect(step, &trajectories, s.group_size, s.segmentation, s.advantage, s.advantage_options, logprobs, policy_version)?;
     let collect_s = t1.elapsed().as_secs_f64();
 
     // 5. Update: micro-batches → log-probs → clipped surrogate (+ KL, entropy, TIS) → AdamW.

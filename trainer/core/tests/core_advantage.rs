@@ -2,7 +2,7 @@
 //! vectors aligned with every segment; GAE over segmented trajectories.
 
 use memrl_rl::advantage::{
-    AdvantageError, AdvantageEstimator, AdvantageOptions, TrajectoryOutcome, broadcast_to_segments, gae, gae_batch,
+    AdvantageError, AdvantageEstimator, AdvantageOptions, TrajectoryAdvantage, TrajectoryOutcome, broadcast_to_segments, gae, gae_batch,
     outcome_advantages, outcome_token_rewards,
 };
 use memrl_rl::segments::{Segment, SegmentationMode, TrajectoryRecorder};
@@ -61,8 +61,9 @@ fn masked_trajectories_are_removed_from_the_loss() {
     let tokens = broadcast_to_segments(&segs, &adv).unwrap();
     assert_eq!(tokens[0].loss_mask, vec![0, 0, 0, 0]);
     assert_eq!(tokens[1].loss_mask, vec![0, 0]);
-    // Trajectory 2 is alone in its group after masking: A = R = 1.
-    assert_eq!((tokens[2].loss_mask.clone(), tokens[2].advantages.clone()), (vec![1], vec![1.0]));
+    // Trajectory 2 is alone in its group after masking: no baseline, so no signal (A = 0, not
+    // A = R = 1, which would reward it only because its sibling ran out of budget).
+    assert_eq!((tokens[2].loss_mask.clone(), tokens[2].advantages.clone()), (vec![1], vec![0.0]));
 }
 
 #[test]
@@ -92,4 +93,38 @@ fn gae_chains_the_policy_tokens_of_a_trajectory_across_segments() {
     bad[1].pop();
     let err = gae_batch(&segs, &bad, &rewards, &outcomes, 0.9, 0.95, false).unwrap_err();
     assert_eq!(err, AdvantageError::LengthMismatch { what: "values[1]".into(), got: 1, expected: 2 });
+}
+
+fn outcome(id: u64, group: u64, reward: f64, truncated: bool) -> TrajectoryOutcome {
+    TrajectoryOutcome { trajectory_id: id, group_id: group, reward, truncated }
+}
+
+#[test]
+fn a_group_that_masking_reduces_to_one_gets_no_signal() {
+    // Group 0: [1 (kept), 0 (truncated), 0 (truncated)] → the survivor has no baseline: A = 0,
+    // not A = R = 1. Group 1 was played once (group_size 1): A = R as documented.
+    let outcomes = [outcome(1, 0, 1.0, false), outcome(2, 0, 0.0, true), outcome(3, 0, 0.0, true), outcome(4, 1, 0.7, false)];
+    for estimator in [AdvantageEstimator::Grpo, AdvantageEstimator::DrGrpo, AdvantageEstimator::Rloo] {
+        let a = outcome_advantages(estimator, &outcomes, AdvantageOptions::default()).unwrap();
+        assert_eq!(*a.get(1).unwrap(), TrajectoryAdvantage { group_id: 0, advantage: 0.0, masked: false }, "{estimator:?}");
+        assert_eq!(a.get(4).unwrap().advantage, 0.7, "{estimator:?}");
+    }
+    // REINFORCE++ normalises over the batch: masking two of four leaves two, a real baseline.
+    let a = outcome_advantages(AdvantageEstimator::ReinforcePp, &outcomes, AdvantageOptions::default()).unwrap();
+    assert!(a.get(1).unwrap().advantage > 0.0);
+    let lone = [outcome(1, 0, 1.0, false), outcome(2, 0, 0.0, true)];
+    let a = outcome_advantages(AdvantageEstimator::ReinforcePp, &lone, AdvantageOptions::default()).unwrap();
+    assert_eq!(a.get(1).unwrap().advantage, 0.0);
+}
+
+#[test]
+fn masking_is_on_by_default_and_eps_must_be_positive() {
+    assert!(AdvantageOptions::default().mask_overlong, "one default, the run config's");
+    let equal = [outcome(1, 0, 0.1, false), outcome(2, 0, 0.1, false), outcome(3, 0, 0.1, false)];
+    for eps in [0.0, -1e-6, f64::NAN] {
+        let e = outcome_advantages(AdvantageEstimator::Grpo, &equal, AdvantageOptions { eps, ..Default::default() });
+        assert!(matches!(e, Err(AdvantageError::InvalidEps(_))), "eps {eps}: {e:?}");
+    }
+    let a = outcome_advantages(AdvantageEstimator::Grpo, &equal, AdvantageOptions::default()).unwrap();
+    assert!(a.by_trajectory.values().all(|x| x.advantage.abs() < 1e-6), "equal rewards give (near) zero advantages");
 }

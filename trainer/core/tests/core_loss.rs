@@ -2,7 +2,7 @@
 //! and its analytical gradient against finite differences.
 
 use memrl_rl::loss::{
-    KlEstimator, LossAggregation, LossBatch, LossConfig, LossError, aggregation_weights, policy_loss,
+    KlEstimator, LossAggregation, LossBatch, LossConfig, LossError, SegmentWeighting, aggregation_weights, policy_loss,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,6 +44,8 @@ fn plain_config() -> LossConfig {
         kl_estimator: KlEstimator::K3,
         entropy_coef: 0.0,
         aggregation: LossAggregation::TokenMean,
+        segment_weighting: SegmentWeighting::Unweighted,
+        sum_norm_tokens: 1.0,
     }
 }
 
@@ -149,7 +151,7 @@ fn aggregation_modes_hand_computed() {
     for (mode, loss, weights) in cases {
         let out = policy_loss(&b, &LossConfig { aggregation: mode, ..plain_config() }).unwrap();
         assert!(close(out.loss, loss, 1e-12), "{mode:?}: {}", out.loss);
-        assert_vec_close(&aggregation_weights(mode, &b), &weights, 1e-15);
+        assert_vec_close(&aggregation_weights(&LossConfig { aggregation: mode, ..plain_config() }, &b), &weights, 1e-15);
         // dℓ/dnew = −A·ρ = −A, times the weight.
         let expected: Vec<f64> = weights.iter().zip(&b.advantages).map(|(w, a)| -w * a).collect();
         assert_vec_close(&out.grad_new_logprobs, &expected, 1e-12);
@@ -211,8 +213,12 @@ fn analytical_gradient_matches_finite_differences() {
             segment_ids: (0..n as u64).map(|i| i / 4).collect(),
             trajectory_ids: (0..n as u64).map(|i| i / 6).collect(),
         };
-        let aggregation =
-            [LossAggregation::TokenMean, LossAggregation::SeqMeanTokenMean, LossAggregation::TrajectoryMean][trial % 3];
+        let aggregation = [
+            LossAggregation::TokenMean,
+            LossAggregation::SeqMeanTokenMean,
+            LossAggregation::TrajectoryMean,
+            LossAggregation::DrGrpo,
+        ][trial % 4];
         let config = LossConfig {
             clip_low: 0.2,
             clip_high: 0.28,
@@ -222,6 +228,8 @@ fn analytical_gradient_matches_finite_differences() {
             kl_estimator: if trial % 2 == 0 { KlEstimator::K3 } else { KlEstimator::K1 },
             entropy_coef: 0.01,
             aggregation,
+            segment_weighting: if aggregation == LossAggregation::DrGrpo { SegmentWeighting::TrajectoryEqual } else { SegmentWeighting::Unweighted },
+            sum_norm_tokens: 5.0,
         };
         let out = policy_loss(&b, &config).unwrap();
         for t in 0..n {
@@ -277,10 +285,10 @@ fn micro_batches_with_mini_batch_weights_sum_to_the_whole() {
         trajectory_ids: b.trajectory_ids[r].to_vec(),
         ..Default::default()
     };
-    for mode in [LossAggregation::TokenMean, LossAggregation::SeqMeanTokenMean, LossAggregation::TrajectoryMean] {
-        let config = LossConfig { aggregation: mode, ..plain_config() };
+    for mode in [LossAggregation::TokenMean, LossAggregation::SeqMeanTokenMean, LossAggregation::TrajectoryMean, LossAggregation::DrGrpo] {
+        let config = LossConfig { aggregation: mode, sum_norm_tokens: 4.0, ..plain_config() };
         let full = policy_loss(&whole, &config).unwrap();
-        let w = aggregation_weights(mode, &whole);
+        let w = aggregation_weights(&config, &whole);
         let a = policy_loss_with_weights(&slice(&whole, 0..5), &config, w[..5].to_vec()).unwrap();
         let b = policy_loss_with_weights(&slice(&whole, 5..10), &config, w[5..].to_vec()).unwrap();
         assert!(close(a.loss + b.loss, full.loss, 1e-12), "{mode:?}");

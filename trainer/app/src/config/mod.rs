@@ -4,16 +4,16 @@
 //! Every struct denies unknown fields; errors name the file, the dotted key and the expected
 //! type. The resolved config (with `run.dir` filled in) serialises back to TOML for the run dir.
 
+mod algorithm;
 mod overrides;
 mod sections;
 
 use std::path::{Path, PathBuf};
 
+pub use algorithm::check_segmentation_fits_env;
 pub use overrides::{Override, apply_override, parse_override};
 pub use sections::*;
 
-use memrl_rl::advantage::AdvantageOptions;
-use memrl_rl::loss::LossConfig;
 use memrl_rl::schedule::Schedule;
 
 /// Errors from reading, overriding, typing or validating a configuration.
@@ -241,28 +241,8 @@ impl Config {
         if !(0.0..1.0).contains(&l.dropout) {
             return Err(invalid("policy.lora.dropout", l.dropout, "expected 0 <= dropout < 1"));
         }
-        Ok(())
-    }
-}
+        self.validate_algorithm()
 
-impl AlgorithmConfig {
-    /// The loss hyper-parameters (0 → None for the dual clip and the TIS cap).
-    pub fn loss_config(&self) -> LossConfig {
-        LossConfig {
-            clip_low: self.clip_low,
-            clip_high: self.clip_high,
-            dual_clip: (self.dual_clip != 0.0).then_some(self.dual_clip),
-            tis_cap: (self.tis_cap != 0.0).then_some(self.tis_cap),
-            kl_coef: self.kl_coef,
-            kl_estimator: self.kl_estimator,
-            entropy_coef: self.entropy_coef,
-            aggregation: self.loss_agg,
-        }
-    }
-
-    /// The options of the outcome advantage estimators.
-    pub fn advantage_options(&self) -> AdvantageOptions {
-        AdvantageOptions { eps: self.adv_eps, mask_overlong: self.mask_overlong }
     }
 }
 

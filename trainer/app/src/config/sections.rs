@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use memrl_rl::advantage::AdvantageEstimator;
-use memrl_rl::loss::{KlEstimator, LossAggregation};
+use memrl_rl::loss::{KlEstimator, LossAggregation, SegmentWeighting};
 use memrl_rl::schedule::ScheduleKind;
 use memrl_rl::segments::SegmentationMode;
 
@@ -228,11 +228,13 @@ pub struct RolloutConfig {
     pub batch_size: usize,
     /// Rollouts per task (one group); advantages are normalised within a group.
     pub group_size: usize,
-    /// Sampling temperature (0: greedy).
+    /// Sampling temperature, > 0: the learner scores tokens under softmax(logits / T) too, so
+    /// training stays on-policy at any T.
     pub temperature: f64,
-    /// Nucleus sampling mass (1: off).
+    /// Nucleus sampling mass; must be 1 (off) for RL: the learner does not score truncated
+    /// distributions.
     pub top_p: f64,
-    /// Keep only the k most likely tokens (0: off).
+    /// Keep only the k most likely tokens; must be 0 (off) for RL, as `top_p`.
     pub top_k: usize,
     /// Most tokens generated in one turn (per-turn budget, separate from the context budget).
     pub max_new_tokens: usize,
@@ -272,12 +274,14 @@ impl Default for RolloutConfig {
 pub struct AlgorithmConfig {
     /// `dcpo` (merge while the context extends, fracture otherwise), `per_turn`, or `prefix_only`.
     pub segmentation: SegmentationMode,
-    /// `grpo`, `dr_grpo`, `rloo`, `reinforce_pp`, or `gae` (needs a value head).
+    /// `grpo`, `dr_grpo`, `rloo` or `reinforce_pp` (`gae` is refused: PPO needs a value head,
+    /// not available yet). Dr. GRPO whole is `advantage = "dr_grpo"` with `loss_agg = "dr_grpo"`.
     pub advantage: AdvantageEstimator,
-    /// Added to the std when normalising advantages.
+    /// Added to the std when normalising advantages (must be > 0).
     pub adv_eps: f64,
-    /// Remove trajectories truncated by a budget from the statistics and the loss (SUPO) instead
-    /// of treating them as an ordinary low reward.
+    /// Remove trajectories that ended by a budget without completing (cut off by the rollout's
+    /// limits, or ended by the environment's turn or context budget) from the statistics and the
+    /// loss (SUPO) instead of treating them as an ordinary low reward.
     pub mask_overlong: bool,
     /// ε_low: the ratio is clipped below at 1 − clip_low.
     pub clip_low: f64,
@@ -293,11 +297,19 @@ pub struct AlgorithmConfig {
     pub kl_estimator: KlEstimator,
     /// Coefficient of the entropy bonus (0: off).
     pub entropy_coef: f64,
-    /// `token_mean`, `seq_mean_token_mean`, or `trajectory_mean`.
+    /// `token_mean`, `seq_mean_token_mean`, `trajectory_mean`, or `dr_grpo` (each sequence's
+    /// token sum divided by the constant `rollout.max_new_tokens`, mean over sequences: Dr. GRPO's
+    /// aggregation without length normalisation).
     pub loss_agg: LossAggregation,
-    /// GAE discount γ.
+    /// How a trajectory's DCPO segments share its weight under a sequence-level `loss_agg`
+    /// (`seq_mean_token_mean`, `dr_grpo`): `unweighted` (each segment is a sequence, MemAct's
+    /// behaviour), `trajectory_equal` (a trajectory's segments split one trajectory's share) or
+    /// `token_proportional` (`seq_mean_token_mean` only; equals `token_mean`). Other values than
+    /// `unweighted` are refused with `token_mean` and `trajectory_mean`, which do not see segments.
+    pub segment_weighting: SegmentWeighting,
+    /// GAE discount γ (read only by `gae`, which is not available yet: must stay 1).
     pub gamma: f64,
-    /// GAE λ.
+    /// GAE λ (read only by `gae`, which is not available yet: must stay 1).
     pub lam: f64,
 }
 
@@ -316,6 +328,7 @@ impl Default for AlgorithmConfig {
             kl_estimator: KlEstimator::K3,
             entropy_coef: 0.0,
             loss_agg: LossAggregation::TokenMean,
+            segment_weighting: SegmentWeighting::Unweighted,
             gamma: 1.0,
             lam: 1.0,
         }

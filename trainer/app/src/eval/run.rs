@@ -216,11 +216,8 @@ fn load_model(path: &Path, what: &str) -> anyhow::Result<LoadedModel> {
         bail!("{what} {}: no such file or directory", path.display());
     }
     let (model, tokenizer) = memrl_policies::load_policy(BurnBackend::flex(), path).with_context(|| format!("loading {what} {}", path.display()))?;
-    let stop = tokenizer
-        .token_to_id("<|im_end|>")
-        .or_else(|| model.config.eos_token_ids.first().copied())
-        .ok_or_else(|| anyhow!("{what} {}: no `<|im_end|>` token and no eos_token_id to end turns with", path.display()))?;
-    Ok(LoadedModel { model: Arc::new(model), tokenizer: Arc::new(tokenizer), stop_ids: vec![stop], name: path.display().to_string() })
+    let stop_ids = crate::train::policy::stop_ids_of(&tokenizer, &model.config.eos_token_ids, path, &format!("{what} {}", path.display()))?;
+    Ok(LoadedModel { model: Arc::new(model), tokenizer: Arc::new(tokenizer), stop_ids, name: path.display().to_string() })
 }
 
 /// Merges `over` into `base`, tables key by key.
@@ -357,7 +354,7 @@ pub fn evaluate(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
             let window = window.expect("set with the model");
             let engine = Engine::new(m.model.clone(), None, EngineConfig { max_batch: opts.batch.max(1), max_seq_len: window })?;
             let mut generator = EvalGenerator::new(engine, SamplingParams::greedy(), m.stop_ids.clone(), Some(bar.clone()));
-            let codec = TokenizerCodec::new((*m.tokenizer).clone(), false);
+            let codec = TokenizerCodec::detect((*m.tokenizer).clone());
             let per_turn = if matches!(the_plan, Plan::Agent) { opts.max_new_tokens } else { opts.answer_tokens };
             let limits = RolloutLimits { max_turns: 1_000_000, max_new_tokens: per_turn, max_context_tokens: window };
             let mut out = Vec::with_capacity(slots.len());

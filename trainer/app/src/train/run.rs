@@ -121,6 +121,7 @@ fn new_optimizer<B: RunBackend>(config: &Config) -> anyhow::Result<AdamW<B>> {
 /// for the keys in [`crate::train::state::RESUME_ALLOWED_KEYS`].
 pub fn train(config: &Config, mode: StartMode, progress: bool) -> anyhow::Result<TrainSummary> {
     config.validate().context("invalid configuration")?;
+    crate::config::check_segmentation_fits_env(config).context("invalid configuration")?;
     if config.rollout.workers > 0 {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (threads, warning) = crate::train::checks::rollout_threads(config.rollout.workers, cores);
@@ -401,7 +402,7 @@ impl<B: RunBackend> Run<'_, B> {
     pub(crate) fn settings(&self, lr: f64, seed: u64) -> UpdateSettings {
         let t = &self.config.trainer;
         UpdateSettings {
-            loss: self.config.algorithm.loss_config(),
+            loss: self.config.algorithm.loss_config(self.config.rollout.max_new_tokens),
             lr,
             grad_clip: t.grad_clip,
             micro_batch_tokens: t.micro_batch_tokens,
@@ -409,6 +410,7 @@ impl<B: RunBackend> Run<'_, B> {
             epochs: t.epochs_per_step,
             seed,
             pad_id: self.policy.pad_id,
+            temperature: self.config.rollout.temperature,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::metrics::MetricsLogger;
 use memrl_rl::rollout::context::ChatCodec;
 use memrl_rl::rollout::driver::{CompletionSource, play};
 use memrl_rl::segments::SegmentationMode;
-use memrl_rl::collect::collect;
+use memrl_rl::collect::{RolloutLogprobs, collect};
 use crate::train::backend::RunBackend;
 use crate::train::run::{Run, bar};
 
@@ -54,7 +54,7 @@ impl<B: RunBackend> Run<'_, B> {
         let source = CompletionSource::Scripted { kind, stop_id: self.policy.stop_ids[0] };
         let demos = play(envs, &self.policy.codec as &dyn ChatCodec, source, self.limits(), self.config.run.seed)?;
         let demo_reward = demos.iter().map(|t| t.reward()).sum::<f64>() / demos.len().max(1) as f64;
-        let data = collect(0, &demos, 1, SegmentationMode::Dcpo, Default::default(), Default::default(), 0)?;
+        let data = collect(0, &demos, 1, SegmentationMode::Dcpo, Default::default(), Default::default(), RolloutLogprobs::Policy, 0)?;
         let segments = data.segments;
         let per_step = s.batch_size.max(1);
         let total = segments.len().div_ceil(per_step) as u64 * s.epochs as u64;
@@ -71,6 +71,7 @@ impl<B: RunBackend> Run<'_, B> {
                 let mut settings = self.settings(lr, summary.steps);
                 settings.mini_batches = 1;
                 settings.epochs = 1;
+                settings.temperature = 1.0;
                 let r = sft_update(&mut self.policy.model, &mut self.optimizer, &batch, &settings)?;
                 log.log(
                     summary.steps + 1,

@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::loss::{LossAggregation, LossBatch, aggregation_weights};
+use crate::loss::{LossBatch, LossConfig, aggregation_weights};
 use crate::segments::Segment;
 
 /// Shuffles `0..n_segments` with `seed` and cuts it into `mini_batches` near-equal parts (the
@@ -104,18 +104,18 @@ impl MicroBatch {
     }
 }
 
-/// The aggregation weight of every position of every micro-batch of one mini-batch, computed
-/// over the whole mini-batch (so a token mean is the mean over all its tokens, however the
+/// The aggregation weight (under `config.aggregation` and `config.segment_weighting`) of every
+/// position of every micro-batch of one mini-batch, computed over the whole mini-batch (so a token mean is the mean over all its tokens, however the
 /// mini-batch was split for gradient accumulation). Segment ids must be unique across the
 /// micro-batches; [`MicroBatch::build`] uses indices into the step's segment list, which are.
-pub fn mini_batch_weights(mode: LossAggregation, micro_batches: &[MicroBatch]) -> Vec<Vec<f64>> {
+pub fn mini_batch_weights(config: &LossConfig, micro_batches: &[MicroBatch]) -> Vec<Vec<f64>> {
     let concat = LossBatch {
         mask: micro_batches.iter().flat_map(|m| m.loss_mask.iter().copied()).collect(),
         segment_ids: micro_batches.iter().flat_map(|m| m.segment_ids.iter().copied()).collect(),
         trajectory_ids: micro_batches.iter().flat_map(|m| m.trajectory_ids.iter().copied()).collect(),
         ..LossBatch::default()
     };
-    let all = aggregation_weights(mode, &concat);
+    let all = aggregation_weights(config, &concat);
     let mut out = Vec::with_capacity(micro_batches.len());
     let mut offset = 0;
     for m in micro_batches {
@@ -208,6 +208,11 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loss::LossAggregation;
+
+    fn agg(aggregation: LossAggregation) -> LossConfig {
+        LossConfig { aggregation, ..LossConfig::default() }
+    }
 
     #[test]
     fn mini_batches_partition_the_segments_deterministically() {
@@ -278,11 +283,11 @@ mod tests {
         // Every policy token of every segment carries loss exactly once.
         assert_eq!(a.loss_tokens() + b.loss_tokens(), 4);
         // Token mean over the whole mini-batch: every loss token weighs 1/4, whichever micro-batch holds it.
-        let w = mini_batch_weights(LossAggregation::TokenMean, &[a.clone(), b.clone()]);
+        let w = mini_batch_weights(&agg(LossAggregation::TokenMean), &[a.clone(), b.clone()]);
         let nonzero: Vec<f64> = w.iter().flatten().copied().filter(|&x| x > 0.0).collect();
         assert_eq!(nonzero, vec![0.25; 4]);
         // Per-segment mean: 3 segments, each segment's tokens share 1/3.
-        let w = mini_batch_weights(LossAggregation::SeqMeanTokenMean, &[a, b]);
+        let w = mini_batch_weights(&agg(LossAggregation::SeqMeanTokenMean), &[a, b]);
         let total: f64 = w.iter().flatten().sum();
         assert!((total - 1.0).abs() < 1e-12);
         assert!((w[1].iter().sum::<f64>() - 1.0 / 3.0).abs() < 1e-12);

@@ -4,3 +4,6 @@
 
 pub mod batch;
 pub mod update;
+
+#[cfg(test)]
+mod tests;

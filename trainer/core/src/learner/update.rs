@@ -11,7 +11,7 @@ use memrl_policies::train::TrainError;
 
 use crate::learner::batch::{MicroBatch, mini_batch_weights};
 use crate::loss::tensor::policy_loss_tensor;
-use crate::loss::{LossAggregation, LossBatch, LossConfig, LossDiagnostics, LossError};
+use crate::loss::{LossBatch, LossConfig, LossDiagnostics, LossError};
 use crate::segments::Segment;
 
 /// Why a learner update failed.
@@ -49,6 +49,10 @@ pub struct UpdateSettings {
     pub seed: u64,
     /// Padding token id.
     pub pad_id: u32,
+    /// The temperature the rollout sampled at: the learner's log-probs (new, old, reference,
+    /// entropy) are those of softmax(logits / T), the distribution the tokens were drawn from
+    /// (1: the untempered policy).
+    pub temperature: f64,
 }
 
 /// What an update did, for the metrics.
@@ -60,29 +64,42 @@ pub struct UpdateReport {
     pub skipped_steps: usize,
     /// Mean pre-clip gradient norm over the optimizer steps.
     pub grad_norm: f64,
-    /// Loss value summed over mini-batches, averaged over optimizer steps.
+    /// Loss of each mini-batch update (the sum over its micro-batches), averaged over the
+    /// mini-batch updates (mini-batches × epochs) whose loss was computed.
     pub loss: f64,
-    /// Token-weighted mean of the micro-batch diagnostics.
+    /// The loss terms (`pg_loss`, `kl_loss`, `entropy_loss`) averaged like `loss`; the rates
+    /// token-weighted over every micro-batch of every epoch; `tokens` as `loss_tokens`.
     pub diagnostics: LossDiagnostics,
-    /// Tokens that carried loss.
+    /// Tokens that carried loss: the batch's policy tokens, each counted once (not per epoch).
     pub loss_tokens: usize,
     /// Positions processed (padding included).
     pub positions: usize,
 }
 
-/// Per-position log-probs of the targets (`[rows * seq]`), and the per-position entropy of the
-/// predicted distribution when asked for, from one forward pass over `batch`.
-/// ([`memrl_policies::scoring::target_logprobs`] on the micro-batch's layout.)
-pub fn token_logprobs<B: Backend>(model: &Llama<B>, batch: &MicroBatch, with_entropy: bool) -> (B::Tensor, Option<B::Tensor>) {
-    target_logprobs(model, &batch.input_ids, &batch.target_ids, batch.rows, batch.seq, &batch.lengths, with_entropy)
+/// Per-position log-probs of the targets (`[rows * seq]`) under softmax(logits / `temperature`),
+/// and the per-position entropy of that distribution when asked for, from one forward pass over
+/// `batch`. ([`memrl_policies::scoring::target_logprobs`] on the micro-batch's layout.)
+pub fn token_logprobs<B: Backend>(
+    model: &Llama<B>,
+    batch: &MicroBatch,
+    with_entropy: bool,
+    temperature: f32,
+) -> (B::Tensor, Option<B::Tensor>) {
+    target_logprobs(model, &batch.input_ids, &batch.target_ids, batch.rows, batch.seq, &batch.lengths, with_entropy, temperature)
 }
 
 /// Runs the clipped policy-gradient update of `model` on `segments`.
 ///
 /// The old log-probs are the learner's own, before this update: with one mini-batch and one
 /// epoch they equal the new ones at the moment of the single step (computed in the same
-/// forward); otherwise a no-grad pass over the whole batch computes them first. The reference
-/// log-probs come from `reference` when a KL term is configured.
+/// forward); otherwise a no-grad pass over the whole batch computes them first, kept per
+/// segment ([`OldLogprobs`]) so that every later epoch's reshuffled layout finds its rows. The
+/// reference log-probs come from `reference` when a KL term is configured. All log-probs are
+/// taken at `s.temperature`.
+///
+/// The report's loss, `pg_loss`, `kl_loss` and `entropy_loss` are means over the mini-batch
+/// updates (mini-batches × epochs) whose loss was computed; `loss_tokens` counts the batch's
+/// policy tokens once.
 pub fn policy_update<M>(
     model: &mut Llama<M>,
     optimizer: &mut AdamW<M::Leaf>,
@@ -96,25 +113,28 @@ where
 {
     let needs_old_pass = s.mini_batches > 1 || s.epochs > 1;
     let with_entropy = s.loss.entropy_coef != 0.0;
+    let temperature = s.temperature as f32;
     let mut report = UpdateReport::default();
     let mut diag_acc = DiagAccumulator::default();
-    let mut old_cache: Vec<Vec<Vec<f64>>> = Vec::new();
+    let mut old_cache: Option<OldLogprobs> = None;
+    let mut measured = 0usize;
     for epoch in 0..s.epochs.max(1) {
         let plan = plan(segments, advantages, s, epoch);
-        if needs_old_pass && epoch == 0 {
-            old_cache = plan
-                .iter()
-                .map(|mini| mini.iter().map(|mb| detached_logprobs(model, mb)).collect())
-                .collect();
+        if epoch == 0 {
+            report.loss_tokens = plan.iter().flatten().map(MicroBatch::loss_tokens).sum();
+            if needs_old_pass {
+                old_cache = Some(OldLogprobs::compute(model, &plan, segments.len(), temperature));
+            }
         }
-        for (mi, mini) in plan.iter().enumerate() {
-            let weights = mini_batch_weights(s.loss.aggregation, mini);
+        for mini in &plan {
+            let weights = mini_batch_weights(&s.loss, mini);
             let mut accumulated: Option<ModelGrads<M::Leaf>> = None;
+            let mut mini_acc = DiagAccumulator::default();
             let mut loss_sum = 0.0;
             let mut poisoned = false;
-            for (k, (mb, w)) in mini.iter().zip(weights).enumerate() {
+            for (mb, w) in mini.iter().zip(weights) {
                 let b = &model.backend;
-                let (new_lp, entropy) = token_logprobs(model, mb, with_entropy);
+                let (new_lp, entropy) = token_logprobs(model, mb, with_entropy, temperature);
                 let new_host: Vec<f64> = b.to_vec(&new_lp).into_iter().map(f64::from).collect();
                 // A model that produces non-finite log-probs gets no update from this mini-batch
                 // (the NaN guard), rather than an error that would end the run.
@@ -124,9 +144,12 @@ where
                 }
                 let entropy_host: Vec<f64> =
                     entropy.as_ref().map(|e| b.to_vec(e).into_iter().map(f64::from).collect()).unwrap_or_default();
-                let old = if needs_old_pass { old_cache[mi][k].clone() } else { new_host.clone() };
+                let old = match &old_cache {
+                    Some(cache) => cache.for_batch(mb),
+                    None => new_host.clone(),
+                };
                 let ref_lp = match reference {
-                    Some(r) if s.loss.kl_coef != 0.0 => detached_logprobs(r, mb),
+                    Some(r) if s.loss.kl_coef != 0.0 => detached_logprobs(r, mb, temperature),
                     _ => Vec::new(),
                 };
                 let host = LossBatch {
@@ -142,8 +165,7 @@ where
                 };
                 let (loss, out) = policy_loss_tensor(b, new_lp, entropy, &host, &s.loss, w)?;
                 loss_sum += out.loss;
-                diag_acc.add(&out.diagnostics);
-                report.loss_tokens += out.diagnostics.tokens;
+                mini_acc.add(&out.diagnostics);
                 report.positions += mb.rows * mb.seq;
                 let grads = ModelGrads::from_backward(model, b.backward(&loss));
                 match &mut accumulated {
@@ -157,16 +179,50 @@ where
             }
             let Some(mut grads) = accumulated else { continue };
             report.loss += loss_sum;
+            diag_acc.merge(&mini_acc);
+            measured += 1;
             if step_optimizer(model, optimizer, &mut grads, s, &mut report)? {
                 report.optimizer_steps += 1;
             }
         }
     }
     let steps = (report.optimizer_steps + report.skipped_steps).max(1) as f64;
-    report.loss /= steps;
+    report.loss /= measured.max(1) as f64;
     report.grad_norm /= steps;
-    report.diagnostics = diag_acc.mean();
+    report.diagnostics = diag_acc.mean(measured, report.loss_tokens);
     Ok(report)
+}
+
+/// The old log-probs of every segment of a step (indexed like the step's segments, one value per
+/// input position of the segment's row), computed once before the first update. Rows are
+/// looked up by segment, so any later layout of the same segments (another epoch's shuffle,
+/// another packing) reads the right values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OldLogprobs(Vec<Vec<f64>>);
+
+impl OldLogprobs {
+    /// Computes the log-probs of every row of `plan` (detached, at `temperature`) and files them
+    /// by segment.
+    pub fn compute<B: Backend>(model: &Llama<B>, plan: &[Vec<MicroBatch>], segments: usize, temperature: f32) -> Self {
+        let mut rows = vec![Vec::new(); segments];
+        for mb in plan.iter().flatten() {
+            let lp = detached_logprobs(model, mb, temperature);
+            for (r, &seg) in mb.segment_of_row.iter().enumerate() {
+                rows[seg] = lp[r * mb.seq..r * mb.seq + mb.lengths[r]].to_vec();
+            }
+        }
+        Self(rows)
+    }
+
+    /// The old log-probs laid out as `mb` (`[rows * seq]`; 0 on padding).
+    pub fn for_batch(&self, mb: &MicroBatch) -> Vec<f64> {
+        let mut out = vec![0.0; mb.rows * mb.seq];
+        for (r, &seg) in mb.segment_of_row.iter().enumerate() {
+            let row = &self.0[seg];
+            out[r * mb.seq..r * mb.seq + row.len()].copy_from_slice(row);
+        }
+        out
+    }
 }
 
 /// Clips and applies the accumulated gradients; returns false (and counts a skip) when the
@@ -188,9 +244,9 @@ fn step_optimizer<M: TrainBackend>(
     Ok(true)
 }
 
-/// Target log-probs of a micro-batch without recording gradients (as f64).
-pub fn detached_logprobs<B: Backend>(model: &Llama<B>, mb: &MicroBatch) -> Vec<f64> {
-    let (lp, _) = token_logprobs(model, mb, false);
+/// Target log-probs of a micro-batch at `temperature` without recording gradients (as f64).
+pub fn detached_logprobs<B: Backend>(model: &Llama<B>, mb: &MicroBatch, temperature: f32) -> Vec<f64> {
+    let (lp, _) = token_logprobs(model, mb, false, temperature);
     let b = &model.backend;
     b.to_vec(&b.detach(lp)).into_iter().map(f64::from).collect()
 }
@@ -207,11 +263,11 @@ pub fn sft_update<M: TrainBackend>(
     let mut report = UpdateReport::default();
     let mut nll_sum = 0.0;
     for mini in plan(segments, &ones, s, 0) {
-        let weights = mini_batch_weights(LossAggregation::TokenMean, &mini);
+        let weights = mini_batch_weights(&LossConfig::default(), &mini);
         let mut accumulated: Option<ModelGrads<M::Leaf>> = None;
         for (mb, w) in mini.iter().zip(weights) {
             let b = &model.backend;
-            let (lp, _) = token_logprobs(model, mb, false);
+            let (lp, _) = token_logprobs(model, mb, false, 1.0);
             let n = mb.rows * mb.seq;
             let weights = b.tensor(w.iter().map(|&x| -x as f32).collect(), &[n]);
             let loss = b.sum_all(b.mul(lp, weights));
@@ -241,7 +297,8 @@ pub fn sft_update<M: TrainBackend>(
     Ok(report)
 }
 
-/// Token-weighted running mean of loss diagnostics over micro-batches.
+/// Running totals of loss diagnostics over micro-batches: the loss terms summed (a mini-batch's
+/// micro-batch terms add up to its loss terms), the rates token-weighted.
 #[derive(Default)]
 struct DiagAccumulator {
     tokens: f64,
@@ -277,12 +334,29 @@ impl DiagAccumulator {
         }
     }
 
-    fn mean(&self) -> LossDiagnostics {
+    /// Adds another accumulator's totals (a finished mini-batch's) to these.
+    fn merge(&mut self, other: &DiagAccumulator) {
+        self.tokens += other.tokens;
+        for (s, v) in self.sums.iter_mut().zip(other.sums) {
+            *s += v;
+        }
+        if let Some(k) = other.ref_kl {
+            *self.ref_kl.get_or_insert(0.0) += k;
+        }
+        if let Some(e) = other.entropy {
+            *self.entropy.get_or_insert(0.0) += e;
+        }
+    }
+
+    /// The diagnostics: loss terms averaged over `updates` mini-batch updates, rates over the
+    /// tokens seen, `tokens` set to `loss_tokens`.
+    fn mean(&self, updates: usize, loss_tokens: usize) -> LossDiagnostics {
         let t = self.tokens.max(1.0);
+        let u = updates.max(1) as f64;
         LossDiagnostics {
-            pg_loss: self.sums[0],
-            kl_loss: self.sums[1],
-            entropy_loss: self.sums[2],
+            pg_loss: self.sums[0] / u,
+            kl_loss: self.sums[1] / u,
+            entropy_loss: self.sums[2] / u,
             clip_frac_low: self.sums[3] / t,
             clip_frac_high: self.sums[4] / t,
             dual_clip_frac: self.sums[5] / t,
@@ -292,7 +366,7 @@ impl DiagAccumulator {
             tis_weight_mean: if self.tokens == 0.0 { 1.0 } else { self.sums[7] / t },
             tis_capped_frac: self.sums[9] / t,
             rollout_logprob_abs_diff: self.sums[8] / t,
-            tokens: self.tokens as usize,
+            tokens: loss_tokens,
         }
     }
 }
@@ -305,7 +379,7 @@ mod tests {
     use memrl_policies::train::tiny::{TinyPreset, init_tiny};
 
     use super::*;
-    use crate::loss::LossConfig;
+    use crate::learner::tests::settings;
 
     fn segment(trajectory_id: u64) -> Segment {
         Segment {
@@ -318,19 +392,6 @@ mod tests {
             loss_mask: vec![1, 1, 1],
             rollout_logprobs: vec![-2.0, -2.0, -2.0],
             policy_version: 0,
-        }
-    }
-
-    fn settings() -> UpdateSettings {
-        UpdateSettings {
-            loss: LossConfig::default(),
-            lr: 1e-2,
-            grad_clip: 1.0,
-            micro_batch_tokens: 64,
-            mini_batches: 1,
-            epochs: 1,
-            seed: 0,
-            pad_id: 0,
         }
     }
 

@@ -9,16 +9,16 @@
 //! - ratio ρ = exp(clamp(new − old, ±20))
 //! - clipped surrogate ℓ = max(−A·ρ, −A·clip(ρ, 1 − ε_low, 1 + ε_high))   (DAPO's two epsilons)
 //! - dual clip (only where A < 0): ℓ ← min(ℓ, −c·A)
-//! - truncated importance weight w = min(exp(old − rollout), C), a constant (no gradient), ℓ ← w·ℓ
+//! - truncated importance weight w = min(exp(clamp(old − rollout, ±20)), C), a constant (no
+//!   gradient), ℓ ← w·ℓ; a rollout log-prob of −inf is accepted and gives w = C
 //! - KL to the frozen reference, k1 = new − ref, or k3 = e^Δ − Δ − 1 with Δ = clamp(ref − new, ±20)
 //!   and the result clamped to ±10 (verl's `low_var_kl`); only k3 is clamped
 //! - entropy bonus: −α·H_t (H_t is an input; see [`LossOutput::grad_new_logprobs`])
 //! - per-token loss ℓ_t = w·ℓ + β·kl − α·H
 //!
-//! Aggregation ([`LossAggregation`]) turns per-token losses into one number with per-token weights
-//! that sum to 1 over masked tokens; the pg, KL and entropy terms share them.
-
-use std::collections::BTreeMap;
+//! Aggregation ([`LossAggregation`], with [`SegmentWeighting`]; see [`weights`]) turns per-token
+//! losses into one number with per-token weights (summing to 1 over masked tokens for every mode
+//! but `dr_grpo`); the pg, KL and entropy terms share them.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +27,10 @@ use crate::segments::Segment;
 
 pub mod reference;
 pub mod tensor;
+pub mod weights;
 
 pub use reference::{policy_loss, policy_loss_with_weights};
+pub use weights::{SegmentWeighting, aggregation_weights};
 
 /// How per-token losses are reduced to one scalar (one function per mode: [`aggregation_weights`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -43,6 +45,12 @@ pub enum LossAggregation {
     /// segments in the batch); trajectories with no masked token are skipped. Many-segment
     /// trajectories thus weigh as much as one-segment ones (Agent Lightning's `per_rollout_mean`).
     TrajectoryMean,
+    /// Dr. GRPO's aggregation without length normalisation: each sequence's token *sum*
+    /// divided by a constant C ([`LossConfig::sum_norm_tokens`]), averaged over sequences
+    /// (verl's `seq-mean-token-sum-norm`). A token's weight does not depend on its sequence's
+    /// length. Also accepted as `seq_mean_token_sum_norm`.
+    #[serde(alias = "seq_mean_token_sum_norm")]
+    DrGrpo,
 }
 
 /// Estimator of the KL divergence to the frozen reference policy.
@@ -77,10 +85,17 @@ pub struct LossConfig {
     pub entropy_coef: f64,
     /// Reduction of per-token losses.
     pub aggregation: LossAggregation,
+    /// How a trajectory's segments share its weight under a sequence-level aggregation
+    /// ([`weights`]).
+    pub segment_weighting: SegmentWeighting,
+    /// C of the `dr_grpo` aggregation: the constant each sequence's token sum is divided by
+    /// (the application sets the rollout's `max_new_tokens`); unused by the other modes.
+    pub sum_norm_tokens: f64,
 }
 
 impl Default for LossConfig {
-    /// verl's defaults: ε = 0.2/0.2, dual clip 3, TIS cap 2, no KL, no entropy, token mean.
+    /// verl's defaults: ε = 0.2/0.2, dual clip 3, TIS cap 2, no KL, no entropy, token mean,
+    /// unweighted segments, C = 1.
     fn default() -> Self {
         Self {
             clip_low: 0.2,
@@ -91,6 +106,8 @@ impl Default for LossConfig {
             kl_estimator: KlEstimator::K3,
             entropy_coef: 0.0,
             aggregation: LossAggregation::TokenMean,
+            segment_weighting: SegmentWeighting::Unweighted,
+            sum_norm_tokens: 1.0,
         }
     }
 }
@@ -217,6 +234,9 @@ pub enum LossError {
         /// The coefficient that needs it.
         coef: &'static str,
     },
+    /// Two settings that cannot be combined.
+    #[error("loss config: {0}")]
+    Incompatible(&'static str),
     /// A hyper-parameter is out of range.
     #[error("loss config `{field}` = {value}: {expected}")]
     InvalidConfig {
@@ -254,7 +274,8 @@ pub struct LossDiagnostics {
     pub tis_weight_mean: f64,
     /// Fraction of tokens whose importance weight hit the cap.
     pub tis_capped_frac: f64,
-    /// Mean of |old − rollout|, the learner/engine log-prob mismatch.
+    /// Mean of |clamp(old − rollout, ±20)|, the learner/engine log-prob mismatch (the clamp of
+    /// the TIS weight, so a −inf rollout log-prob counts 20).
     pub rollout_logprob_abs_diff: f64,
     /// Number of masked tokens.
     pub tokens: usize,
@@ -303,7 +324,35 @@ impl LossConfig {
                 return bad(field, value, "expected a finite value");
             }
         }
+        if !(self.sum_norm_tokens > 0.0 && self.sum_norm_tokens.is_finite()) {
+            return bad("sum_norm_tokens", self.sum_norm_tokens, "expected a finite value > 0");
+        }
+        if let Some(why) = self.incompatibility() {
+            return Err(LossError::Incompatible(why));
+        }
         Ok(())
+    }
+
+    /// Why the aggregation and the segment weighting cannot be combined, if they cannot (the
+    /// table in [`weights`]).
+    pub fn incompatibility(&self) -> Option<&'static str> {
+        use LossAggregation as A;
+        use SegmentWeighting as W;
+        match (self.aggregation, self.segment_weighting) {
+            (_, W::Unweighted) | (A::SeqMeanTokenMean, _) | (A::DrGrpo, W::TrajectoryEqual) => None,
+            (A::TokenMean, _) => Some(
+                "segment weighting has no effect with token_mean aggregation (a token mean does not see segments); \
+                 use seq_mean_token_mean or dr_grpo, or unweighted",
+            ),
+            (A::TrajectoryMean, _) => Some(
+                "segment weighting has no effect with trajectory_mean aggregation (each trajectory already has one share); \
+                 use seq_mean_token_mean or dr_grpo, or unweighted",
+            ),
+            (A::DrGrpo, W::TokenProportional) => Some(
+                "token_proportional segment weighting would weigh dr_grpo's sequences by their length, the normalisation \
+                 dr_grpo removes; use unweighted or trajectory_equal",
+            ),
+        }
     }
 }
 
@@ -342,43 +391,14 @@ pub(crate) fn check_inputs(batch: &LossBatch, config: &LossConfig) -> Result<(),
     ];
     for (field, values) in floats {
         for (index, &value) in values.iter().enumerate() {
-            if batch.mask[index] != 0 && !value.is_finite() {
+            // A rollout log-prob may be −inf (segmentation accepts it: a token the sampler
+            // reported at probability 0); it only enters the TIS weight and the log-prob gap,
+            // both through the clamp of old − rollout to ±20.
+            let allowed = field == "rollout_logprobs" && value == f64::NEG_INFINITY;
+            if batch.mask[index] != 0 && !value.is_finite() && !allowed {
                 return Err(LossError::NonFinite { field, index, value });
             }
         }
     }
     Ok(())
-}
-
-/// The aggregation weight of each token under `mode` (the single dispatch point over
-/// [`LossAggregation`]). Weights are 0 on unmasked tokens and sum to 1 (or are all 0 when no
-/// token is masked).
-pub fn aggregation_weights(mode: LossAggregation, batch: &LossBatch) -> Vec<f64> {
-    match mode {
-        LossAggregation::TokenMean => token_mean_weights(&batch.mask),
-        LossAggregation::SeqMeanTokenMean => grouped_mean_weights(&batch.mask, &batch.segment_ids),
-        LossAggregation::TrajectoryMean => grouped_mean_weights(&batch.mask, &batch.trajectory_ids),
-    }
-}
-
-/// token_mean: m_t / Σ m.
-fn token_mean_weights(mask: &[u8]) -> Vec<f64> {
-    let total = mask.iter().filter(|&&m| m != 0).count();
-    mask.iter().map(|&m| if m != 0 { 1.0 / total as f64 } else { 0.0 }).collect()
-}
-
-/// Mean over groups (segments or trajectories) of the group's token mean:
-/// m_t / (Σ_{g(t)} m · number of groups with a masked token).
-fn grouped_mean_weights(mask: &[u8], group_of: &[u64]) -> Vec<f64> {
-    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
-    for (&m, &g) in mask.iter().zip(group_of) {
-        if m != 0 {
-            *counts.entry(g).or_default() += 1;
-        }
-    }
-    let groups = counts.len() as f64;
-    mask.iter()
-        .zip(group_of)
-        .map(|(&m, g)| if m != 0 { 1.0 / (counts[g] as f64 * groups) } else { 0.0 })
-        .collect()
 }

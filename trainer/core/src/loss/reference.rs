@@ -62,13 +62,13 @@ fn kl_term(new: f64, reference: f64, estimator: KlEstimator) -> (f64, f64) {
 }
 
 /// Computes the loss, its gradient w.r.t. `new_logprobs`, and diagnostics, aggregating with
-/// `config.aggregation` over this batch.
+/// `config.aggregation` (and `config.segment_weighting`) over this batch.
 pub fn policy_loss(batch: &LossBatch, config: &LossConfig) -> Result<LossOutput, LossError> {
-    policy_loss_with_weights(batch, config, aggregation_weights(config.aggregation, batch))
+    policy_loss_with_weights(batch, config, aggregation_weights(config, batch))
 }
 
-/// Like [`policy_loss`] but with given per-token aggregation weights (`config.aggregation` is
-/// ignored). Use it for a micro-batch of a larger mini-batch: compute [`aggregation_weights`]
+/// Like [`policy_loss`] but with given per-token aggregation weights (`config.aggregation` and
+/// `config.segment_weighting` are ignored). Use it for a micro-batch of a larger mini-batch: compute [`aggregation_weights`]
 /// over the mini-batch once and pass each micro-batch its slice, so the micro-batch losses (and
 /// gradients) sum to the mini-batch's. Diagnostics stay token means over this batch.
 pub fn policy_loss_with_weights(
@@ -125,7 +125,7 @@ pub fn policy_loss_with_weights(
         sums[5] += entropy;
         sums[6] += tis;
         sums[7] += f64::from(u8::from(capped));
-        abs_diff += (old - batch.rollout_logprobs[t]).abs();
+        abs_diff += (old - batch.rollout_logprobs[t]).clamp(-20.0, 20.0).abs();
     }
     let mean = |x: f64| if tokens == 0 { 0.0 } else { x / tokens as f64 };
     let loss = pg_loss + config.kl_coef * kl_loss - config.entropy_coef * entropy_loss;

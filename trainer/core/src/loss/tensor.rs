@@ -82,7 +82,7 @@ mod tests {
     use memrl_policies::backend::burn_flex::BurnBackend;
 
     use super::*;
-    use crate::loss::{LossAggregation, aggregation_weights, policy_loss};
+    use crate::loss::{LossAggregation, SegmentWeighting, aggregation_weights, policy_loss};
 
     /// A hand-made batch exercising every branch: clipped high and low, dual clip, masked
     /// tokens, two segments of two trajectories, TIS weights above and below the cap.
@@ -101,10 +101,13 @@ mod tests {
     }
 
     fn check(config: &LossConfig) {
-        let host = batch();
+        check_on(batch(), config);
+    }
+
+    fn check_on(host: LossBatch, config: &LossConfig) {
         let b = BurnBackend::flex_autodiff();
         let new = b.param(host.new_logprobs.iter().map(|&x| x as f32).collect(), &[8]);
-        let weights = aggregation_weights(config.aggregation, &host);
+        let weights = aggregation_weights(config, &host);
         let (loss, reference) = policy_loss_tensor(&b, new.clone(), None, &host, config, weights).unwrap();
         let plain = policy_loss(&host, config).unwrap();
         assert!((plain.loss - reference.loss).abs() < 1e-12, "weights over one micro-batch = the plain loss");
@@ -128,8 +131,27 @@ mod tests {
         check(&LossConfig { tis_cap: Some(1.2), ..base });
         check(&LossConfig { kl_coef: 0.1, kl_estimator: KlEstimator::K1, ..base });
         check(&LossConfig { kl_coef: 0.1, kl_estimator: KlEstimator::K3, ..base });
-        for aggregation in [LossAggregation::TokenMean, LossAggregation::SeqMeanTokenMean, LossAggregation::TrajectoryMean] {
-            check(&LossConfig { aggregation, dual_clip: Some(3.0), kl_coef: 0.05, ..base });
+        for aggregation in
+            [LossAggregation::TokenMean, LossAggregation::SeqMeanTokenMean, LossAggregation::TrajectoryMean, LossAggregation::DrGrpo]
+        {
+            check(&LossConfig { aggregation, dual_clip: Some(3.0), kl_coef: 0.05, sum_norm_tokens: 7.0, ..base });
         }
+        for (aggregation, segment_weighting) in [
+            (LossAggregation::SeqMeanTokenMean, SegmentWeighting::TrajectoryEqual),
+            (LossAggregation::SeqMeanTokenMean, SegmentWeighting::TokenProportional),
+            (LossAggregation::DrGrpo, SegmentWeighting::TrajectoryEqual),
+        ] {
+            check(&LossConfig { aggregation, segment_weighting, sum_norm_tokens: 3.0, ..base });
+        }
+    }
+
+    #[test]
+    fn a_minus_infinity_rollout_log_prob_gets_the_capped_weight_in_both() {
+        let mut host = batch();
+        host.rollout_logprobs[1] = f64::NEG_INFINITY;
+        let out = policy_loss(&host, &LossConfig::default()).expect("a −inf rollout log-prob is legal");
+        assert!(out.loss.is_finite() && out.diagnostics.rollout_logprob_abs_diff.is_finite());
+        assert!(out.diagnostics.tis_capped_frac > 0.0);
+        check_on(host, &LossConfig::default());
     }
 }

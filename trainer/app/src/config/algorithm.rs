@@ -1,0 +1,143 @@
+//! The algorithm combinations a run cannot train with, refused when the config is validated
+//! (before the policy is built and before SFT), each naming the key to change; and the
+//! algorithm's derived settings (loss and advantage options).
+//!
+//! The check that needs the environment (`prefix_only` segmentation on an environment that
+//! edits its context) plays one oracle episode: [`check_segmentation_fits_env`], called by
+//! `memrl train` before SFT.
+
+use std::sync::Arc;
+
+use memrl_envs::env::{Next, ScriptedKind, Split, TaskId};
+use memrl_envs::tokens::WhitespaceCounter;
+use memrl_rl::advantage::{AdvantageEstimator, AdvantageOptions};
+use memrl_rl::loss::LossConfig;
+use memrl_rl::segments::SegmentationMode;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{AlgorithmConfig, Config, ConfigError, invalid};
+
+/// Most turns of the oracle episode [`check_segmentation_fits_env`] plays.
+const PROBE_TURNS: usize = 256;
+
+impl Config {
+    /// The algorithm combinations that cannot train, refused with the key to change.
+    pub(crate) fn validate_algorithm(&self) -> Result<(), ConfigError> {
+        let a = &self.algorithm;
+        if !(a.adv_eps > 0.0) {
+            return Err(invalid(
+                "algorithm.adv_eps",
+                a.adv_eps,
+                "expected a finite value > 0 (with 0, a group of equal rewards divides 0, or rounding noise, by 0)",
+            ));
+        }
+        if a.advantage == AdvantageEstimator::Gae {
+            return Err(invalid(
+                "algorithm.advantage",
+                "\"gae\"",
+                "PPO with GAE is not available yet (it needs a value head, which memrl does not have); \
+                 use \"grpo\", \"dr_grpo\", \"rloo\" or \"reinforce_pp\"",
+            ));
+        }
+        for (key, v) in [("algorithm.gamma", a.gamma), ("algorithm.lam", a.lam)] {
+            if v != 1.0 {
+                return Err(invalid(key, v, "only advantage = \"gae\" reads it, and gae is not available yet: leave it at 1"));
+            }
+        }
+        if let Some(why) = a.loss_config(self.rollout.max_new_tokens).incompatibility() {
+            return Err(invalid("algorithm.segment_weighting", format!("{:?} with loss_agg {:?}", a.segment_weighting, a.loss_agg), why));
+        }
+        // The learner scores tokens under softmax(logits / T), the distribution a rollout at
+        // temperature T samples from; top-k / top-p sampling draws from a truncated distribution
+        // the learner does not reproduce, and T = 0 (greedy) from none.
+        let r = &self.rollout;
+        if r.temperature == 0.0 {
+            return Err(invalid(
+                "rollout.temperature",
+                0,
+                "expected > 0 for RL rollouts: greedy decoding has no sampling distribution to train on-policy with \
+                 (the learner scores tokens at the rollout's temperature)",
+            ));
+        }
+        if r.top_p < 1.0 {
+            return Err(invalid(
+                "rollout.top_p",
+                r.top_p,
+                "expected 1 for RL rollouts: nucleus sampling draws from a truncated distribution the learner does not \
+                 score, which would train off-policy (use rollout.temperature to sharpen sampling)",
+            ));
+        }
+        if r.top_k > 0 {
+            return Err(invalid(
+                "rollout.top_k",
+                r.top_k,
+                "expected 0 for RL rollouts: top-k sampling draws from a truncated distribution the learner does not \
+                 score, which would train off-policy (use rollout.temperature to sharpen sampling)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses `algorithm.segmentation = "prefix_only"` on an environment whose contexts are not
+/// always extensions of the previous turn's (pruning, summaries, rebuilt chunks), which would end
+/// the run at the first such rollout. Plays one oracle episode of the training split and looks
+/// at each turn's context edit; an environment that cannot be built here is left to the run
+/// to report.
+pub fn check_segmentation_fits_env(config: &Config) -> Result<(), ConfigError> {
+    if config.algorithm.segmentation != SegmentationMode::PrefixOnly {
+        return Ok(());
+    }
+    let Ok(knobs) = serde_json::to_value(&config.env.options) else { return Ok(()) };
+    let Ok(mut env) = memrl_envs::registry::build_env(&config.env.name, knobs, Arc::new(WhitespaceCounter)) else {
+        return Ok(());
+    };
+    let seed = config.run.seed;
+    let Ok(mut turn) = env.reset(TaskId { split: Split::Train, index: 0 }, seed) else { return Ok(()) };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for _ in 0..PROBE_TURNS {
+        if turn.edit.is_fracture() {
+            return Err(ConfigError::Invalid {
+                key: "algorithm.segmentation",
+                value: format!("\"prefix_only\" with env.name = {:?}", config.env.name),
+                expected: "an environment whose contexts only grow; this one edits its context (its oracle episode has a \
+                           turn whose context does not extend the previous one): use \"dcpo\" or \"per_turn\"",
+            });
+        }
+        let Ok(completion) = env.scripted(ScriptedKind::Oracle, &mut rng) else { return Ok(()) };
+        match env.step(&completion) {
+            Ok(step) => match step.next {
+                Next::Continue(t) => turn = t,
+                Next::Done(_) => break,
+            },
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+impl AlgorithmConfig {
+    /// The loss hyper-parameters (0 → None for the dual clip and the TIS cap); `dr_grpo`'s
+    /// constant C is the rollout's `max_new_tokens` (verl's default loss scale: the response
+    /// length budget).
+    pub fn loss_config(&self, max_new_tokens: usize) -> LossConfig {
+        LossConfig {
+            clip_low: self.clip_low,
+            clip_high: self.clip_high,
+            dual_clip: (self.dual_clip != 0.0).then_some(self.dual_clip),
+            tis_cap: (self.tis_cap != 0.0).then_some(self.tis_cap),
+            kl_coef: self.kl_coef,
+            kl_estimator: self.kl_estimator,
+            entropy_coef: self.entropy_coef,
+            aggregation: self.loss_agg,
+            segment_weighting: self.segment_weighting,
+            sum_norm_tokens: max_new_tokens.max(1) as f64,
+        }
+    }
+
+    /// The options of the outcome advantage estimators.
+    pub fn advantage_options(&self) -> AdvantageOptions {
+        AdvantageOptions { eps: self.adv_eps, mask_overlong: self.mask_overlong }
+    }
+}
