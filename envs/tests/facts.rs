@@ -157,3 +157,27 @@ fn terse_prompt_plays_the_same_episodes_in_fewer_tokens() {
     let bad = FactsEnv::new(FactsKnobs { prompt: PromptStyle::Terse, memory_mode: MemoryMode::Overwrite, ..FactsKnobs::default() }, Arc::new(ByteApproxCounter::default()));
     assert!(bad.err().unwrap().to_string().contains("terse"));
 }
+
+#[test]
+fn one_question_per_turn_asks_each_question_alone_with_the_same_scores() {
+    let knobs = FactsKnobs { retraction_prob: 0.3, ..FactsKnobs::default() };
+    let mut all = env(knobs.clone());
+    let mut single = env(FactsKnobs { questions_per_turn: 1, ..knobs.clone() });
+    for kind in [ScriptedKind::Oracle, ScriptedKind::Heuristic, ScriptedKind::NoMemory] {
+        let (a, s) = (play(&mut all, kind, Split::Validation, 20, 1), play(&mut single, kind, Split::Validation, 20, 1));
+        for (a, s) in a.iter().zip(&s) {
+            // the same memory turns and answers, split over one answer turn per question
+            assert_eq!(a.end.reward, s.end.reward);
+            assert_eq!(s.trace.len(), a.trace.len() - 1 + knobs.questions);
+            let answer_turns = &s.trace[a.trace.len() - 1..];
+            for (i, turn) in answer_turns.iter().enumerate() {
+                let asked: Vec<&str> = turn.context[1].content.lines().filter(|l| l.starts_with('q')).collect();
+                assert_eq!(asked.len(), 1, "{asked:?}");
+                assert!(asked[0].starts_with(&format!("q{}:", i + 1)), "{asked:?}");
+                assert_eq!(turn.completion.matches("<tool_call>").count(), 1, "{}", turn.completion);
+            }
+        }
+    }
+    let bad = FactsEnv::new(FactsKnobs { questions_per_turn: 5, ..knobs }, Arc::new(ByteApproxCounter::default()));
+    assert!(bad.err().unwrap().to_string().contains("questions_per_turn"));
+}

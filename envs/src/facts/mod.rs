@@ -75,6 +75,9 @@ pub struct FactsKnobs {
     pub retraction_prob: f64,
     /// Questions at the end (distinct tracked keys).
     pub questions: usize,
+    /// Questions shown per answer turn (0: all at once). With 1, each answer turn asks the
+    /// next open question alone, so the question sits right before the reply.
+    pub questions_per_turn: usize,
     /// Statements per chunk.
     pub chunk_size: usize,
     /// Memory capacity in entries (bank mode).
@@ -115,6 +118,7 @@ impl Default for FactsKnobs {
             distractor_ratio: 1.0,
             retraction_prob: 0.0,
             questions: 4,
+            questions_per_turn: 0,
             chunk_size: 6,
             capacity: 4,
             memory_tokens: 32,
@@ -152,6 +156,9 @@ impl FactsKnobs {
         }
         if self.prompt == PromptStyle::Terse && self.memory_mode != MemoryMode::Bank {
             return err("prompt = \"terse\" needs memory_mode = \"bank\"".into());
+        }
+        if self.questions_per_turn > self.questions {
+            return err(format!("questions_per_turn must be at most questions = {} (0: all at once)", self.questions));
         }
         if self.updates_per_key > 64 {
             return err("updates_per_key must be at most 64".into());
@@ -272,7 +279,7 @@ impl FactsEnv {
             } else {
                 "All chunks have been shown. Answer each question with answer(question_id, text), using only your memory; answer \"unknown\" if it does not say.\n"
             });
-            for q in ep.sheet.open() {
+            for q in shown_questions(ep, k) {
                 body.push_str(&format!("{}: {}\n", q.id, q.text));
             }
             tools = &self.answer_tools;
@@ -339,6 +346,12 @@ impl FactsEnv {
             logs.push(answer_log(ep, pa.result));
         }
     }
+}
+
+/// The open questions an answer turn shows: all, or the first `questions_per_turn`.
+fn shown_questions<'a>(ep: &'a Episode, knobs: &FactsKnobs) -> impl Iterator<Item = &'a Question> {
+    let n = if knobs.questions_per_turn == 0 { usize::MAX } else { knobs.questions_per_turn };
+    ep.sheet.open().take(n)
 }
 
 /// Applies one memory op and returns its observation line.

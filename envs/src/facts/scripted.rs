@@ -169,7 +169,7 @@ pub(super) fn completion(kind: ScriptedKind, ep: &Episode, knobs: &FactsKnobs, c
         return actions.iter().map(Action::to_call_text).collect();
     }
     let mut out = String::new();
-    for q in ep.sheet.open() {
+    for q in super::shown_questions(ep, knobs) {
         let fq = ep.task.questions.iter().zip(&ep.sheet.questions).find(|(_, sq)| sq.id == q.id).map(|(fq, _)| fq);
         let text = match (kind, fq) {
             (ScriptedKind::NoMemory, _) | (_, None) => UNKNOWN.to_string(),
