@@ -25,7 +25,7 @@ fn tokenizer() -> TrainedTokenizer {
     let text: Vec<String> = (0..200)
         .map(|i| format!("<|im_start|>user\nNote {i}: the meeting moved to room {}.<|im_end|>\n<|im_start|>assistant\nmemory_add(\"room {}\")<|im_end|>", i % 13, i % 13))
         .collect();
-    train_bpe_tokenizer(text, &BpeTrainingConfig { vocab_size: 400, min_frequency: 2 }).unwrap()
+    train_bpe_tokenizer(text, &BpeTrainingConfig { vocab_size: 400, min_frequency: 2, ..BpeTrainingConfig::default() }).unwrap()
 }
 
 fn out_dir() -> (Option<tempfile::TempDir>, PathBuf) {

@@ -30,7 +30,7 @@ fn corpus() -> Vec<String> {
 
 #[test]
 fn training_is_deterministic_and_round_trips() {
-    let config = BpeTrainingConfig { vocab_size: 400, min_frequency: 2 };
+    let config = BpeTrainingConfig { vocab_size: 400, min_frequency: 2, ..BpeTrainingConfig::default() };
     let a = train_bpe_tokenizer(corpus(), &config).unwrap();
     let b = train_bpe_tokenizer(corpus(), &config).unwrap();
     assert_eq!(a.to_json().unwrap(), b.to_json().unwrap(), "same corpus, same tokenizer.json bytes");
@@ -50,7 +50,7 @@ fn training_is_deterministic_and_round_trips() {
     // A different corpus gives a different tokenizer.
     let c = train_bpe_tokenizer(corpus().into_iter().rev().take(50), &config).unwrap();
     assert_ne!(a.to_json().unwrap(), c.to_json().unwrap());
-    assert!(train_bpe_tokenizer(corpus(), &BpeTrainingConfig { vocab_size: 100, min_frequency: 2 }).is_err());
+    assert!(train_bpe_tokenizer(corpus(), &BpeTrainingConfig { vocab_size: 100, min_frequency: 2, ..BpeTrainingConfig::default() }).is_err());
 }
 
 #[test]
@@ -94,4 +94,25 @@ fn chatml_template_renders_exactly_as_smollm2s() {
             assert_eq!(got, want, "conversation {conv:?}, generation prompt {generation_prompt}");
         }
     }
+}
+
+#[test]
+fn isolated_spaces_give_a_word_one_spelling_wherever_it_stands() {
+    let attached = BpeTrainingConfig { vocab_size: 400, min_frequency: 2, ..BpeTrainingConfig::default() };
+    let isolated = BpeTrainingConfig { spaces: memrl_policies::train::bpe::SpaceHandling::Isolated, ..attached.clone() };
+    let (a, i) = (train_bpe_tokenizer(corpus(), &attached).unwrap(), train_bpe_tokenizer(corpus(), &isolated).unwrap());
+    // The same word after a space and after a quote: two spellings with attached spaces, one with isolated.
+    let word = |t: &memrl_policies::train::bpe::TrainedTokenizer, text: &str| t.encode(text).unwrap();
+    assert_ne!(word(&a, " Osaka"), word(&a, "\"Osaka")[1..].to_vec());
+    let (after_space, after_quote) = (word(&i, " Osaka"), word(&i, "\"Osaka"));
+    assert_eq!(after_space.len(), 2, "a space token, then the word: {after_space:?}");
+    assert_eq!(after_space[1..], after_quote[1..]);
+    for text in ["Zoë moved to Osaka. 🌈 ümlaut\ttab\n\nnew  lines", "{\"content\": \"Bob lives in Lima\"}", "  "] {
+        assert_eq!(i.decode(&i.encode(text).unwrap()).unwrap(), text);
+    }
+    // Saved and loaded back, the pre-tokenizer is the same.
+    let dir = tempfile::tempdir().unwrap();
+    i.save(dir.path()).unwrap();
+    let loaded = Tokenizer::from_hf_dir(dir.path()).unwrap();
+    assert_eq!(loaded.encode("\"Osaka", false).unwrap(), after_quote);
 }

@@ -16,6 +16,9 @@ use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::SplitDelimiterBehavior;
 use tokenizers::AddedToken;
 
 use crate::train::error::{Result, TrainError};
@@ -46,6 +49,20 @@ pub fn chatml_template() -> String {
     CHATML_TEMPLATE.to_string()
 }
 
+/// Where a space goes when text is cut into words before BPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpaceHandling {
+    /// GPT-2 / SmolLM2: a space joins the word after it, so `Vera` after a space (` Vera`) and
+    /// after a quote (`"Vera`) are different tokens.
+    #[default]
+    Attached,
+    /// Every whitespace character is a token of its own, so a word has one spelling in tokens
+    /// wherever it stands: copying it from a sentence into a tool-call argument is an identity
+    /// map, which random-init models learn far sooner than a per-word translation.
+    Isolated,
+}
+
 /// Tokenizer training settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BpeTrainingConfig {
@@ -53,12 +70,14 @@ pub struct BpeTrainingConfig {
     pub vocab_size: usize,
     /// A pair must occur at least this often to be merged.
     pub min_frequency: u64,
+    /// Where spaces go.
+    pub spaces: SpaceHandling,
 }
 
 impl Default for BpeTrainingConfig {
-    /// 1536 tokens, pairs seen at least twice.
+    /// 1536 tokens, pairs seen at least twice, spaces attached as in GPT-2.
     fn default() -> Self {
-        BpeTrainingConfig { vocab_size: 1536, min_frequency: 2 }
+        BpeTrainingConfig { vocab_size: 1536, min_frequency: 2, spaces: SpaceHandling::Attached }
     }
 }
 
@@ -93,7 +112,17 @@ where
     let mut trainer: TrainerWrapper = trainer.into();
     let mut tok = tokenizers::Tokenizer::new(BPE::default());
     // SmolLM2's: add_prefix_space = false, trim_offsets = true, use_regex = true.
-    tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+    let byte_level = ByteLevel::new(false, true, true);
+    match config.spaces {
+        SpaceHandling::Attached => {
+            tok.with_pre_tokenizer(Some(byte_level));
+        }
+        SpaceHandling::Isolated => {
+            let isolate = Split::new(SplitPattern::Regex(r"\s".into()), SplitDelimiterBehavior::Isolated, false)
+                .map_err(|e| TrainError::Tokenizer(format!("space splitter: {e}")))?;
+            tok.with_pre_tokenizer(Some(Sequence::new(vec![isolate.into(), byte_level.into()])));
+        }
+    }
     tok.with_decoder(Some(ByteLevelDecoder::default()));
     tok.train(&mut trainer, corpus.into_iter()).map_err(|e| TrainError::Tokenizer(e.to_string()))?;
     for (i, s) in SPECIAL_TOKENS.iter().enumerate() {

@@ -83,7 +83,7 @@ fn tiny_checkpoint(root: &Path) -> PathBuf {
             }
         }
     }
-    let tokenizer = train_bpe_tokenizer(corpus.iter().map(String::as_str), &BpeTrainingConfig { vocab_size: 700, min_frequency: 2 }).unwrap();
+    let tokenizer = train_bpe_tokenizer(corpus.iter().map(String::as_str), &BpeTrainingConfig { vocab_size: 700, min_frequency: 2, ..BpeTrainingConfig::default() }).unwrap();
     let model = init_tiny(BurnBackend::flex(), TinyPreset::L2D64, tokenizer.vocab_size(), 7).unwrap();
     let dir = root.join("runs/tiny/checkpoints/step-3");
     std::fs::create_dir_all(dir.parent().unwrap()).unwrap();

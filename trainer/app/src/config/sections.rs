@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use memrl_rl::advantage::AdvantageEstimator;
 use memrl_rl::loss::{KlEstimator, LossAggregation, SegmentWeighting};
+use memrl_policies::train::bpe::SpaceHandling;
 use memrl_rl::schedule::ScheduleKind;
 use memrl_rl::segments::SegmentationMode;
 
@@ -184,11 +185,22 @@ pub struct PolicyConfig {
     pub dtype: PolicyDtype,
     /// Low-rank adapters.
     pub lora: LoraConfig,
+    /// Tiny presets only: how the BPE tokenizer trained for the run treats spaces, `attached`
+    /// (GPT-2 / SmolLM2: ` Vera` and `"Vera` are different tokens) or `isolated` (every space a
+    /// token of its own, so a word copied into a tool-call argument keeps its token ids).
+    pub tokenizer_spaces: SpaceHandling,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        Self { model: "tiny".into(), backend: BackendKind::Burn, device: Device::Cpu, dtype: PolicyDtype::F32, lora: LoraConfig::default() }
+        Self {
+            model: "tiny".into(),
+            backend: BackendKind::Burn,
+            device: Device::Cpu,
+            dtype: PolicyDtype::F32,
+            lora: LoraConfig::default(),
+            tokenizer_spaces: SpaceHandling::Attached,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use memrl_envs::registry::build_env;
 use memrl_envs::tokens::WhitespaceCounter;
 use memrl_policies::model::Llama;
 use memrl_policies::tokenizer::Tokenizer;
-use memrl_policies::train::bpe::{BpeTrainingConfig, train_bpe_tokenizer};
+use memrl_policies::train::bpe::{BpeTrainingConfig, SpaceHandling, train_bpe_tokenizer};
 use memrl_policies::train::checkpoint::{CheckpointOptions, TokenizerFiles, save_checkpoint};
 use memrl_policies::train::optim::AdamW;
 use memrl_policies::train::tiny::{TinyPreset, init_tiny};
@@ -86,7 +86,8 @@ pub fn build_policy<B: RunBackend>(config: &Config, backend: B) -> anyhow::Resul
     if name.starts_with("tiny-") {
         let preset = TinyPreset::parse(name)?;
         let corpus = environment_corpus(config, 64).context("gathering environment text for the tokenizer")?;
-        let trained = train_bpe_tokenizer(corpus.iter().map(String::as_str), &BpeTrainingConfig::default())?;
+        let bpe = BpeTrainingConfig { spaces: config.policy.tokenizer_spaces, ..BpeTrainingConfig::default() };
+        let trained = train_bpe_tokenizer(corpus.iter().map(String::as_str), &bpe)?;
         let files = TokenizerFiles::from_trained(&trained)?;
         let dir = config.run_dir().join("tokenizer");
         files.write(&dir)?;
@@ -118,6 +119,13 @@ pub fn load_policy_checkpoint<B: RunBackend>(config: &Config, dir: &Path, backen
 /// The policy settings `memrl train` does not run yet, refused up front with the key to change.
 pub(crate) fn check_supported(config: &Config) -> anyhow::Result<()> {
     check_backend(config)?;
+    if config.policy.tokenizer_spaces != SpaceHandling::Attached && !config.policy.model.starts_with("tiny-") {
+        bail!(
+            "policy.tokenizer_spaces = {:?} applies to the tokenizer trained for a tiny preset; policy.model = {} brings its own tokenizer (remove the key)",
+            config.policy.tokenizer_spaces,
+            config.policy.model
+        );
+    }
     if config.policy.lora.enabled {
         bail!(
             "policy.lora.enabled = true: `memrl train` trains full weights only for now (LoRA exists in \
