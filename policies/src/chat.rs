@@ -156,7 +156,7 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_filter("tojson", tojson);
         env.add_template_owned("chat", source.to_string())
-            .map_err(|e| PolicyError::ChatTemplate(format!("does not compile: {e:#}")))?;
+            .map_err(|e| PolicyError::ChatTemplate(format!("does not compile: {e}")))?;
         Ok(ChatTemplate { env, source: source.to_string() })
     }
 
@@ -188,7 +188,7 @@ impl ChatTemplate {
             if e.kind() == ErrorKind::InvalidOperation {
                 PolicyError::ChatTemplate(format!("the template raised: {}", e.detail().unwrap_or("")))
             } else {
-                PolicyError::ChatTemplate(format!("render failed: {e:#}"))
+                PolicyError::ChatTemplate(format!("render failed: {e}"))
             }
         })
     }

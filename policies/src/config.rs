@@ -100,6 +100,14 @@ struct RawConfig {
     use_sliding_window: Option<bool>,
 }
 
+/// The largest size, count or dimension a config may give: far above any real model's, and
+/// small enough that products of two (a weight's element count) cannot overflow.
+const MAX_DIMENSION: usize = 1 << 24;
+
+fn too_large(origin: &str, name: &str, value: usize) -> PolicyError {
+    PolicyError::config(origin, format!("`{name}` = {value} is implausibly large (at most {MAX_DIMENSION}); is the file corrupt?"))
+}
+
 /// Architectures this decoder implements.
 const SUPPORTED: &[&str] = &["LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"];
 
@@ -127,6 +135,7 @@ impl LlamaConfig {
         let need = |v: Option<usize>, name: &str| -> Result<usize> {
             match v {
                 Some(0) => Err(PolicyError::config(origin, format!("`{name}` must be positive, got 0"))),
+                Some(x) if x > MAX_DIMENSION => Err(too_large(origin, name, x)),
                 Some(x) => Ok(x),
                 None => Err(PolicyError::config(origin, format!("missing required field `{name}`"))),
             }
@@ -157,6 +166,10 @@ impl LlamaConfig {
         if head_dim == 0 || head_dim % 2 != 0 {
             return Err(PolicyError::config(origin, format!("`head_dim` must be even and positive, got {head_dim}")));
         }
+        if head_dim > MAX_DIMENSION {
+            return Err(too_large(origin, "head_dim", head_dim));
+        }
+
         if let Some(act) = &raw.hidden_act {
             if act != "silu" {
                 return Err(PolicyError::config(origin, format!("`hidden_act` = `{act}` is not supported; expected `silu`")));
@@ -368,6 +381,16 @@ mod tests {
         let mut v = smol();
         v["rope_scaling"] = json!({"rope_type": "yarn", "factor": 4.0});
         assert!(LlamaConfig::from_hf_json(&v, "t").unwrap_err().to_string().contains("yarn"));
+    }
+
+    #[test]
+    fn implausibly_large_sizes_are_refused_before_anything_is_allocated() {
+        for key in ["num_hidden_layers", "vocab_size", "head_dim", "num_attention_heads"] {
+            let mut v = smol();
+            v[key] = json!(1u64 << 40);
+            let e = LlamaConfig::from_hf_json(&v, "t").unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("implausibly large"), "{e}");
+        }
     }
 
     #[test]

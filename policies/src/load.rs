@@ -34,7 +34,13 @@ pub fn detect_format(path: &Path) -> Result<ModelFormat> {
         }
         return Err(PolicyError::ModelPath { path: path.into(), message: "expected a .gguf file or a model directory".into() });
     }
-    Err(PolicyError::ModelPath { path: path.into(), message: "does not exist".into() })
+    let message = match std::fs::metadata(path) {
+        // A device, FIFO or socket: reading it would block, or give no model.
+        Ok(_) => "is not a regular file or directory (a device, FIFO or socket); expected a .gguf file or a model directory".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".into(),
+        Err(e) => format!("cannot be read: {e}"),
+    };
+    Err(PolicyError::ModelPath { path: path.into(), message })
 }
 
 /// The model configuration at `path`.
@@ -78,4 +84,21 @@ pub fn load_model<B: Backend>(backend: B, path: &Path) -> Result<Llama<B>> {
 /// Loads both model and tokenizer.
 pub fn load_policy<B: Backend>(backend: B, path: &Path) -> Result<(Llama<B>, Tokenizer)> {
     Ok((load_model(backend, path)?, load_tokenizer(path)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_files_are_not_said_to_be_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = detect_format(&dir.path().join("none.gguf")).unwrap_err().to_string();
+        assert!(missing.contains("does not exist"), "{missing}");
+        let null = detect_format(Path::new("/dev/null")).unwrap_err().to_string();
+        assert!(null.contains("/dev/null") && null.contains("not a regular file"), "{null}");
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(detect_format(&empty).unwrap_err().to_string().contains("no config.json"));
+    }
 }

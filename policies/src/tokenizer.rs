@@ -34,8 +34,11 @@ pub struct Tokenizer {
     pub pad: Option<(String, u32)>,
     /// Unknown token (text, id), if the model has one.
     pub unk: Option<(String, u32)>,
-    /// The chat template, if the model ships one.
+    /// The chat template, if the model ships one that compiles.
     pub chat_template: Option<ChatTemplate>,
+    /// Where `chat_template` came from (named in render errors) or, when it is None, why (the
+    /// file it was looked for in, or its compile error). Tokenizing never needs the template.
+    template_note: String,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -83,8 +86,13 @@ impl Tokenizer {
         let origin = path.display().to_string();
         let inner = tokenizers::Tokenizer::from_file(&path)
             .map_err(|e| PolicyError::Tokenizer { origin: origin.clone(), message: e.to_string() })?;
-        let mut tok = Tokenizer { inner, origin, bos: None, eos: None, pad: None, unk: None, chat_template: None };
         let cfg_path = dir.join("tokenizer_config.json");
+        let jinja_path = dir.join("chat_template.jinja");
+        let template_note = format!(
+            "{} has no tokenizer_config.json (nor chat_template.jinja) to take a chat template from",
+            dir.display()
+        );
+        let mut tok = Tokenizer { inner, origin, bos: None, eos: None, pad: None, unk: None, chat_template: None, template_note };
         if cfg_path.is_file() {
             let text = std::fs::read_to_string(&cfg_path).map_err(|e| PolicyError::io(&cfg_path, e))?;
             let cfg: Value =
@@ -120,9 +128,13 @@ impl Tokenizer {
                 }
             };
             // Newer HF repos keep the template in a separate chat_template.jinja.
-            let template = template.or_else(|| std::fs::read_to_string(dir.join("chat_template.jinja")).ok());
-            if let Some(t) = template {
-                tok.chat_template = Some(ChatTemplate::new(&t)?);
+            let template = match template {
+                Some(t) => Some((t, format!("{}: `chat_template`", cfg_path.display()))),
+                None => std::fs::read_to_string(&jinja_path).ok().map(|t| (t, jinja_path.display().to_string())),
+            };
+            tok.template_note = format!("{} has no `chat_template` (and there is no {})", cfg_path.display(), jinja_path.display());
+            if let Some((text, source)) = template {
+                tok.set_chat_template(&text, &source);
             }
         }
         Ok(tok)
@@ -213,19 +225,38 @@ impl Tokenizer {
                 None => Err(err(format!("`{key}` = {value:?} is not a token id of the {}-token vocabulary", tokens.len()))),
             }
         };
-        let chat_template = match crate::gguf::llama::chat_template(file) {
-            Some(t) => Some(ChatTemplate::new(&t)?),
-            None => None,
-        };
-        Ok(Tokenizer {
+        let template_note = format!("{origin} has no `tokenizer.chat_template`");
+        let mut tok = Tokenizer {
             bos: special("tokenizer.ggml.bos_token_id")?,
             eos: special("tokenizer.ggml.eos_token_id")?,
             pad: special("tokenizer.ggml.padding_token_id")?,
             unk: special("tokenizer.ggml.unknown_token_id")?,
             inner,
+            chat_template: None,
+            template_note,
             origin,
-            chat_template,
-        })
+        };
+        if let Some(t) = crate::gguf::llama::chat_template(file) {
+            let source = format!("{}: `tokenizer.chat_template`", tok.origin);
+            tok.set_chat_template(&t, &source);
+        }
+        Ok(tok)
+    }
+
+    /// Compiles `text` (from `source`, named in errors) as the chat template. A template that
+    /// does not compile is an error only where a chat is rendered, so `memrl tokenize` and
+    /// other template-free uses still work.
+    fn set_chat_template(&mut self, text: &str, source: &str) {
+        match ChatTemplate::new(text) {
+            Ok(t) => {
+                self.chat_template = Some(t);
+                self.template_note = source.to_string();
+            }
+            Err(e) => {
+                self.chat_template = None;
+                self.template_note = format!("{source}: {}", e.to_string().trim_start_matches("chat template: "));
+            }
+        }
     }
 
     /// Encodes text. `add_special_tokens` applies the tokenizer's post-processor (e.g. a BOS),
@@ -264,9 +295,7 @@ impl Tokenizer {
     /// Renders `messages` with the model's chat template (see [`ChatTemplate::render`]),
     /// passing this tokenizer's special tokens as `bos_token`, `eos_token`, ...
     pub fn apply_chat_template(&self, messages: &[Value], tools: Option<&[Value]>, add_generation_prompt: bool) -> Result<String> {
-        let template = self.chat_template.as_ref().ok_or_else(|| {
-            PolicyError::ChatTemplate(format!("{} has no chat template", self.origin))
-        })?;
+        let template = self.chat_template.as_ref().ok_or_else(|| PolicyError::ChatTemplate(self.template_note.clone()))?;
         let special = |t: &Option<(String, u32)>| t.as_ref().map(|(s, _)| s.clone());
         let tokens = crate::chat::SpecialTokens {
             bos_token: special(&self.bos),
@@ -274,7 +303,10 @@ impl Tokenizer {
             pad_token: special(&self.pad),
             unk_token: special(&self.unk),
         };
-        template.render(messages, tools, add_generation_prompt, &tokens)
+        template.render(messages, tools, add_generation_prompt, &tokens).map_err(|e| match e {
+            PolicyError::ChatTemplate(m) => PolicyError::ChatTemplate(format!("{}: {m}", self.template_note)),
+            other => other,
+        })
     }
 
     /// Renders and tokenizes a conversation the way transformers' `apply_chat_template(tokenize=True)`
@@ -315,6 +347,41 @@ impl Tokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A two-token tokenizer.json, and a tokenizer_config.json with `chat_template` when given.
+    fn hf_dir(template: Option<&str>) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let tok = serde_json::json!({
+            "version": "1.0", "added_tokens": [], "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "vocab": {"h": 0, "i": 1}, "merges": []}
+        });
+        std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
+        if let Some(t) = template {
+            std::fs::write(dir.path().join("tokenizer_config.json"), serde_json::json!({"chat_template": t}).to_string()).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_missing_or_broken_chat_template_blames_its_file_and_spares_tokenizing() {
+        let msgs = [serde_json::json!({"role": "user", "content": "hi"})];
+        let missing = hf_dir(None);
+        let tok = Tokenizer::from_hf_dir(missing.path()).unwrap();
+        let e = tok.apply_chat_template(&msgs, None, true).unwrap_err().to_string();
+        assert!(e.contains("no tokenizer_config.json") && !e.contains("tokenizer.json "), "{e}");
+
+        let broken = hf_dir(Some("{% for m in messages %}{{ m.content }"));
+        let tok = Tokenizer::from_hf_dir(broken.path()).expect("a broken template does not stop the tokenizer");
+        assert_eq!(tok.encode("hi", false).unwrap(), vec![0, 1]);
+        let e = tok.apply_chat_template(&msgs, None, true).unwrap_err().to_string();
+        let cfg = broken.path().join("tokenizer_config.json").display().to_string();
+        assert!(e.contains(&cfg) && e.contains("does not compile") && e.lines().count() == 1, "{e}");
+
+        let raises = hf_dir(Some("{{ raise_exception('no system role') }}"));
+        let e = Tokenizer::from_hf_dir(raises.path()).unwrap().apply_chat_template(&msgs, None, true).unwrap_err().to_string();
+        assert!(e.contains("tokenizer_config.json: `chat_template`") && e.contains("no system role"), "{e}");
+    }
 
     #[test]
     fn byte_table_matches_gpt2() {

@@ -115,6 +115,7 @@ impl TensorSource for SafetensorsSource {
                 return Err(PolicyError::weights(&file, name, format!("dtype {other:?} is not supported; expected F32, F16 or BF16")));
             }
         };
+        check_finite(&file, name, &data)?;
         Ok(Some(HostTensor { shape: view.shape().to_vec(), data }))
     }
 
@@ -142,11 +143,27 @@ impl GgufSource {
 
 impl TensorSource for GgufSource {
     fn take(&mut self, name: &str) -> Result<Option<HostTensor>> {
-        Ok(self.tensors.remove(name))
+        let tensor = self.tensors.remove(name);
+        if let Some(t) = &tensor {
+            check_finite(&self.path, name, &t.data)?;
+        }
+        Ok(tensor)
     }
     fn file_of(&self, _name: &str) -> PathBuf {
         self.path.clone()
     }
+}
+
+/// Refuses a tensor read from `file` that holds NaN or Inf: such weights make every output NaN,
+/// so generation and evaluation would run and mean nothing. (Weights built in memory, such as
+/// a training step's inference copy, are not checked here.)
+fn check_finite(file: &Path, name: &str, data: &[f32]) -> Result<()> {
+    let bad = data.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        let message = format!("{bad} of {} values are NaN or infinite; the model cannot produce meaningful output", data.len());
+        return Err(PolicyError::weights(file, name, message));
+    }
+    Ok(())
 }
 
 /// Takes a required tensor and checks its shape.
@@ -198,7 +215,9 @@ pub fn build_llama<B: Backend>(backend: B, config: LlamaConfig, src: &mut dyn Te
         Ok(Linear { weight, bias })
     };
     let embed_host = required(src, "model.embed_tokens.weight", &[v, dm])?;
-    let mut layers = Vec::with_capacity(c.num_hidden_layers);
+    // Not `with_capacity(num_hidden_layers)`: a corrupt config's count must not allocate before
+    // the file is found to lack the layers.
+    let mut layers = Vec::new();
     for i in 0..c.num_hidden_layers {
         let p = format!("model.layers.{i}");
         layers.push(DecoderLayer {

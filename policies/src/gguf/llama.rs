@@ -178,7 +178,7 @@ pub fn hf_tensors(file: &GgufFile) -> Result<Vec<HfTensor>, GgufError> {
     for info in file.tensor_infos() {
         let name = hf_name(&info.name).ok_or_else(|| GgufError::Malformed {
             path: file.path().to_path_buf(),
-            what: format!("tensor `{}`: not a tensor of a Llama-family model", info.name),
+            what: format!("tensor `{}`: not a tensor of a Llama-family model", super::printable(&info.name, super::MAX_QUOTED_CHARS)),
         })?;
         let mut data = file.read_tensor_f32(&info.name)?;
         if arch == "llama" {

@@ -286,7 +286,7 @@ impl GgufFile {
             }
             let dtype = GgmlType::from_u32(ty).ok_or_else(|| GgufError::UnsupportedType {
                 path: path.to_path_buf(),
-                name: name.clone(),
+                name: printable(&name, MAX_QUOTED_CHARS),
                 ty: ty.to_string(),
             })?;
             let mut n_elements: u64 = 1;
@@ -402,6 +402,19 @@ impl GgufFile {
     }
 }
 
+/// The most characters of a corrupt file's bytes an error quotes (a damaged length can turn
+/// megabytes of tensor data into a "name").
+pub(crate) const MAX_QUOTED_CHARS: usize = 300;
+
+/// `text` with control characters escaped and cut after `max` characters.
+pub(crate) fn printable(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect();
+    if text.chars().nth(max).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
 fn short_debug(v: &MetaValue) -> String {
     let s = format!("{v:?}");
     if s.len() > 80 { format!("{}…", &s[..s.floor_char_boundary(80)]) } else { s }
@@ -417,7 +430,7 @@ struct HeaderReader {
 
 impl HeaderReader {
     fn malformed(&self, what: String) -> GgufError {
-        GgufError::Malformed { path: self.path.clone(), what }
+        GgufError::Malformed { path: self.path.clone(), what: printable(&what, MAX_QUOTED_CHARS) }
     }
 
     fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), GgufError> {

@@ -64,6 +64,12 @@ fn refusals_name_the_key_and_touch_nothing() {
         format!("name = \"huge\"\nbase = \"{}\"\nseeds = [{}]\n[grid]\n\"trainer.lr\" = [{}]\n", s(&cfg), seeds.join(", "), lrs.join(", ")),
     )
     .unwrap();
+    // The default metric, eval/reward, is never logged by a base config without evaluation.
+    let unlogged = root.join("unlogged-metric.toml");
+    std::fs::write(&unlogged, format!("name = \"unlogged\"\nbase = \"{}\"\n", s(&cfg))).unwrap();
+    // A FIFO given as a model: opening it would block until a writer came.
+    let fifo = root.join("model.gguf");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let keep = snapshot(&[&work.join("thesis.tex"), &copy.join("README.md"), &copy.join("config.toml"), &preds, &data, &ckpt.join("config.json")]);
 
     let (cfg, preds_s, data_s, ckpt_s) = (s(&cfg), s(&preds), s(&data), s(&ckpt));
@@ -98,6 +104,7 @@ fn refusals_name_the_key_and_touch_nothing() {
         // An environment knob of the wrong type is named.
         (["env", "play", "--env", "facts", "--policy", "oracle", "--set", "chunk_size=\"many\""].map(String::from).to_vec(), vec!["chunk_size", "invalid type"]),
         (vec!["sweep".into(), s(&sweep)], vec!["huge-sweep.toml", "grid", "10100 trials"]),
+        (vec!["sweep".into(), s(&unlogged)], vec!["unlogged-metric.toml", "`metric`", "never be logged", "eval.episodes = 0"]),
         // Configs that cannot run, refused naming the key.
         (vec!["train".into(), cfg.clone(), "--set".into(), "eval.split=bogus".into()], vec!["eval.split", "bogus"]),
         (
@@ -105,6 +112,9 @@ fn refusals_name_the_key_and_touch_nothing() {
             vec!["rollout.max_context_tokens", "window"],
         ),
         (["generate", "--model", "m.gguf", "--prompt", "hi", "--max-tokens", "0"].map(String::from).to_vec(), vec!["--max-tokens"]),
+        // Special files as a model: said to be what they are, not "does not exist".
+        (["generate", "--model", "/dev/null", "--prompt", "hi"].map(String::from).to_vec(), vec!["/dev/null", "not a regular file"]),
+        (vec!["tokenize".into(), "--model".into(), s(&fifo), "hi".into()], vec!["model.gguf", "FIFO"]),
     ];
     for (args, needles) in &cases {
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -231,4 +241,50 @@ fn a_missing_metrics_line_is_redone_on_resume_and_plots_are_cosmetic() {
     let steps: Vec<u64> = memrl_trainer::metrics::read_metrics(&metrics).unwrap().iter().map(|r| r.step).collect();
     assert_eq!(steps, [1, 2, 3], "step 3 was redone, not skipped");
     assert!(String::from_utf8_lossy(&out.stdout).contains("resumed from    step 2"));
+}
+
+#[test]
+fn a_sweep_without_grid_summarises_and_an_unlogged_metric_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base.toml");
+    std::fs::write(&base, config_text(&tmp.path().join("unused"), 1)).unwrap();
+    let sweep = tmp.path().join("sweep.toml");
+    std::fs::write(&sweep, "name = \"plain\"\nbase = \"base.toml\"\nmetric = \"reward/typo\"\n").unwrap();
+    let out = memrl(tmp.path(), &["sweep", sweep.to_str().unwrap(), "--quiet"]);
+    let e = stderr(&out);
+    assert!(!out.status.success(), "a summary of dashes is not a success: {e}");
+    assert!(e.contains("`reward/typo`") && e.contains("it logged: ") && e.contains("reward/mean"), "{e}");
+    let md = std::fs::read_to_string(tmp.path().join("sweeps/plain/summary.md")).unwrap();
+    for table in md.split("\n\n").filter(|block| block.starts_with('|')) {
+        let widths: Vec<usize> = table.lines().map(|l| l.matches('|').count()).collect();
+        assert!(widths.iter().all(|&w| w == widths[0]), "a ragged table: {table}");
+    }
+    assert!(md.contains("| setting | finished |"), "{md}");
+}
+
+#[test]
+fn a_broken_chat_template_is_blamed_on_its_file_and_spares_tokenize() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::write(model.join("config.json"), "{}").unwrap();
+    let tokenizer = r#"{"version": "1.0", "added_tokens": [], "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}, "model": {"type": "BPE", "vocab": {"h": 0, "i": 1}, "merges": []}}"#;
+    std::fs::write(model.join("tokenizer.json"), tokenizer).unwrap();
+    std::fs::write(model.join("tokenizer_config.json"), r#"{"chat_template": "{% for m in messages %}{{ m.content }"}"#).unwrap();
+    let out = memrl(tmp.path(), &["tokenize", "--model", model.to_str().unwrap(), "hi", "--json"]);
+    assert!(out.status.success(), "tokenize needs no chat template: {}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[0,1]"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn settings_that_make_training_a_no_op_are_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("train.toml");
+    std::fs::write(&cfg, config_text(&tmp.path().join("run"), 1)).unwrap();
+    let args = ["train", cfg.to_str().unwrap(), "--quiet", "--set", "rollout.max_context_tokens=8", "--set", "rollout.group_size=1"];
+    let out = memrl(tmp.path(), &args);
+    let e = stderr(&out);
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(e.contains("warning: rollout.max_context_tokens = 8 is smaller than the first prompt"), "{e}");
+    assert!(e.contains("warning: rollout.group_size = 1"), "{e}");
 }

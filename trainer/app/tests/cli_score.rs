@@ -194,7 +194,8 @@ fn locomo_prediction_errors_are_one_line_and_name_the_line() {
             &[
                 "preds.jsonl:2:",
                 "duplicate prediction for mini-1 qa_index 0",
-                "line 1",
+                "first given at",
+                "preds.jsonl:1)",
             ],
         ),
     ];
@@ -206,6 +207,25 @@ fn locomo_prediction_errors_are_one_line_and_name_the_line() {
     }
     let output = score_mini(dir.path(), &dir.path().join("absent.jsonl"), &[]);
     assert_one_line_error(&output, &["absent.jsonl: cannot read"]);
+}
+
+/// A byte-order mark (Windows editors) is skipped; a JSON array of entries is read like JSONL,
+/// and an error in it names the entry.
+#[test]
+fn locomo_predictions_with_a_bom_or_as_a_json_array_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = r#"{"sample_id": "mini-1", "qa_index": 0, "prediction": "x"}"#;
+    let predictions = dir.path().join("preds.jsonl");
+    std::fs::write(&predictions, format!("\u{feff}{line}\n")).unwrap();
+    let with_bom = score_mini(dir.path(), &predictions, &[]);
+    assert!(with_bom.status.success(), "{}", text(&with_bom.stderr));
+    std::fs::write(&predictions, format!("\u{feff}[{line}]")).unwrap();
+    let array = score_mini(dir.path(), &predictions, &[]);
+    assert!(array.status.success(), "{}", text(&array.stderr));
+    assert_eq!(with_bom.stdout, array.stdout);
+    std::fs::write(&predictions, format!("[{line}, {{\"sample_id\": \"mini-1\"}}]")).unwrap();
+    let output = score_mini(dir.path(), &predictions, &[]);
+    assert_one_line_error(&output, &["preds.jsonl", "$[1]", "missing field", "expected a JSON array of {\"sample_id\""]);
 }
 
 /// The recipe "gold_plus_noise" of scripts/reference/locomo_score.py.

@@ -65,7 +65,7 @@ fn start_sweep(cwd: &Path) -> (Child, u32) {
 fn signals_to_the_sweep_reach_its_trials() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("base.toml"), base()).unwrap();
-    std::fs::write(tmp.path().join("sweep.toml"), "name = \"long\"\nbase = \"base.toml\"\n").unwrap();
+    std::fs::write(tmp.path().join("sweep.toml"), "name = \"long\"\nbase = \"base.toml\"\nmetric = \"reward/mean\"\n").unwrap();
 
     // SIGTERM: forwarded; the sweep waits for the trial, then says how to resume.
     let (sweep, trial) = start_sweep(tmp.path());

@@ -25,7 +25,7 @@ use super::data::{
 /// Arguments of `memrl score`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Predictions:\n  \
-LoCoMo (official token-F1 scorer): JSONL, one line per question:\n    \
+LoCoMo (official token-F1 scorer): JSONL, one line per question (or a JSON array):\n    \
 {\"sample_id\": \"conv-26\", \"qa_index\": 0, \"prediction\": \"...\"}\n  \
 qa_index is the position in that conversation's qa list.\n  \
 LongMemEval: JSONL (or a JSON array) of {\"question_id\": ..., \"hypothesis\": ...}; the score\n  \
@@ -34,7 +34,7 @@ pub struct ScoreArgs {
     /// Which benchmark the predictions answer.
     #[arg(long, value_enum)]
     bench: Bench,
-    /// The predictions file (JSONL; format below).
+    /// The predictions file (JSONL or a JSON array; format below).
     #[arg(long, value_name = "FILE")]
     predictions: PathBuf,
     /// The benchmark data. LoCoMo defaults to `$MEMRL_DATA_DIR/locomo/locomo10.json`, then
@@ -67,8 +67,32 @@ fn check_out(args: &ScoreArgs, data_path: &Path) -> anyhow::Result<()> {
 
 /// Reads a whole text file with a one-line error naming it.
 fn read_text(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|error| anyhow::anyhow!("{}: cannot read: {error}", path.display()))
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| anyhow::anyhow!("{}: cannot read: {error}", path.display()))?;
+    // Editors on Windows start UTF-8 files with a byte-order mark; it is not JSON.
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
+}
+
+/// The entries of a predictions file, each with where it is (`file:line`, or `file: $[i]`):
+/// JSONL, one object per line, or one JSON array of such objects. `expected` describes an
+/// entry in errors.
+fn read_entries<T: DeserializeOwned>(path: &Path, expected: &str) -> anyhow::Result<Vec<(String, T)>> {
+    let text = read_text(path)?;
+    if text.trim_start().starts_with('[') {
+        let list: Vec<T> = parse_json(&text)
+            .map_err(|message| anyhow::anyhow!("{}: {message}; expected a JSON array of {expected}, or JSONL", path.display()))?;
+        return Ok(list.into_iter().enumerate().map(|(i, e)| (format!("{}: $[{i}]", path.display()), e)).collect());
+    }
+    let mut entries = Vec::new();
+    for (line_number, line) in jsonl_lines(&text) {
+        let entry: T = parse_json(line)
+            .map_err(|message| anyhow::anyhow!("{}:{line_number}: {message}; expected {expected}", path.display()))?;
+        entries.push((format!("{}:{line_number}", path.display()), entry));
+    }
+    Ok(entries)
 }
 
 /// Parses one JSON document (a JSONL line or a whole file) into `T`; the error says where
@@ -136,23 +160,17 @@ fn read_locomo_predictions(
     path: &Path,
     data: &LocomoDataset,
 ) -> anyhow::Result<HashMap<(usize, usize), String>> {
-    let text = read_text(path)?;
     let sample_position: HashMap<&str, usize> = data
         .samples
         .iter()
         .enumerate()
         .map(|(i, s)| (s.sample_id.as_str(), i))
         .collect();
-    let mut first_line: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut first_at: HashMap<(usize, usize), String> = HashMap::new();
     let mut predictions = HashMap::new();
-    for (line_number, line) in jsonl_lines(&text) {
-        let at = || format!("{}:{line_number}", path.display());
-        let entry: LocomoPredictionLine = parse_json(line).map_err(|message| {
-            anyhow::anyhow!(
-                "{}: {message}; expected {{\"sample_id\": string, \"qa_index\": integer, \"prediction\": string}}",
-                at()
-            )
-        })?;
+    let expected = "{\"sample_id\": string, \"qa_index\": integer, \"prediction\": string}";
+    for (at, entry) in read_entries::<LocomoPredictionLine>(path, expected)? {
+        let at = || at.clone();
         let Some(&sample) = sample_position.get(entry.sample_id.as_str()) else {
             let known: Vec<&str> = data.samples.iter().map(|s| s.sample_id.as_str()).collect();
             bail!(
@@ -173,9 +191,9 @@ fn read_locomo_predictions(
             );
         }
         let key = (sample, entry.qa_index);
-        if let Some(first) = first_line.insert(key, line_number) {
+        if let Some(first) = first_at.insert(key, at()) {
             bail!(
-                "{}: duplicate prediction for {} qa_index {} (first given on line {first}); expected one per question",
+                "{}: duplicate prediction for {} qa_index {} (first given at {first}); expected one per question",
                 at(),
                 entry.sample_id,
                 entry.qa_index
@@ -386,25 +404,7 @@ fn read_longmemeval_predictions(
     path: &Path,
     data: &LongMemEvalDataset,
 ) -> anyhow::Result<HashMap<String, String>> {
-    const EXPECTED: &str = "expected {\"question_id\": string, \"hypothesis\": string}";
-    let text = read_text(path)?;
-    let mut entries: Vec<(String, HypothesisEntry)> = Vec::new();
-    if text.trim_start().starts_with('[') {
-        let list: Vec<HypothesisEntry> = parse_json(&text)
-            .map_err(|message| anyhow::anyhow!("{}: {message}; {EXPECTED}", path.display()))?;
-        entries.extend(
-            list.into_iter()
-                .enumerate()
-                .map(|(i, e)| (format!("{}: $[{i}]", path.display()), e)),
-        );
-    } else {
-        for (line_number, line) in jsonl_lines(&text) {
-            let entry: HypothesisEntry = parse_json(line).map_err(|message| {
-                anyhow::anyhow!("{}:{line_number}: {message}; {EXPECTED}", path.display())
-            })?;
-            entries.push((format!("{}:{line_number}", path.display()), entry));
-        }
-    }
+    let entries = read_entries::<HypothesisEntry>(path, "{\"question_id\": string, \"hypothesis\": string}")?;
     let mut hypotheses = HashMap::new();
     for (at, entry) in entries {
         if data.question(&entry.question_id).is_none() {

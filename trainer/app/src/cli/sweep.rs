@@ -67,6 +67,9 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
             outln!("plot            {p}");
         }
     }
+    if let Some(why) = &report.metric_missing {
+        bail!("{why}; see {}/summary.md", report.out_dir);
+    }
     if !report.failed.is_empty() {
         bail!(
             "{} of {} trials failed ({}); see {}/summary.md and the stderr tails in {}/logs/; run the same command again to retry them",

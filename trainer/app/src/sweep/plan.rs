@@ -202,6 +202,7 @@ pub fn plan_sweep(spec: &SweepSpec, out_dir: &Path) -> Result<SweepPlan, SweepEr
             configs.push(cfg);
         }
     }
+    check_metric_is_logged(spec, &configs)?;
     let list = TrialList {
         version: TRIAL_LIST_VERSION,
         name: spec.name.clone(),
@@ -214,6 +215,27 @@ pub fn plan_sweep(spec: &SweepSpec, out_dir: &Path) -> Result<SweepPlan, SweepEr
         trials,
     };
     Ok(SweepPlan { list, configs })
+}
+
+/// Refuses a metric no trial can log in `metrics.jsonl`: an evaluation metric when every trial
+/// has `eval.episodes = 0`, or an SFT metric (those go to `sft_metrics.jsonl`).
+fn check_metric_is_logged(spec: &SweepSpec, configs: &[Config]) -> Result<(), SweepError> {
+    let metric = &spec.metric;
+    let why = if metric.starts_with("sft/") {
+        Some("SFT metrics are logged in sft_metrics.jsonl, not metrics.jsonl, which the sweep summarises".to_string())
+    } else if metric.starts_with("eval/") && configs.iter().all(|c| c.eval.episodes == 0) {
+        Some("it is logged only by evaluations, and every trial has eval.episodes = 0; set \"eval.episodes\" in [set]".to_string())
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(SweepError::Field {
+            file: spec.file.display().to_string(),
+            key: "metric".into(),
+            message: format!("{metric:?} would never be logged: {why}, or name a training metric such as reward/mean"),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The `--set` arguments that place a trial: its run name and run directory.

@@ -26,7 +26,7 @@ use serde::Serialize;
 use super::plan::{SweepPlan, TRIAL_LIST_VERSION, TrialList, launch_overrides, plan_sweep, short_names};
 use super::results::{Attempt, StartKind, TrialResult, TrialStart, TrialStatus, classify, read_result, write_result};
 use super::spec::{Goal, SweepSpec};
-use super::summary::{SettingRow, TrialRow, best_setting, setting_rows, trial_row, write_summary};
+use super::summary::{SettingRow, TrialRow, best_setting, metric_never_logged, setting_rows, trial_row, write_summary};
 use super::{SweepError, io_err};
 use crate::owned_dir::DirLock;
 use crate::run_dir::write_file_atomic;
@@ -80,6 +80,8 @@ pub struct SweepReport {
     pub best: Option<SettingRow>,
     /// Every setting's row.
     pub settings: Vec<SettingRow>,
+    /// Set when trials finished but none logged the metric: why (and what they logged).
+    pub metric_missing: Option<String>,
 }
 
 /// Plans the sweep, prepares its output directory, runs every trial that has not finished
@@ -195,6 +197,7 @@ pub fn run_sweep(spec: &SweepSpec, opts: &RunOptions) -> Result<SweepReport, Swe
         plot: plot.map(|p| p.display().to_string()),
         best: best_setting(&settings, spec.goal).cloned(),
         settings,
+        metric_missing: metric_never_logged(list, &trials),
     })
 }
 

@@ -80,7 +80,10 @@ pub fn trial_row(list: &TrialList, index: usize, out_dir: &Path, result: Option<
                 Ok(rows) => {
                     row.metric = endpoints(&rows, &list.metric);
                     if row.metric.is_none() {
-                        row.error = Some(format!("`{}` was never logged in {}", list.metric, path.display()));
+                        let logged: std::collections::BTreeSet<&str> =
+                            rows.iter().flat_map(|r| r.fields.keys().map(String::as_str)).collect();
+                        let logged = logged.into_iter().collect::<Vec<_>>().join(", ");
+                        row.error = Some(format!("`{}` was never logged in {} (it logged: {logged})", list.metric, path.display()));
                     }
                 }
                 Err(e) => row.error = Some(e.to_string()),
@@ -146,6 +149,18 @@ pub fn setting_rows(list: &TrialList, trials: &[TrialRow]) -> Vec<SettingRow> {
             }
         })
         .collect()
+}
+
+/// Why the sweep's summary is empty although trials finished: no finished trial logged the
+/// metric (the first such trial's explanation, which lists what it did log). None when some
+/// trial logged it, or none finished.
+pub fn metric_never_logged(list: &TrialList, trials: &[TrialRow]) -> Option<String> {
+    let finished: Vec<&TrialRow> = trials.iter().filter(|t| t.status == "finished").collect();
+    if finished.is_empty() || finished.iter().any(|t| t.metric.is_some()) {
+        return None;
+    }
+    let detail = finished.iter().find_map(|t| t.error.clone()).unwrap_or_default();
+    Some(format!("no finished trial logged the sweep's metric `{}` (`metric` in the sweep file): {detail}", list.metric))
 }
 
 /// The best setting by mean final value (None when no setting has one).
@@ -225,6 +240,17 @@ fn fixed(x: Option<f64>, digits: usize) -> String {
     x.map_or("-".into(), |v| format!("{v:.digits$}"))
 }
 
+/// A markdown table row: `| a | b |`.
+fn table_row(md: &mut String, cells: &[String]) {
+    md.push_str(&format!("| {} |\n", cells.join(" | ")));
+}
+
+/// A markdown table's header row and its separator, one column per cell.
+fn table_head(md: &mut String, cells: &[String]) {
+    table_row(md, cells);
+    md.push_str(&format!("|{}\n", "---|".repeat(cells.len())));
+}
+
 /// The markdown summary: a header line, the settings table (mean ± std over seeds) and the
 /// trials table.
 pub fn markdown(list: &TrialList, goal: Goal, settings: &[SettingRow], trials: &[TrialRow]) -> String {
@@ -243,9 +269,9 @@ pub fn markdown(list: &TrialList, goal: Goal, settings: &[SettingRow], trials: &
     if let Some(b) = best_setting(settings, goal) {
         let goal_word = if goal == Goal::Max { "highest" } else { "lowest" };
         md.push_str(&format!(
-            "Best ({goal_word} mean): **{}** (`{}`): {} ± {} over {} seed(s).\n\n",
+            "Best ({goal_word} mean): **{}** ({}): {} ± {} over {} seed(s).\n\n",
             b.id,
-            b.label,
+            if b.label.is_empty() { "the base config".to_string() } else { format!("`{}`", b.label) },
             fixed(b.mean, 4),
             fixed(b.std, 4),
             b.finals.len()
@@ -253,41 +279,40 @@ pub fn markdown(list: &TrialList, goal: Goal, settings: &[SettingRow], trials: &
     }
     let params: Vec<String> = list.params.iter().map(|p| format!("`{}`", cell(p))).collect();
     md.push_str("## Settings (mean ± std over seeds)\n\n");
-    md.push_str(&format!("| setting | {} | finished | final {metric} | start | wall s |\n", params.join(" | ")));
-    md.push_str(&format!("|---|{}---|---|---|---|\n", "---|".repeat(params.len())));
+    let mut header = vec!["setting".to_string()];
+    header.extend(params.iter().cloned());
+    header.extend(["finished".into(), format!("final {metric}"), "start".into(), "wall s".into()]);
+    table_head(&mut md, &header);
     for s in settings {
-        md.push_str(&format!(
-            "| {} | {} | {}/{} | {} ± {} | {} | {} |\n",
-            s.id,
-            s.values.iter().map(|v| cell(v)).collect::<Vec<_>>().join(" | "),
-            s.finals.len(),
-            s.trials,
-            fixed(s.mean, 4),
-            fixed(s.std, 4),
+        let mut row = vec![s.id.clone()];
+        row.extend(s.values.iter().map(|v| cell(v)));
+        row.extend([
+            format!("{}/{}", s.finals.len(), s.trials),
+            format!("{} ± {}", fixed(s.mean, 4), fixed(s.std, 4)),
             fixed(s.start_mean, 4),
-            fixed(s.wall_mean, 1)
-        ));
+            fixed(s.wall_mean, 1),
+        ]);
+        table_row(&mut md, &row);
     }
     md.push_str("\n## Trials\n\n");
-    md.push_str(&format!(
-        "| trial | {} | seed | status | final {metric} | at step | start | wall s | error |\n",
-        params.join(" | ")
-    ));
-    md.push_str(&format!("|---|{}---|---|---|---|---|---|---|\n", "---|".repeat(params.len())));
+    let mut header = vec!["trial".to_string()];
+    header.extend(params.iter().cloned());
+    header.extend(["seed", "status", &format!("final {metric}"), "at step", "start", "wall s", "error"].map(String::from));
+    table_head(&mut md, &header);
     for t in trials {
         let setting = &list.settings[t.setting];
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            t.id,
-            setting.values.iter().map(|p| cell(&format_value(&p.value))).collect::<Vec<_>>().join(" | "),
-            t.seed,
-            t.status,
+        let mut row = vec![t.id.clone()];
+        row.extend(setting.values.iter().map(|p| cell(&format_value(&p.value))));
+        row.extend([
+            t.seed.to_string(),
+            t.status.clone(),
             fixed(t.metric.map(|m| m.final_value), 4),
             t.metric.map_or("-".into(), |m| m.final_step.to_string()),
             fixed(t.metric.map(|m| m.start), 4),
             fixed(t.wall_seconds, 1),
-            cell(t.error.as_deref().unwrap_or(""))
-        ));
+            cell(t.error.as_deref().unwrap_or("")),
+        ]);
+        table_row(&mut md, &row);
     }
     md
 }
@@ -438,5 +463,50 @@ mod tests {
         assert!(md.contains("| s00 | 0.001 | 2/2 | 0.3000 ± 0.1414 | 0.0000 | 10.0 |"), "{md}");
         assert!(md.contains("**s01**"), "{md}");
         assert!(md.contains("error: a\\|b"), "{md}");
+    }
+
+    /// Every row of every markdown table has as many cells as its header.
+    fn assert_tables_are_rectangular(md: &str) {
+        let cells = |line: &str| line.trim().trim_matches('|').replace("\\|", "").split('|').count();
+        let mut width = None;
+        for line in md.lines() {
+            if !line.starts_with('|') {
+                width = None;
+                continue;
+            }
+            let w = *width.get_or_insert(cells(line));
+            assert_eq!(cells(line), w, "{line:?} in\n{md}");
+        }
+    }
+
+    #[test]
+    fn a_sweep_without_a_grid_still_writes_valid_tables() {
+        let mut l = list();
+        assert_tables_are_rectangular(&markdown(&l, Goal::Max, &setting_rows(&l, &trial_rows()), &trial_rows()));
+        l.params.clear();
+        l.settings.truncate(1);
+        l.settings[0].values.clear();
+        l.settings[0].label.clear();
+        l.trials.truncate(2);
+        let trials: Vec<TrialRow> = trial_rows().into_iter().take(2).collect();
+        let md = markdown(&l, Goal::Max, &setting_rows(&l, &trials), &trials);
+        assert_tables_are_rectangular(&md);
+        assert!(md.contains("| setting | finished |") && md.contains("(the base config)"), "{md}");
+        assert!(!md.contains("``"), "{md}");
+    }
+
+    #[test]
+    fn a_metric_no_finished_trial_logged_is_reported() {
+        let l = list();
+        assert_eq!(metric_never_logged(&l, &trial_rows()), None);
+        let mut trials = trial_rows();
+        for t in &mut trials {
+            t.metric = None;
+            t.error = Some("`eval/reward` was never logged in m.jsonl (it logged: reward/mean)".into());
+        }
+        let why = metric_never_logged(&l, &trials).unwrap();
+        assert!(why.contains("`eval/reward`") && why.contains("it logged: reward/mean"), "{why}");
+        trials.iter_mut().for_each(|t| t.status = "failed".into());
+        assert_eq!(metric_never_logged(&l, &trials), None, "failed trials are reported as failures");
     }
 }

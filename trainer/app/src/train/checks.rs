@@ -8,7 +8,13 @@ use memrl_envs::env::Split;
 use memrl_policies::config::LlamaConfig;
 use memrl_rl::advantage::AdvantageEstimator;
 
+use memrl_envs::env::ScriptedKind;
+use memrl_rl::rollout::context::ChatCodec;
+use memrl_rl::rollout::driver::{CompletionSource, RolloutLimits, play};
+
 use crate::config::Config;
+use crate::train::backend::RunBackend;
+use crate::train::run::Run;
 
 /// Tasks the sampler draws from for environments with unbounded synthetic splits.
 pub const SYNTHETIC_POOL: usize = 100_000;
@@ -60,6 +66,27 @@ pub fn check_run(config: &Config, probe: &dyn Env, model: &LlamaConfig) -> anyho
         eprintln!("warning: {warning}");
     }
     Ok(pool)
+}
+
+/// A warning when the first prompt of a train task does not fit in `rollout.max_context_tokens`:
+/// then every episode ends before its first turn, and neither SFT nor RL has anything to learn
+/// from. (Plays one turn of one task with the oracle policy.)
+pub(crate) fn first_prompt_warning<B: RunBackend>(run: &Run<'_, B>) -> anyhow::Result<Option<String>> {
+    let c = run.config;
+    if run.train_task_count()? == Some(0) {
+        return Ok(None);
+    }
+    let envs = run.envs(Split::Train, &[0], 1, c.run.seed)?;
+    let source = CompletionSource::Scripted { kind: ScriptedKind::Oracle, stop_id: run.policy.stop_ids[0] };
+    let limits = RolloutLimits { max_turns: 1, ..run.limits() };
+    let trajs = play(envs, &run.policy.codec as &dyn ChatCodec, source, limits, c.run.seed)?;
+    Ok(trajs.iter().any(|t| t.truncated && t.turns.is_empty()).then(|| {
+        format!(
+            "rollout.max_context_tokens = {} is smaller than the first prompt of a {} train task: every episode \
+             ends before its first turn, so training learns nothing; raise it",
+            c.rollout.max_context_tokens, c.env.name
+        )
+    }))
 }
 
 /// Settings that run but make RL a no-op, print a meaningless number or waste the machine.

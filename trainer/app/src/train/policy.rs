@@ -58,12 +58,24 @@ impl<B: RunBackend> PolicyBundle<B> {
 /// preset's tokenizer is trained on.
 pub fn environment_corpus(config: &Config, episodes: u64) -> anyhow::Result<Vec<String>> {
     let knobs = serde_json::to_value(&config.env.options)?;
+    // A dataset environment (LoCoMo, LongMemEval) has a fixed train split: cycle through it. A
+    // synthetic one draws fresh tasks far from the RL pool.
+    let train = build_env(&config.env.name, knobs.clone(), Arc::new(WhitespaceCounter))?.task_count(Split::Train);
+    if train == Some(0) {
+        bail!(
+            "env.name = {:?}: its train split has no tasks, so the tiny preset policy.model = {:?} has no text to train \
+             its tokenizer on (check env.options, e.g. the split or the conversations kept)",
+            config.env.name,
+            config.policy.model
+        );
+    }
     let mut corpus = Vec::new();
     for i in 0..episodes {
+        let index = train.map_or(1_000_000 + i, |n| i % n);
         let mut env = build_env(&config.env.name, knobs.clone(), Arc::new(WhitespaceCounter))?;
         let kind = if i % 2 == 0 { ScriptedKind::Oracle } else { ScriptedKind::Heuristic };
         let mut rng = ChaCha8Rng::seed_from_u64(config.run.seed ^ i);
-        let mut turn = env.reset(TaskId { split: Split::Train, index: 1_000_000 + i }, config.run.seed ^ i)?;
+        let mut turn = env.reset(TaskId { split: Split::Train, index }, config.run.seed ^ i)?;
         for _ in 0..256 {
             corpus.extend(turn.messages.iter().map(|m| m.content.clone()));
             corpus.push(turn.tools_text.to_string());
@@ -177,6 +189,24 @@ fn generation_config_eos(dir: &Path) -> anyhow::Result<Vec<u32>> {
 mod tests {
     use super::*;
     use crate::config::{BackendKind, Device};
+
+    #[test]
+    fn a_tiny_preset_learns_its_tokenizer_from_a_dataset_environment() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/tests/fixtures/locomo_mini.json");
+        let mut c = Config::default();
+        c.env.name = "locomo".into();
+        c.env.options.insert("data_path".into(), toml::Value::String(data.display().to_string()));
+        // The fixture's conversations are not conv-26, so the default split leaves train empty.
+        let e = environment_corpus(&c, 3).unwrap_err().to_string();
+        assert!(e.contains("train split has no tasks") && e.contains("policy.model"), "{e}");
+        // Renamed conv-26 (the train conversation), its few tasks are cycled, not indexed past the end.
+        let dir = tempfile::tempdir().unwrap();
+        let renamed = dir.path().join("locomo.json");
+        std::fs::write(&renamed, std::fs::read_to_string(&data).unwrap().replacen("\"mini-1\"", "\"conv-26\"", 1)).unwrap();
+        c.env.options.insert("data_path".into(), toml::Value::String(renamed.display().to_string()));
+        let corpus = environment_corpus(&c, 3).unwrap();
+        assert!(!corpus.is_empty());
+    }
 
     #[test]
     fn generation_config_eos_ids_end_turns_too() {

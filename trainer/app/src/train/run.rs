@@ -255,6 +255,9 @@ fn start<B: RunBackend>(config: &Config, mode: StartMode, backend: B, dir: RunDi
     let probe = envs.build().context("building the environment")?;
     let pool = crate::train::checks::check_run(config, probe.as_ref(), &policy.model.config)?;
     let run = Run { config, dir, policy, optimizer, envs, pool, started: Instant::now() };
+    if let Some(w) = crate::train::checks::first_prompt_warning(&run)? {
+        eprintln!("warning: {w}");
+    }
     // The model-free policies on the evaluation tasks, first: they take seconds and show at once
     // when the rollout limits cut every episode short (then nothing can be learned).
     let baselines = if config.eval.episodes > 0 { run.evaluate_baselines()? } else { Vec::new() };

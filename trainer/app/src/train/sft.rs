@@ -62,6 +62,7 @@ impl<B: RunBackend> Run<'_, B> {
         let mut log = MetricsLogger::open(&self.dir.root().join("sft_metrics.jsonl"))?;
         let bar = bar(progress, total, "sft");
         let mut summary = SftSummary { segments: segments.len(), demo_reward, ..SftSummary::default() };
+        let mut skipped = 0u64;
         for epoch in 0..s.epochs {
             let mut order: Vec<usize> = (0..segments.len()).collect();
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(self.config.run.seed ^ (0x5F7_0000 + epoch as u64)));
@@ -81,18 +82,43 @@ impl<B: RunBackend> Run<'_, B> {
                 bar.inc(1);
                 summary.steps += 1;
                 summary.final_nll = r.loss;
+                if r.skipped_steps > 0 {
+                    skipped += 1;
+                    bar.println(format!("sft step {}: skipped: the loss or gradient norm was not finite", summary.steps));
+                }
             }
         }
         bar.finish();
+        check_sft_trained(summary.steps, skipped)?;
         log.sync()?;
         crate::plots::plot_metrics_or_warn(&self.dir.root().join("sft_metrics.jsonl"), &self.dir.plots_dir());
         Ok(summary)
     }
 }
 
+/// An SFT stage in which every step was skipped trained nothing: an error, not a run that
+/// goes on to RL with an NLL of 0 logged.
+fn check_sft_trained(steps: u64, skipped: u64) -> anyhow::Result<()> {
+    if steps > 0 && skipped == steps {
+        anyhow::bail!(
+            "sft: all {steps} steps were skipped because the loss or gradient norm was not finite: \
+             the model's outputs are NaN or infinite (non-finite weights, or sft.lr too high)"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_sft_stage_that_skipped_every_step_is_an_error() {
+        assert!(check_sft_trained(0, 0).is_ok());
+        assert!(check_sft_trained(5, 4).is_ok());
+        let e = check_sft_trained(3, 3).unwrap_err().to_string();
+        assert!(e.contains("all 3 steps were skipped"), "{e}");
+    }
 
     #[test]
     fn synthetic_envs_get_fresh_tasks_and_datasets_cycle_their_train_split() {

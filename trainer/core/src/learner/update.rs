@@ -261,10 +261,11 @@ pub fn sft_update<M: TrainBackend>(
 ) -> Result<UpdateReport, LearnerError> {
     let ones: Vec<Vec<f32>> = segments.iter().map(|seg| vec![1.0; seg.response_ids.len()]).collect();
     let mut report = UpdateReport::default();
-    let mut nll_sum = 0.0;
+    let (mut nll_sum, mut measured) = (0.0, 0usize);
     for mini in plan(segments, &ones, s, 0) {
         let weights = mini_batch_weights(&LossConfig::default(), &mini);
         let mut accumulated: Option<ModelGrads<M::Leaf>> = None;
+        let mut mini_nll = 0.0;
         for (mb, w) in mini.iter().zip(weights) {
             let b = &model.backend;
             let (lp, _) = token_logprobs(model, mb, false, 1.0);
@@ -277,7 +278,7 @@ pub fn sft_update<M: TrainBackend>(
                 report.skipped_steps += 1;
                 break;
             }
-            nll_sum += value;
+            mini_nll += value;
             report.loss_tokens += mb.loss_tokens();
             report.positions += n;
             let grads = ModelGrads::from_backward(model, b.backward(&loss));
@@ -287,12 +288,16 @@ pub fn sft_update<M: TrainBackend>(
             }
         }
         let Some(mut grads) = accumulated else { continue };
+        nll_sum += mini_nll;
+        measured += 1;
         if step_optimizer(model, optimizer, &mut grads, s, &mut report)? {
             report.optimizer_steps += 1;
         }
     }
     let steps = (report.optimizer_steps + report.skipped_steps).max(1) as f64;
-    report.loss = nll_sum / steps;
+    // The NLL of the mini-batches that had one; NaN when none had (every step skipped), never
+    // a 0.0 that reads as a perfect fit.
+    report.loss = if measured > 0 { nll_sum / measured as f64 } else { f64::NAN };
     report.grad_norm /= steps;
     Ok(report)
 }
@@ -420,6 +425,7 @@ mod tests {
         assert_eq!(optimizer.steps(), 0, "nor the optimizer state");
         let report = sft_update(&mut model, &mut optimizer, &segments, &settings()).unwrap();
         assert_eq!((report.optimizer_steps, report.skipped_steps), (0, 1));
+        assert!(report.loss.is_nan(), "an NLL of {} for a step that measured none", report.loss);
         assert_eq!(bits(&weights(&model)), before);
 
         // The healthy model does update.
