@@ -8,12 +8,23 @@
 # MEMRL overrides the binary (default: cargo run --release).
 set -euo pipefail
 MEMRL=${MEMRL:-"cargo run --release -q -p memrl-trainer --bin memrl --"}
+R2="--set env.options.chunk_size=1 --set rollout.max_turns=12 --set env.options.prompt=terse --set env.options.questions_per_turn=1 --set sft.batch_size=4 --set sft.lr=5e-3 --set sft.epochs=1"
+ISO="--set policy.tokenizer_spaces=isolated"
 declare -A PROBES=(
   [chunk3-4l128]="--set policy.model=tiny-4l-128d --set sft.lr=3e-3"
   [chunk1-2l64]="--set env.options.chunk_size=1 --set rollout.max_turns=12"
   [chunk1-2l64-long]="--set env.options.chunk_size=1 --set rollout.max_turns=12 --set sft.episodes=512 --set sft.epochs=3"
   [chunk1-2l64-batch4]="--set env.options.chunk_size=1 --set rollout.max_turns=12 --set sft.batch_size=4 --set sft.lr=5e-3"
   [chunk1-2l64-batch4-long]="--set env.options.chunk_size=1 --set rollout.max_turns=12 --set sft.batch_size=4 --set sft.lr=5e-3 --set sft.episodes=512 --set sft.epochs=4"
+  # Round 2: terse prompt, one question per answer turn (README, "Round 2").
+  [r2-p1-attached]="$R2 --set sft.episodes=2048"
+  [r2-p2-attached-4k]="$R2 --set sft.episodes=4096"
+  [r2-p3-attached-4k-3l]="$R2 --set sft.episodes=4096 --set policy.model=tiny-3l-64d-4h-2kv"
+  [r2-p4-isolated]="$R2 $ISO --set sft.episodes=2048"
+  [r2-p5-isolated-4k]="$R2 $ISO --set sft.episodes=4096"
+  [r2-p6-isolated-128d]="$R2 $ISO --set sft.episodes=2048 --set policy.model=tiny-2l-128d-4h"
+  [r2-p7-isolated-8k]="$R2 $ISO --set sft.episodes=8192"
+  [r2-p8-isolated-4k-answers3]="$R2 $ISO --set sft.episodes=4096 --set sft.final_segments=2 --set sft.final_segment_copies=3"
   [chunk6-fullcontext]="--set env.options.chunk_size=6 --set sft.source=full-context --set sft.episodes=512 --set eval.episodes=4"
 )
 names=("$@")

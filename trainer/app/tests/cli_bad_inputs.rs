@@ -108,6 +108,10 @@ fn refusals_name_the_key_and_touch_nothing() {
         // Configs that cannot run, refused naming the key.
         (vec!["train".into(), cfg.clone(), "--set".into(), "eval.split=bogus".into()], vec!["eval.split", "bogus"]),
         (
+            ["train", cfg.as_str(), "--set", "policy.model=some-model-dir", "--set", "policy.tokenizer_spaces=isolated"].map(String::from).to_vec(),
+            vec!["policy.tokenizer_spaces = \"isolated\"", "tiny preset", "some-model-dir"],
+        ),
+        (
             vec!["train".into(), cfg.clone(), "--set".into(), "rollout.max_context_tokens=100000000".into()],
             vec!["rollout.max_context_tokens", "window"],
         ),

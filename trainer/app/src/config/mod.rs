@@ -171,10 +171,14 @@ impl Config {
             ("trainer.mini_batches", self.trainer.mini_batches),
             ("trainer.epochs_per_step", self.trainer.epochs_per_step),
             ("sft.batch_size", self.sft.batch_size),
+            ("sft.final_segment_copies", self.sft.final_segment_copies),
         ] {
             if v == 0 {
                 return Err(invalid(key, v, "expected >= 1"));
             }
+        }
+        if self.sft.final_segment_copies > 64 {
+            return Err(invalid("sft.final_segment_copies", self.sft.final_segment_copies, "expected at most 64"));
         }
         if !(ro.temperature >= 0.0 && ro.temperature.is_finite()) {
             return Err(invalid("rollout.temperature", ro.temperature, "expected a finite value >= 0"));

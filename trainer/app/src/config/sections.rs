@@ -415,6 +415,13 @@ pub struct SftConfig {
     pub min_lr_ratio: f64,
     /// Segments per optimizer step.
     pub batch_size: usize,
+    /// How many of each demonstration's last segments [`final_segment_copies`](Self::final_segment_copies)
+    /// applies to (0: none). In `facts` with `questions_per_turn = 1` the last `questions`
+    /// segments are the answer turns: one or two in ten segments, with the lookup the
+    /// episode's score hinges on.
+    pub final_segments: usize,
+    /// Copies of each of those segments per epoch (1: seen once, like every other segment).
+    pub final_segment_copies: usize,
 }
 
 impl Default for SftConfig {
@@ -429,6 +436,8 @@ impl Default for SftConfig {
             warmup_steps: 0,
             min_lr_ratio: 0.1,
             batch_size: 8,
+            final_segments: 0,
+            final_segment_copies: 1,
         }
     }
 }

@@ -133,8 +133,7 @@ pub(crate) fn check_supported(config: &Config) -> anyhow::Result<()> {
     check_backend(config)?;
     if config.policy.tokenizer_spaces != SpaceHandling::Attached && !config.policy.model.starts_with("tiny-") {
         bail!(
-            "policy.tokenizer_spaces = {:?} applies to the tokenizer trained for a tiny preset; policy.model = {} brings its own tokenizer (remove the key)",
-            config.policy.tokenizer_spaces,
+            "policy.tokenizer_spaces = \"isolated\" applies to the tokenizer trained for a tiny preset; policy.model = {} brings its own tokenizer (remove the key)",
             config.policy.model
         );
     }

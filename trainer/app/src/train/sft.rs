@@ -11,7 +11,8 @@ use memrl_rl::learner::update::sft_update;
 use crate::metrics::MetricsLogger;
 use memrl_rl::rollout::context::ChatCodec;
 use memrl_rl::rollout::driver::{CompletionSource, play};
-use memrl_rl::segments::SegmentationMode;
+use memrl_rl::segments::{Segment, SegmentationMode};
+use std::collections::HashMap;
 use memrl_rl::collect::{RolloutLogprobs, collect};
 use crate::train::backend::RunBackend;
 use crate::train::run::{Run, bar};
@@ -29,6 +30,23 @@ fn sft_tasks(episodes: usize, train_count: Option<u64>) -> anyhow::Result<Vec<u6
         Some(0) => anyhow::bail!("sft: the environment's train split has no tasks to demonstrate"),
         Some(n) => Ok((0..episodes as u64).map(|i| i % n).collect()),
     }
+}
+
+/// One epoch's segment indices before shuffling: every segment once, and each trajectory's last
+/// `final_segments` segments `copies` times.
+fn epoch_order(segments: &[Segment], final_segments: usize, copies: usize) -> Vec<usize> {
+    let mut count: HashMap<u64, u32> = HashMap::new();
+    for s in segments {
+        let n = count.entry(s.trajectory_id).or_default();
+        *n = (*n).max(s.index + 1);
+    }
+    let mut order = Vec::with_capacity(segments.len());
+    for (i, s) in segments.iter().enumerate() {
+        let from_end = count[&s.trajectory_id] - s.index; // 1 for the last segment
+        let n = if (from_end as usize) <= final_segments { copies.max(1) } else { 1 };
+        order.extend(std::iter::repeat_n(i, n));
+    }
+    order
 }
 
 /// What the SFT stage did.
@@ -56,15 +74,16 @@ impl<B: RunBackend> Run<'_, B> {
         let demo_reward = demos.iter().map(|t| t.reward()).sum::<f64>() / demos.len().max(1) as f64;
         let data = collect(0, &demos, 1, SegmentationMode::Dcpo, Default::default(), Default::default(), RolloutLogprobs::Policy, 0)?;
         let segments = data.segments;
+        let epoch_order = epoch_order(&segments, s.final_segments, s.final_segment_copies);
         let per_step = s.batch_size.max(1);
-        let total = segments.len().div_ceil(per_step) as u64 * s.epochs as u64;
+        let total = epoch_order.len().div_ceil(per_step) as u64 * s.epochs as u64;
         let schedule = s.schedule(total);
         let mut log = MetricsLogger::open(&self.dir.root().join("sft_metrics.jsonl"))?;
         let bar = bar(progress, total, "sft");
         let mut summary = SftSummary { segments: segments.len(), demo_reward, ..SftSummary::default() };
         let mut skipped = 0u64;
         for epoch in 0..s.epochs {
-            let mut order: Vec<usize> = (0..segments.len()).collect();
+            let mut order = epoch_order.clone();
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(self.config.run.seed ^ (0x5F7_0000 + epoch as u64)));
             for chunk in order.chunks(per_step) {
                 let batch: Vec<_> = chunk.iter().map(|&i| segments[i].clone()).collect();
@@ -118,6 +137,27 @@ mod tests {
         assert!(check_sft_trained(5, 4).is_ok());
         let e = check_sft_trained(3, 3).unwrap_err().to_string();
         assert!(e.contains("all 3 steps were skipped"), "{e}");
+    }
+
+    #[test]
+    fn final_segments_are_repeated_per_trajectory() {
+        let seg = |trajectory_id: u64, index: u32| Segment {
+            trajectory_id,
+            group_id: 0,
+            index,
+            is_last: false,
+            prompt_ids: vec![],
+            response_ids: vec![],
+            loss_mask: vec![],
+            rollout_logprobs: vec![],
+            policy_version: 0,
+        };
+        // two trajectories of three and two segments, interleaved
+        let segments = [seg(7, 0), seg(9, 0), seg(7, 1), seg(9, 1), seg(7, 2)];
+        assert_eq!(epoch_order(&segments, 0, 3), vec![0, 1, 2, 3, 4]);
+        assert_eq!(epoch_order(&segments, 2, 1), vec![0, 1, 2, 3, 4]);
+        assert_eq!(epoch_order(&segments, 1, 3), vec![0, 1, 2, 3, 3, 3, 4, 4, 4]);
+        assert_eq!(epoch_order(&segments, 2, 2), vec![0, 1, 1, 2, 2, 3, 3, 4, 4]);
     }
 
     #[test]
