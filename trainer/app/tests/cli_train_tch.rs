@@ -48,8 +48,10 @@ task_pool = 4
 [algorithm]
 kl_coef = 0.01
 # Rewards of a fresh tiny model are often equal within a group (zero advantages); the entropy
-# bonus gives every RL step a non-zero gradient to check.
+# bonus gives every RL step a non-zero gradient to check. A fresh model rarely completes an
+# episode, and masked (overlong) trajectories would leave no gradient at all.
 entropy_coef = 0.01
+mask_overlong = false
 
 [trainer]
 lr = 1e-3
