@@ -7,6 +7,7 @@ markdown table. Standard library only.
 """
 import json
 import math
+import signal
 import statistics
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ def main(dirs):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends quietly
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     main(sys.argv[1:])
