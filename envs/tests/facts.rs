@@ -181,3 +181,65 @@ fn one_question_per_turn_asks_each_question_alone_with_the_same_scores() {
     let bad = FactsEnv::new(FactsKnobs { questions_per_turn: 5, ..knobs }, Arc::new(ByteApproxCounter::default()));
     assert!(bad.err().unwrap().to_string().contains("questions_per_turn"));
 }
+
+#[test]
+fn name_pool_limits_the_people_and_is_validated() {
+    use memrl_envs::facts::PromptStyle;
+    let knobs = FactsKnobs { name_pool: 6, prompt: PromptStyle::Terse, ..FactsKnobs::default() };
+    let pool = &memrl_envs::facts::generator::NAMES[..6];
+    let mut e = env(knobs.clone());
+    for ep in play(&mut e, ScriptedKind::Oracle, Split::Validation, 20, 0) {
+        assert!(ep.end.reward >= 0.99);
+        for turn in &ep.trace {
+            for line in turn.context[1].content.lines().filter(|l| l.ends_with('.') && !l.starts_with("Track")) {
+                let name = line.split(|c: char| c == ' ' || c == '\'').next().unwrap();
+                assert!(pool.contains(&name), "{name} of {line:?} is outside the pool");
+            }
+        }
+    }
+    // the default pool is unchanged: the same tasks as before the knob existed
+    assert_eq!(FactsKnobs::default().name_pool, 0);
+    for (pool, needle) in [(3, "entities + distractor_entities"), (41, "name_pool")] {
+        let bad = FactsEnv::new(FactsKnobs { name_pool: pool, ..FactsKnobs::default() }, Arc::new(ByteApproxCounter::default()));
+        assert!(bad.err().unwrap().to_string().contains(needle), "name_pool {pool}");
+    }
+}
+
+#[test]
+fn heuristic_noise_varies_the_demonstrations_deterministically() {
+    use memrl_envs::facts::Eviction;
+    use std::collections::BTreeSet;
+    let base = FactsKnobs { entities: 2, distractor_entities: 2, attributes: 1, updates_per_key: 0, capacity: 2, chunk_size: 1, questions: 2, ..FactsKnobs::default() };
+    let deletes = |r: &[memrl_envs::rollout::EpisodeResult]| -> BTreeSet<String> {
+        r.iter().flat_map(|ep| ep.trace.iter().filter(|t| t.completion.contains("memory_delete")).map(|t| format!("{}:{}", t.turn, t.completion))).collect()
+    };
+    let count = |r: &[memrl_envs::rollout::EpisodeResult], op: &str| r.iter().flat_map(|ep| &ep.trace).filter(|t| t.completion.contains(op)).count();
+    let mut plain = env(base.clone());
+    let mut noisy = env(FactsKnobs { heuristic_eviction: Eviction::Random, heuristic_skip: 0.3, ..base.clone() });
+    let (p, n) = (play(&mut plain, ScriptedKind::Heuristic, Split::Validation, 40, 0), play(&mut noisy, ScriptedKind::Heuristic, Split::Validation, 40, 0));
+    // the plain heuristic evicts the oldest entry: always the first line of a full bank
+    for ep in &p {
+        for t in ep.trace.iter().filter(|t| t.completion.contains("memory_delete")) {
+            let first_id = t.context[1].content.lines().find(|l| l.starts_with("[m")).unwrap()[1..].split(']').next().unwrap().to_string();
+            assert!(t.completion.contains(&format!("\"id\":\"{first_id}\"")), "{}", t.completion);
+        }
+    }
+    // noise: some evictions of a newer entry and some skipped facts (noop turns)
+    let newer_victim = n.iter().flat_map(|ep| &ep.trace).filter(|t| t.completion.contains("memory_delete")).any(|t| {
+        let first_id = t.context[1].content.lines().find(|l| l.starts_with("[m")).unwrap()[1..].split(']').next().unwrap().to_string();
+        !t.completion.contains(&format!("\"id\":\"{first_id}\""))
+    });
+    assert!(newer_victim, "random eviction never chose a newer entry");
+    assert_eq!(count(&p, "\"noop\""), 0);
+    assert!(count(&n, "\"noop\"") > 5, "skips: {}", count(&n, "\"noop\""));
+    assert_ne!(deletes(&p), deletes(&n));
+    // same seeds, same demonstrations
+    let again = play(&mut noisy, ScriptedKind::Heuristic, Split::Validation, 40, 0);
+    let completions = |r: &[memrl_envs::rollout::EpisodeResult]| r.iter().flat_map(|ep| ep.trace.iter().map(|t| t.completion.clone())).collect::<Vec<_>>();
+    assert_eq!(completions(&n), completions(&again));
+    // the oracle ignores the heuristic's knobs
+    let (o1, o2) = (play(&mut plain, ScriptedKind::Oracle, Split::Validation, 10, 0), play(&mut noisy, ScriptedKind::Oracle, Split::Validation, 10, 0));
+    assert_eq!(completions(&o1), completions(&o2));
+    let bad = FactsEnv::new(FactsKnobs { heuristic_skip: 1.5, ..base }, Arc::new(ByteApproxCounter::default()));
+    assert!(bad.err().unwrap().to_string().contains("heuristic_skip"));
+}

@@ -127,6 +127,8 @@ pub struct FactsTask {
 /// Generation parameters (a subset of the env knobs).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GenParams {
+    /// Names the people are drawn from.
+    pub names: &'static [&'static str],
     /// Tracked entities.
     pub entities: usize,
     /// Untracked entities the distractor statements are about.
@@ -187,7 +189,7 @@ fn last_value(s: &[Statement]) -> String {
 /// Builds the task for `id` deterministically.
 pub fn generate(p: &GenParams, id: TaskId) -> FactsTask {
     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(&[p.seed, id.split.code(), id.index, 0xFAC7]));
-    let names: Vec<&str> = NAMES.choose_multiple(&mut rng, p.entities + p.distractor_entities).copied().collect();
+    let names: Vec<&str> = p.names.choose_multiple(&mut rng, p.entities + p.distractor_entities).copied().collect();
     let mut attrs: Vec<usize> = (0..ATTRIBUTES.len()).collect();
     attrs.shuffle(&mut rng);
     attrs.truncate(p.attributes);
@@ -264,7 +266,7 @@ mod tests {
     use crate::env::Split;
 
     fn params() -> GenParams {
-        GenParams { entities: 2, distractor_entities: 2, attributes: 2, updates_per_key: 2, distractor_ratio: 1.0, retraction_prob: 0.0, questions: 4, chunk_size: 6, seed: 1 }
+        GenParams { names: NAMES, entities: 2, distractor_entities: 2, attributes: 2, updates_per_key: 2, distractor_ratio: 1.0, retraction_prob: 0.0, questions: 4, chunk_size: 6, seed: 1 }
     }
 
     #[test]

@@ -55,6 +55,18 @@ pub enum PromptStyle {
     Terse,
 }
 
+/// Which entry the heuristic manager (the SFT teacher) deletes when the bank is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Eviction {
+    /// The least recently updated entry (Mem0-style LRU).
+    #[default]
+    Oldest,
+    /// An entry drawn uniformly from the episode's scripted-policy RNG: demonstrations that
+    /// show eviction without a rule for choosing the victim.
+    Random,
+}
+
 /// Knobs of the `facts` environment (TOML table / `--set key=value`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -67,6 +79,9 @@ pub struct FactsKnobs {
     pub distractor_entities: usize,
     /// Attributes per person (max 8).
     pub attributes: usize,
+    /// Names drawn from (the first `name_pool` of the 40-name list; 0: all 40). A smaller pool
+    /// gives a small model more examples of each name to learn to copy.
+    pub name_pool: usize,
     /// New values stated after the first, per tracked key (interference).
     pub updates_per_key: usize,
     /// Distractor statements per tracked statement.
@@ -105,6 +120,13 @@ pub struct FactsKnobs {
     pub test_tasks: u64,
     /// Reward penalties.
     pub penalties: Penalties,
+    /// Heuristic manager only: the entry it evicts when the bank is full.
+    pub heuristic_eviction: Eviction,
+    /// Heuristic manager only: probability that it ignores a statement (as an extractor that
+    /// missed it), drawn per statement from the scripted-policy RNG. With `heuristic_eviction`,
+    /// this puts skipped facts and varied victims into the demonstrations, so that RL has the
+    /// moves it needs to explore; the demonstrations still carry no rule for which to use.
+    pub heuristic_skip: f64,
 }
 
 impl Default for FactsKnobs {
@@ -114,6 +136,7 @@ impl Default for FactsKnobs {
             entities: 2,
             distractor_entities: 2,
             attributes: 2,
+            name_pool: 0,
             updates_per_key: 2,
             distractor_ratio: 1.0,
             retraction_prob: 0.0,
@@ -132,6 +155,8 @@ impl Default for FactsKnobs {
             validation_tasks: 200,
             test_tasks: 500,
             penalties: Penalties::default(),
+            heuristic_eviction: Eviction::Oldest,
+            heuristic_skip: 0.0,
         }
     }
 }
@@ -145,8 +170,14 @@ impl FactsKnobs {
         if self.attributes > ATTRIBUTES.len() {
             return err(format!("attributes must be at most {}", ATTRIBUTES.len()));
         }
-        if self.entities + self.distractor_entities > NAMES.len() {
-            return err(format!("entities + distractor_entities must be at most {}", NAMES.len()));
+        if self.entities + self.distractor_entities > self.names().len() {
+            return err(format!("entities + distractor_entities must be at most {} (name_pool, or the {} names when it is 0)", self.names().len(), NAMES.len()));
+        }
+        if self.name_pool > NAMES.len() {
+            return err(format!("name_pool must be at most {} (0: all names)", NAMES.len()));
+        }
+        if !(0.0..=1.0).contains(&self.heuristic_skip) {
+            return err("heuristic_skip must be in [0, 1]".into());
         }
         if self.questions == 0 || self.questions > self.entities * self.attributes {
             return err(format!("questions must be between 1 and entities*attributes = {}", self.entities * self.attributes));
@@ -166,8 +197,14 @@ impl FactsKnobs {
         Ok(())
     }
 
+    /// The names tasks draw from.
+    fn names(&self) -> &'static [&'static str] {
+        if self.name_pool == 0 { NAMES } else { &NAMES[..self.name_pool.min(NAMES.len())] }
+    }
+
     fn gen_params(&self) -> GenParams {
         GenParams {
+            names: self.names(),
             entities: self.entities,
             distractor_entities: self.distractor_entities,
             attributes: self.attributes,
@@ -508,12 +545,12 @@ impl Env for FactsEnv {
         Ok(Step { actions: logs, observation, penalty, next })
     }
 
-    fn scripted(&self, kind: ScriptedKind, _rng: &mut dyn RngCore) -> Result<String, EnvError> {
+    fn scripted(&self, kind: ScriptedKind, rng: &mut dyn RngCore) -> Result<String, EnvError> {
         let ep = self.ep.as_ref().ok_or(EnvError::NotStarted)?;
         if ep.done {
             return Err(EnvError::Finished);
         }
-        Ok(scripted::completion(kind, ep, &self.knobs, self.counter.as_ref()))
+        Ok(scripted::completion(kind, ep, &self.knobs, self.counter.as_ref(), rng))
     }
 
     fn stats(&self) -> EpisodeStats {

@@ -9,13 +9,14 @@
 //! - full-context: stores every statement and never edits or deletes, ignoring capacity.
 
 use super::generator::{canonical_line, parse_canonical, Change, Statement, UNKNOWN};
-use super::{Episode, FactsKnobs, MemoryMode};
+use super::{Episode, Eviction, FactsKnobs, MemoryMode};
 use crate::env::ScriptedKind;
 use crate::tokens::TokenCounter;
 use crate::tools::Action;
+use rand::{Rng, RngCore};
 
 /// Final change per key within a chunk, in order of first appearance.
-fn final_changes<'a>(chunk: &'a [Statement], keep: impl Fn(&Statement) -> bool) -> Vec<(&'a str, usize, &'a Change)> {
+fn final_changes<'a>(chunk: &'a [Statement], mut keep: impl FnMut(&Statement) -> bool) -> Vec<(&'a str, usize, &'a Change)> {
     let mut out: Vec<(&str, usize, &Change)> = Vec::new();
     for s in chunk.iter().filter(|s| keep(s)) {
         match out.iter_mut().find(|(e, a, _)| *e == s.entity && *a == s.attribute) {
@@ -33,8 +34,18 @@ struct SimEntry {
     updated: u32,
 }
 
+/// How `bank_ops` handles a new key when the bank is full.
+enum WhenFull<'r> {
+    /// Skip the new key.
+    Skip,
+    /// Delete the least recently updated entry.
+    EvictOldest,
+    /// Delete an entry drawn from this RNG.
+    EvictRandom(&'r mut dyn RngCore),
+}
+
 /// Memory-bank operations for one chunk.
-fn bank_ops(ep: &Episode, keep: impl Fn(&Statement) -> bool, evict: bool, capacity: usize) -> Vec<Action> {
+fn bank_ops(ep: &Episode, keep: impl FnMut(&Statement) -> bool, mut when_full: WhenFull, capacity: usize) -> Vec<Action> {
     let mut sim: Vec<SimEntry> = ep
         .bank
         .entries()
@@ -61,10 +72,15 @@ fn bank_ops(ep: &Episode, keep: impl Fn(&Statement) -> bool, evict: bool, capaci
             }
             (Change::Set(v), None) => {
                 if sim.len() >= capacity {
-                    if !evict {
-                        continue;
-                    }
-                    let victim = sim.iter().enumerate().filter(|(_, s)| s.id.is_some() && s.updated < now).min_by_key(|(i, s)| (s.updated, *i)).map(|(i, _)| i);
+                    let candidates = sim.iter().enumerate().filter(|(_, s)| s.id.is_some() && s.updated < now);
+                    let victim = match &mut when_full {
+                        WhenFull::Skip => continue,
+                        WhenFull::EvictOldest => candidates.min_by_key(|(i, s)| (s.updated, *i)).map(|(i, _)| i),
+                        WhenFull::EvictRandom(rng) => {
+                            let ids: Vec<usize> = candidates.map(|(i, _)| i).collect();
+                            (!ids.is_empty()).then(|| ids[rng.random_range(0..ids.len())])
+                        }
+                    };
                     let Some(i) = victim else { continue };
                     if let Some(id) = sim.remove(i).id {
                         actions.push(Action::MemoryDelete { id });
@@ -82,6 +98,25 @@ fn bank_ops(ep: &Episode, keep: impl Fn(&Statement) -> bool, evict: bool, capaci
         }
     }
     actions
+}
+
+/// The heuristic manager's operations: every statement (but those its `heuristic_skip` draw
+/// ignores), evicting as `heuristic_eviction` says. The draws come from `rng` only when the
+/// knobs ask for noise, so the default heuristic consumes no randomness.
+fn heuristic_ops(ep: &Episode, knobs: &FactsKnobs, rng: &mut dyn RngCore) -> Vec<Action> {
+    let skip = knobs.heuristic_skip;
+    if skip == 0.0 && knobs.heuristic_eviction == Eviction::Oldest {
+        return bank_ops(ep, |_| true, WhenFull::EvictOldest, knobs.capacity);
+    }
+    // Draw the skips first, one per statement in order, then the evictions.
+    let chunk = ep.task.chunks.get(ep.chunk).map(Vec::as_slice).unwrap_or_default();
+    let kept: Vec<bool> = chunk.iter().map(|_| skip == 0.0 || !rng.random_bool(skip)).collect();
+    let mut next = kept.iter().copied();
+    let keep = move |_: &Statement| next.next().unwrap_or(true);
+    match knobs.heuristic_eviction {
+        Eviction::Oldest => bank_ops(ep, keep, WhenFull::EvictOldest, knobs.capacity),
+        Eviction::Random => bank_ops(ep, keep, WhenFull::EvictRandom(rng), knobs.capacity),
+    }
 }
 
 /// Every statement of the chunk as a new entry, skipping exact duplicates.
@@ -153,15 +188,15 @@ fn recall(ep: &Episode, mode: MemoryMode, entity: &str, attribute: usize) -> Opt
 }
 
 /// The scripted completion for the current turn.
-pub(super) fn completion(kind: ScriptedKind, ep: &Episode, knobs: &FactsKnobs, counter: &dyn TokenCounter) -> String {
+pub(super) fn completion(kind: ScriptedKind, ep: &Episode, knobs: &FactsKnobs, counter: &dyn TokenCounter, rng: &mut dyn RngCore) -> String {
     if ep.chunk < ep.task.chunks.len() {
         if knobs.memory_mode == MemoryMode::Overwrite {
             return overwrite_text(ep, kind, knobs, counter);
         }
         let asked = |s: &Statement| ep.task.questions.iter().any(|q| q.entity == s.entity && q.attribute == s.attribute);
         let actions = match kind {
-            ScriptedKind::Oracle => bank_ops(ep, asked, false, knobs.capacity),
-            ScriptedKind::Heuristic => bank_ops(ep, |_| true, true, knobs.capacity),
+            ScriptedKind::Oracle => bank_ops(ep, asked, WhenFull::Skip, knobs.capacity),
+            ScriptedKind::Heuristic => heuristic_ops(ep, knobs, rng),
             ScriptedKind::NoMemory => Vec::new(),
             ScriptedKind::FullContext => store_everything(ep),
         };
