@@ -6,10 +6,12 @@
 //! | `tiny-4l-128d` | 4 | 128 | 4 / 2 | 32 | 384 |
 //! | `tiny-4l-256d` | 4 | 256 | 8 / 4 | 32 | 768 |
 //!
-//! Any other shape is spelled `tiny-<L>l-<D>d-<H>h` (optionally `-<K>kv`, default `K = H`):
-//! `L` layers, width `D`, `H` query heads of `D / H` dimensions, `K` key/value heads, FFN `3 D`.
+//! Any other shape is spelled `tiny-<L>l-<D>d-<H>h` (optionally `-<K>kv`, default `K = H`, then
+//! optionally `-rope<θ>`, default 10000): `L` layers, width `D`, `H` query heads of `D / H`
+//! dimensions, `K` key/value heads, FFN `3 D`, RoPE base θ. A small θ (e.g. 100) spends a small
+//! head's few rotation frequencies on the short offsets of a short context.
 //!
-//! All use tied embeddings, RoPE θ = 10000, RMSNorm ε = 1e-5 and 4096 positions, and take the
+//! All use tied embeddings, RoPE θ = 10000 unless the name says otherwise, RMSNorm ε = 1e-5 and 4096 positions, and take the
 //! vocabulary size from the tokenizer (special ids as [`crate::train::bpe`] assigns them:
 //! `<|im_start|>` = 1 is BOS, `<|im_end|>` = 2 is EOS). Initialisation is transformers'
 //! `LlamaPreTrainedModel._init_weights`: normal(0, 0.02) for embeddings and projections, ones
@@ -45,8 +47,13 @@ pub enum TinyPreset {
         heads: usize,
         /// Key/value heads (divides `heads`).
         kv_heads: usize,
+        /// RoPE base θ.
+        rope_theta: u32,
     },
 }
+
+/// RoPE base of the named presets and of custom shapes that do not name one.
+pub const DEFAULT_ROPE_THETA: u32 = 10_000;
 
 /// transformers' default `initializer_range`.
 pub const INIT_STD: f32 = 0.02;
@@ -61,22 +68,36 @@ impl TinyPreset {
             TinyPreset::L2D64 => "tiny-2l-64d".into(),
             TinyPreset::L4D128 => "tiny-4l-128d".into(),
             TinyPreset::L4D256 => "tiny-4l-256d".into(),
-            TinyPreset::Custom { layers, hidden, heads, kv_heads } if kv_heads == heads => format!("tiny-{layers}l-{hidden}d-{heads}h"),
-            TinyPreset::Custom { layers, hidden, heads, kv_heads } => format!("tiny-{layers}l-{hidden}d-{heads}h-{kv_heads}kv"),
+            TinyPreset::Custom { layers, hidden, heads, kv_heads, rope_theta } => {
+                let kv = if kv_heads == heads { String::new() } else { format!("-{kv_heads}kv") };
+                let rope = if rope_theta == DEFAULT_ROPE_THETA { String::new() } else { format!("-rope{rope_theta}") };
+                format!("tiny-{layers}l-{hidden}d-{heads}h{kv}{rope}")
+            }
         }
     }
 
-    /// The preset called `name`: a named one, or `tiny-<L>l-<D>d-<H>h[-<K>kv]` with 1–32 layers,
-    /// width 8–4096, head dimension `D / H` even, and `K` dividing `H`.
+    /// The preset called `name`: a named one, or `tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>]` with 1–32
+    /// layers, width 8–4096, head dimension `D / H` even, `K` dividing `H` and θ in 2–10⁷.
     pub fn parse(name: &str) -> Result<TinyPreset> {
         if let Some(p) = TinyPreset::ALL.into_iter().find(|p| p.name() == name) {
             return Ok(p);
         }
         let bad = |why: &str| {
             let names: Vec<String> = TinyPreset::ALL.iter().map(|p| p.name()).collect();
-            TrainError::config("tiny preset", format!("unknown preset `{name}` ({why}); expected one of {names:?} or tiny-<L>l-<D>d-<H>h[-<K>kv], e.g. tiny-2l-128d-2h"))
+            TrainError::config("tiny preset", format!("unknown preset `{name}` ({why}); expected one of {names:?} or tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>], e.g. tiny-2l-128d-2h"))
         };
-        let parts: Vec<&str> = name.strip_prefix("tiny-").ok_or_else(|| bad("no `tiny-` prefix"))?.split('-').collect();
+        let mut parts: Vec<&str> = name.strip_prefix("tiny-").ok_or_else(|| bad("no `tiny-` prefix"))?.split('-').collect();
+        let rope_theta = match parts.last().and_then(|p| p.strip_prefix("rope")) {
+            Some(theta) if parts.len() > 3 => {
+                let theta: u32 = theta.parse().map_err(|_| bad("rope<θ> needs a whole number"))?;
+                if !(2..=10_000_000).contains(&theta) {
+                    return Err(bad("the RoPE base must be 2-10000000"));
+                }
+                parts.pop();
+                theta
+            }
+            _ => DEFAULT_ROPE_THETA,
+        };
         let num = |part: Option<&&str>, suffix: &str| -> Option<usize> { part?.strip_suffix(suffix)?.parse().ok() };
         let (Some(layers), Some(hidden), Some(heads)) = (num(parts.first(), "l"), num(parts.get(1), "d"), num(parts.get(2), "h")) else {
             return Err(bad("not of the form tiny-<L>l-<D>d-<H>h"));
@@ -97,7 +118,7 @@ impl TinyPreset {
         if kv_heads == 0 || heads % kv_heads != 0 {
             return Err(bad("key/value heads must divide the query heads"));
         }
-        Ok(TinyPreset::Custom { layers, hidden, heads, kv_heads })
+        Ok(TinyPreset::Custom { layers, hidden, heads, kv_heads, rope_theta })
     }
 
     /// `(layers, hidden, heads, kv_heads)`.
@@ -106,7 +127,15 @@ impl TinyPreset {
             TinyPreset::L2D64 => (2, 64, 4, 2),
             TinyPreset::L4D128 => (4, 128, 4, 2),
             TinyPreset::L4D256 => (4, 256, 8, 4),
-            TinyPreset::Custom { layers, hidden, heads, kv_heads } => (layers, hidden, heads, kv_heads),
+            TinyPreset::Custom { layers, hidden, heads, kv_heads, .. } => (layers, hidden, heads, kv_heads),
+        }
+    }
+
+    /// The RoPE base θ.
+    fn rope_theta(self) -> u32 {
+        match self {
+            TinyPreset::Custom { rope_theta, .. } => rope_theta,
+            _ => DEFAULT_ROPE_THETA,
         }
     }
 
@@ -125,7 +154,7 @@ impl TinyPreset {
             "head_dim": hidden / heads,
             "hidden_act": "silu",
             "rms_norm_eps": 1e-5,
-            "rope_theta": 10000.0,
+            "rope_theta": self.rope_theta() as f64,
             "rope_scaling": null,
             "max_position_embeddings": 4096,
             "tie_word_embeddings": true,
@@ -231,12 +260,19 @@ mod tests {
         }
         assert!(TinyPreset::parse("tiny-9l").unwrap_err().to_string().contains("tiny-2l-64d"));
         let custom = TinyPreset::parse("tiny-2l-128d-2h").unwrap();
-        assert_eq!(custom, TinyPreset::Custom { layers: 2, hidden: 128, heads: 2, kv_heads: 2 });
+        assert_eq!(custom, TinyPreset::Custom { layers: 2, hidden: 128, heads: 2, kv_heads: 2, rope_theta: DEFAULT_ROPE_THETA });
         assert_eq!(custom.name(), "tiny-2l-128d-2h");
         let c = custom.config(500).unwrap();
         assert_eq!((c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim), (2, 128, 2, 2, 64));
         assert_eq!(TinyPreset::parse("tiny-3l-96d-4h-2kv").unwrap().name(), "tiny-3l-96d-4h-2kv");
-        for bad in ["tiny-2l-128d", "tiny-2l-100d-3h", "tiny-2l-96d-4h-3kv", "tiny-0l-64d-2h", "tiny-2l-64d-2h-2kv-x", "tiny-2l-66d-6h"] {
+        let rope = TinyPreset::parse("tiny-2l-64d-8h-rope100").unwrap();
+        assert_eq!(rope, TinyPreset::Custom { layers: 2, hidden: 64, heads: 8, kv_heads: 8, rope_theta: 100 });
+        assert_eq!(rope.name(), "tiny-2l-64d-8h-rope100");
+        assert_eq!(rope.config(500).unwrap().rope_theta, 100.0);
+        assert_eq!(TinyPreset::parse("tiny-2l-64d-8h-2kv-rope500").unwrap().name(), "tiny-2l-64d-8h-2kv-rope500");
+        assert_eq!(TinyPreset::parse("tiny-2l-64d-4h-rope10000").unwrap().name(), "tiny-2l-64d-4h");
+        assert_eq!(TinyPreset::L2D64.config(500).unwrap().rope_theta, 10000.0);
+        for bad in ["tiny-2l-128d", "tiny-2l-100d-3h", "tiny-2l-96d-4h-3kv", "tiny-0l-64d-2h", "tiny-2l-64d-2h-2kv-x", "tiny-2l-66d-6h", "tiny-2l-64d-8h-rope1", "tiny-2l-64d-8h-ropex", "tiny-2l-64d-rope100", "tiny-2l-64d-8h-rope100-2kv"] {
             assert!(TinyPreset::parse(bad).is_err(), "{bad}");
         }
         assert!(TinyPreset::L2D64.config(2).is_err());
