@@ -10,6 +10,8 @@ set -euo pipefail
 MEMRL=${MEMRL:-"cargo run --release -q -p memrl-trainer --bin memrl --"}
 R2="--set env.options.chunk_size=1 --set rollout.max_turns=12 --set env.options.prompt=terse --set env.options.questions_per_turn=1 --set sft.batch_size=4 --set sft.lr=5e-3 --set sft.epochs=1"
 ISO="--set policy.tokenizer_spaces=isolated"
+# Round 3: four facts about two tracked people and two distractors, one attribute (README, "Round 3").
+R3="$R2 $ISO --set rollout.max_turns=12 --set env.options.entities=2 --set env.options.distractor_entities=2 --set env.options.attributes=1 --set env.options.updates_per_key=0 --set sft.episodes=2048 --set sft.final_segments=2 --set sft.final_segment_copies=2"
 declare -A PROBES=(
   [chunk3-4l128]="--set policy.model=tiny-4l-128d --set sft.lr=3e-3"
   [chunk1-2l64]="--set env.options.chunk_size=1 --set rollout.max_turns=12"
@@ -25,6 +27,16 @@ declare -A PROBES=(
   [r2-p6-isolated-128d]="$R2 $ISO --set sft.episodes=2048 --set policy.model=tiny-2l-128d-4h"
   [r2-p7-isolated-8k]="$R2 $ISO --set sft.episodes=8192"
   [r2-p8-isolated-4k-answers3]="$R2 $ISO --set sft.episodes=4096 --set sft.final_segments=2 --set sft.final_segment_copies=3"
+  [r3-e1]="$R3"
+  [r3-e2-updates]="$R3 --set env.options.updates_per_key=1"
+  [r3-e3-names8]="$R3 --set env.options.name_pool=8"
+  [r3-e4-names8-lr1e-2]="$R3 --set env.options.name_pool=8 --set sft.lr=1e-2"
+  [r3-e5-4h]="$R3 --set policy.model=tiny-2l-64d-4h"
+  [r3-e6-8h]="$R3 --set policy.model=tiny-2l-64d-8h"
+  [r3-e7-8h-names8]="$R3 --set policy.model=tiny-2l-64d-8h --set env.options.name_pool=8"
+  [r3-e8-3l-8h]="$R3 --set policy.model=tiny-3l-64d-8h"
+  [r3-e9-8h-rope100]="$R3 --set policy.model=tiny-2l-64d-8h-rope100"
+  [r3-e10-8h-rope100-seed1]="$R3 --set policy.model=tiny-2l-64d-8h-rope100 --set run.seed=1"
   [chunk6-fullcontext]="--set env.options.chunk_size=6 --set sft.source=full-context --set sft.episodes=512 --set eval.episodes=4"
 )
 names=("$@")
