@@ -177,6 +177,9 @@ impl Config {
                 return Err(invalid(key, v, "expected >= 1"));
             }
         }
+        if self.sft.echo_segments > 10_000_000 {
+            return Err(invalid("sft.echo_segments", self.sft.echo_segments, "expected at most 10000000"));
+        }
         if self.sft.final_segment_copies > 64 {
             return Err(invalid("sft.final_segment_copies", self.sft.final_segment_copies, "expected at most 64"));
         }

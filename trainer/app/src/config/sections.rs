@@ -422,6 +422,10 @@ pub struct SftConfig {
     pub final_segments: usize,
     /// Copies of each of those segments per epoch (1: seen once, like every other segment).
     pub final_segment_copies: usize,
+    /// Echo segments mixed into each epoch (0: none): synthetic turns whose response copies
+    /// lines of the demonstrations' prompts, so that every response token trains copying
+    /// ([`crate::train::echo`]).
+    pub echo_segments: usize,
 }
 
 impl Default for SftConfig {
@@ -438,6 +442,7 @@ impl Default for SftConfig {
             batch_size: 8,
             final_segments: 0,
             final_segment_copies: 1,
+            echo_segments: 0,
         }
     }
 }

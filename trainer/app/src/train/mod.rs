@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod checks;
+pub mod echo;
 pub mod policy;
 pub mod run;
 pub mod sft;

@@ -73,14 +73,18 @@ impl<B: RunBackend> Run<'_, B> {
         let demos = play(envs, &self.policy.codec as &dyn ChatCodec, source, self.limits(), self.config.run.seed)?;
         let demo_reward = demos.iter().map(|t| t.reward()).sum::<f64>() / demos.len().max(1) as f64;
         let data = collect(0, &demos, 1, SegmentationMode::Dcpo, Default::default(), Default::default(), RolloutLogprobs::Policy, 0)?;
-        let segments = data.segments;
-        let epoch_order = epoch_order(&segments, s.final_segments, s.final_segment_copies);
+        let mut segments = data.segments;
+        let demo_segments = segments.len();
+        let mut epoch_order = epoch_order(&segments, s.final_segments, s.final_segment_copies);
+        let echoes = crate::train::echo::echo_segments(&self.policy.codec, &segments, s.echo_segments, self.policy.stop_ids[0], self.config.run.seed ^ 0xEC40)?;
+        epoch_order.extend(segments.len()..segments.len() + echoes.len());
+        segments.extend(echoes);
         let per_step = s.batch_size.max(1);
         let total = epoch_order.len().div_ceil(per_step) as u64 * s.epochs as u64;
         let schedule = s.schedule(total);
         let mut log = MetricsLogger::open(&self.dir.root().join("sft_metrics.jsonl"))?;
         let bar = bar(progress, total, "sft");
-        let mut summary = SftSummary { segments: segments.len(), demo_reward, ..SftSummary::default() };
+        let mut summary = SftSummary { segments: demo_segments, demo_reward, ..SftSummary::default() };
         let mut skipped = 0u64;
         for epoch in 0..s.epochs {
             let mut order = epoch_order.clone();
