@@ -422,6 +422,12 @@ pub struct SftConfig {
     pub final_segments: usize,
     /// Copies of each of those segments per epoch (1: seen once, like every other segment).
     pub final_segment_copies: usize,
+    /// Write a resumable SFT checkpoint (`checkpoints/sft-step-K/`: weights, AdamW moments, the
+    /// step counter) every this many SFT optimizer steps (0: none; the stage's end is always
+    /// checkpointed as `step-0`). `memrl train --resume` on a run stopped during SFT continues
+    /// from the newest one and ends as an uninterrupted run would; they are removed once
+    /// `step-0` is written. `run.keep_checkpoints` bounds how many are kept meanwhile.
+    pub checkpoint_every: u64,
 }
 
 impl Default for SftConfig {
@@ -438,6 +444,7 @@ impl Default for SftConfig {
             batch_size: 8,
             final_segments: 0,
             final_segment_copies: 1,
+            checkpoint_every: 1000,
         }
     }
 }
