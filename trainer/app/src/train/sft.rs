@@ -83,7 +83,8 @@ impl<B: RunBackend> Run<'_, B> {
         let envs = self.envs(Split::Train, &tasks, 1, self.config.run.seed ^ 0x5F7)?;
         let source = CompletionSource::Scripted { kind, stop_id: self.policy.stop_ids[0] };
         let demos = play(envs, &self.policy.codec as &dyn ChatCodec, source, self.limits(), self.config.run.seed)?;
-        let demo_reward = demos.iter().map(|t| t.reward()).sum::<f64>() / demos.len().max(1) as f64;
+        // (No demonstrations, `sft.episodes = 0`, which is warned about: 0, not the -0 of an empty sum.)
+        let demo_reward = if demos.is_empty() { 0.0 } else { demos.iter().map(|t| t.reward()).sum::<f64>() / demos.len() as f64 };
         let data = collect(0, &demos, 1, SegmentationMode::Dcpo, Default::default(), Default::default(), RolloutLogprobs::Policy, 0)?;
         let segments = data.segments;
         let epoch_order = epoch_order(&segments, s.final_segments, s.final_segment_copies);
