@@ -425,8 +425,8 @@ pub struct SftConfig {
     /// Write a resumable SFT checkpoint (`checkpoints/sft-step-K/`: weights, AdamW moments, the
     /// step counter) every this many SFT optimizer steps (0: none; the stage's end is always
     /// checkpointed as `step-0`). `memrl train --resume` on a run stopped during SFT continues
-    /// from the newest one and ends as an uninterrupted run would; they are removed once
-    /// `step-0` is written. `run.keep_checkpoints` bounds how many are kept meanwhile.
+    /// from the newest one and ends as an uninterrupted run would. Only the newest is kept, and
+    /// it is removed once `step-0` is written.
     pub checkpoint_every: u64,
 }
 

@@ -143,12 +143,13 @@ impl<B: RunBackend> Run<'_, B> {
     }
 
     /// Writes `checkpoints/sft-step-K/` after SFT step K (its metrics line fsynced first), then
-    /// prunes older SFT checkpoints to `run.keep_checkpoints`.
+    /// removes the older SFT checkpoints: they are resume points, and the newest supersedes them
+    /// (a model's weights and moments, several times its size on disk, per checkpoint).
     fn sft_checkpoint(&self, log: &MetricsLogger, from: &TrainerState, summary: &SftSummary) -> anyhow::Result<()> {
         log.sync()?;
         let state = TrainerState { sft_steps: summary.steps, sft_skipped: summary.skipped, metrics_step: Some(summary.steps), ..from.clone() };
         self.write_checkpoint_dir(&sft_checkpoint_dir_name(summary.steps), &state)?;
-        prune_sft_checkpoints(&self.dir.checkpoints_dir(), self.config.run.keep_checkpoints as usize)?;
+        prune_sft_checkpoints(&self.dir.checkpoints_dir(), 1)?;
         Ok(())
     }
 }
