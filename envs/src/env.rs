@@ -379,6 +379,9 @@ pub enum EnvError {
     /// Data could not be loaded.
     #[error("{0}")]
     Data(String),
+    /// A benchmark file could not be loaded (the loader's error names the file and place).
+    #[error(transparent)]
+    Load(#[from] memrl_datasets::LoadError),
     /// A scripted policy is not available in this state.
     #[error("scripted policy {0:?} has no move here: {1}")]
     NoScriptedMove(ScriptedKind, String),

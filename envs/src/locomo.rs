@@ -157,7 +157,7 @@ fn load(path: &str) -> Result<Arc<LocomoDataset>, EnvError> {
     if let Some(d) = guard.get(&resolved) {
         return Ok(d.clone());
     }
-    let d = Arc::new(LocomoDataset::load(&resolved).map_err(|e| EnvError::Data(e.to_string()))?);
+    let d = Arc::new(LocomoDataset::load(&resolved)?);
     guard.insert(resolved, d.clone());
     Ok(d)
 }

@@ -116,7 +116,7 @@ fn load(path: &str) -> Result<Arc<LongMemEvalDataset>, EnvError> {
     if let Some(d) = guard.get(&resolved) {
         return Ok(d.clone());
     }
-    let d = Arc::new(LongMemEvalDataset::load(&resolved).map_err(|e| EnvError::Data(e.to_string()))?);
+    let d = Arc::new(LongMemEvalDataset::load(&resolved)?);
     guard.insert(resolved, d.clone());
     Ok(d)
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("reading {path}")]
     Io {
         /// The file involved.
         path: PathBuf,
@@ -15,7 +15,7 @@ pub enum PolicyError {
         source: std::io::Error,
     },
     /// A JSON file (config.json, tokenizer_config.json, index) is not valid JSON.
-    #[error("{path}: invalid JSON: {source}")]
+    #[error("{path}: invalid JSON")]
     Json {
         /// The file involved.
         path: PathBuf,

@@ -284,3 +284,26 @@ fn a_special_token_id_outside_the_vocabulary_is_refused() {
     let err = memrl_policies::tokenizer::Tokenizer::from_gguf(&GgufFile::open(bad.path()).unwrap()).err().expect("id 7 of 2 tokens");
     assert!(err.to_string().contains("tokenizer.ggml.eos_token_id"), "{err}");
 }
+
+#[test]
+fn a_huge_binary_tensor_name_is_quoted_escaped_and_capped() {
+    // A damaged name length turns megabytes of binary into a "name" (a 31 MB error once).
+    let name: String = std::iter::repeat_n("\u{1b}[2J\0w", 200_000).collect();
+    let mut b = Vec::new();
+    b.extend_from_slice(b"GGUF");
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&1u64.to_le_bytes()); // tensors
+    b.extend_from_slice(&0u64.to_le_bytes()); // metadata
+    b.extend_from_slice(&(name.len() as u64).to_le_bytes());
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes()); // n_dims
+    b.extend_from_slice(&4u64.to_le_bytes());
+    b.extend_from_slice(&99u32.to_le_bytes()); // no such ggml type: the error quotes the name
+    b.extend_from_slice(&0u64.to_le_bytes());
+    b.resize(b.len().div_ceil(32) * 32 + 64, 0);
+    let f = write_tmp(&b);
+    let err = GgufFile::open(f.path()).expect_err("an unknown tensor type is refused").to_string();
+    assert!(err.len() < 2_000, "a {}-byte error", err.len());
+    assert!(!err.chars().any(char::is_control), "{err}");
+    assert!(err.contains("\\u{1b}[2J\\u{0}w") && err.contains("..."), "{err}");
+}

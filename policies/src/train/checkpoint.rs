@@ -13,9 +13,10 @@
 //! | `optimizer.safetensors`, `optimizer.json` | AdamW moments (`{param}.exp_avg`, `{param}.exp_avg_sq`, in memrl's parameter layout: linear weights `[in, out]`) and step counts / hyper-parameters |
 //! | `reference_logits.json` | optional: logits memrl computed for a fixed prompt (checked by `scripts/check_checkpoint.py`) |
 //!
-//! Writing is atomic: everything goes into `<dir>.tmp` (each file fsynced), the temporary
-//! directory is renamed to `<dir>` (an existing `<dir>` is moved aside first and removed after),
-//! and the parent directory is fsynced.
+//! [`save_checkpoint`] writes atomically, through the workspace's one directory writer
+//! ([`crate::atomic::write_dir_atomic`]: a temporary directory beside `<dir>`, fsynced, renamed);
+//! [`write_checkpoint_files`] fills a directory that such a writer (the trainer's, which adds its
+//! own state files) provides.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -62,7 +63,7 @@ impl TokenizerFiles {
     /// The files of an HF model directory (`tokenizer_config.json` may be absent: `{}`).
     pub fn from_hf_dir(dir: &Path) -> Result<TokenizerFiles> {
         let path = dir.join("tokenizer.json");
-        let tokenizer_json = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        let tokenizer_json = std::fs::read_to_string(&path).map_err(|e| TrainError::io("reading", &path, e))?;
         let cfg_path = dir.join("tokenizer_config.json");
         let tokenizer_config = if cfg_path.is_file() {
             read_json(&cfg_path)?
@@ -74,7 +75,7 @@ impl TokenizerFiles {
 
     /// Writes both files into `dir` (each atomically).
     pub fn write(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io("creating directory", dir, e))?;
         write_file_atomic(&dir.join("tokenizer.json"), self.tokenizer_json.as_bytes())?;
         write_file_atomic(&dir.join("tokenizer_config.json"), pretty(&self.tokenizer_config).as_bytes())
     }
@@ -162,24 +163,20 @@ fn pretty(v: &Value) -> String {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io("reading", path, e))?;
     serde_json::from_str(&text).map_err(|e| TrainError::checkpoint(path, format!("invalid JSON: {e}")))
 }
 
 /// Writes `bytes` to `path` atomically ([`crate::atomic::write_file_atomic`]), naming the path on error.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::atomic::write_file_atomic(path, bytes).map_err(|e| TrainError::io(path, e))
+    crate::atomic::write_file_atomic(path, bytes).map_err(|e| TrainError::io("writing", path, e))
 }
 
 /// Writes a file inside a directory that is renamed into place afterwards (no rename needed).
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = std::fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
-    f.write_all(bytes).map_err(|e| TrainError::io(path, e))?;
-    f.sync_all().map_err(|e| TrainError::io(path, e))
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| TrainError::io(dir, e))
+    let mut f = std::fs::File::create(path).map_err(|e| TrainError::io("creating", path, e))?;
+    f.write_all(bytes).map_err(|e| TrainError::io("writing", path, e))?;
+    f.sync_all().map_err(|e| TrainError::io("syncing", path, e))
 }
 
 /// Serialises f32 tensors as safetensors bytes with `metadata` (transformers wants `format: pt`).
@@ -198,7 +195,7 @@ pub fn safetensors_bytes(tensors: &[(String, HostTensor)], metadata: BTreeMap<St
 
 /// Reads every tensor of an f32 safetensors file (F16/BF16 are widened).
 pub fn read_safetensors(path: &Path) -> Result<Vec<(String, HostTensor)>> {
-    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| TrainError::io("reading", path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| TrainError::checkpoint(path, format!("not a valid safetensors file: {e}")))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
@@ -264,7 +261,9 @@ fn optimizer_files(state: &AdamWState) -> Result<(Vec<u8>, Value)> {
         tensors.push((format!("{name}.exp_avg_sq"), HostTensor { shape: m.shape.clone(), data: m.exp_avg_sq.clone() }));
         steps.insert(name.clone(), json!(m.step));
     }
-    let meta = BTreeMap::from([("format".to_string(), "pt".to_string()), ("memrl".to_string(), "adamw-state".to_string())]);
+    // One metadata key: safetensors writes its metadata map in hash order, so two keys would
+    // make equal optimizer states differ in their file bytes from one process to the next.
+    let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     let bytes = safetensors_bytes(&tensors, meta)?;
     let info = json!({
         "optimizer": "AdamW",
@@ -284,12 +283,25 @@ pub fn save_checkpoint<M: TrainBackend>(
     optimizer: Option<&AdamWState>,
     options: &CheckpointOptions,
 ) -> Result<()> {
+    crate::atomic::write_dir_atomic(dir, |tmp| write_checkpoint_files(tmp, model, tokenizer, optimizer, options))
+}
+
+/// Writes the files of a checkpoint of `model` into the existing directory `tmp`, each
+/// fsynced, without making the directory appear atomically: for a caller that does that itself
+/// (with [`crate::atomic::write_dir_atomic`]) and adds files of its own.
+pub fn write_checkpoint_files<M: TrainBackend>(
+    tmp: &Path,
+    model: &Llama<M>,
+    tokenizer: &TokenizerFiles,
+    optimizer: Option<&AdamWState>,
+    options: &CheckpointOptions,
+) -> Result<()> {
     let weights = M::export_weights(model, options.merge_lora);
     let reference = match &options.reference {
         Some(r) => Some(reference_logits_json(model, r)?),
         None => None,
     };
-    write_dir_atomic(dir, |tmp| {
+    {
         let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
         write_synced(&tmp.join("model.safetensors"), &safetensors_bytes(&weights.model, meta.clone())?)?;
         write_synced(&tmp.join("config.json"), pretty(&config_to_hf_json(&model.config)).as_bytes())?;
@@ -320,7 +332,7 @@ pub fn save_checkpoint<M: TrainBackend>(
             write_synced(&tmp.join("reference_logits.json"), pretty(r).as_bytes())?;
         }
         Ok(())
-    })
+    }
 }
 
 /// The id of `token` in a `tokenizer.json` text (added tokens or model vocabulary).
@@ -334,37 +346,6 @@ fn token_id_in_json(tokenizer_json: &str, token: &str) -> Option<u32> {
         }
     }
     v.get("model")?.get("vocab")?.get(token)?.as_u64().map(|x| x as u32)
-}
-
-/// Creates `<dir>.tmp`, lets `fill` write into it, fsyncs it and renames it to `dir`.
-fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = dir.file_name().ok_or_else(|| TrainError::checkpoint(dir, "checkpoint path has no final component"))?;
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
-    let tmp = parent.join(format!("{}.tmp", name.to_string_lossy()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    }
-    std::fs::create_dir(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    if let Err(e) = fill(&tmp) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    sync_dir(&tmp)?;
-    let old = parent.join(format!("{}.old", name.to_string_lossy()));
-    let had_old = dir.exists();
-    if had_old {
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, e))?;
-        }
-        std::fs::rename(dir, &old).map_err(|e| TrainError::io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| TrainError::io(dir, e))?;
-    sync_dir(parent)?;
-    if had_old {
-        std::fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, e))?;
-    }
-    Ok(())
 }
 
 /// Number of leading vocabulary ids whose logits are stored for every position.

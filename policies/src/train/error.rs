@@ -36,13 +36,18 @@ pub enum TrainError {
         message: String,
     },
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{action} {path}")]
     Io {
+        /// What was being done (`reading`, `writing`, ...).
+        action: &'static str,
         /// The file involved.
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An atomic file or directory write failed.
+    #[error(transparent)]
+    Atomic(#[from] crate::atomic::AtomicIoError),
     /// Tokenizer training or serialisation failed.
     #[error("tokenizer training: {0}")]
     Tokenizer(String),
@@ -64,8 +69,8 @@ impl TrainError {
     pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         TrainError::Checkpoint { path: path.into(), message: message.into() }
     }
-    /// Builds a [`TrainError::Io`].
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        TrainError::Io { path: path.into(), source }
+    /// Builds a [`TrainError::Io`]: `action` (`reading`, `writing`, ...) on `path` failed.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TrainError::Io { action, path: path.into(), source }
     }
 }

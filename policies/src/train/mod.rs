@@ -27,7 +27,7 @@ pub mod tiny;
 
 pub use bpe::{BpeTrainingConfig, CHATML_TEMPLATE, TrainedTokenizer, chatml_template, train_bpe_tokenizer};
 pub use checkpoint::{
-    CheckpointOptions, ReferencePrompt, TokenizerFiles, load_checkpoint_optimizer, load_lora_checkpoint, save_checkpoint,
+    CheckpointOptions, ReferencePrompt, TokenizerFiles, load_checkpoint_optimizer, load_lora_checkpoint, save_checkpoint, write_checkpoint_files,
 };
 pub use error::{Result, TrainError};
 pub use grads::{ClipReport, ModelGrads, clip_grad_norm};

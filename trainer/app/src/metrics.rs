@@ -22,8 +22,10 @@ const WALL_TIME: &str = "wall_time";
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     /// An I/O operation failed.
-    #[error("{path}: {source}")]
+    #[error("{action} {path}")]
     Io {
+        /// What was being done (`reading`, `appending to`, `syncing`).
+        action: &'static str,
         /// The metrics file.
         path: PathBuf,
         /// The error.
@@ -61,7 +63,7 @@ impl MetricsLogger {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| MetricsError::Io { path: path.to_path_buf(), source })?;
+            .map_err(|source| MetricsError::Io { action: "opening", path: path.to_path_buf(), source })?;
         Ok(MetricsLogger { file, path: path.to_path_buf() })
     }
 
@@ -77,14 +79,14 @@ impl MetricsLogger {
         self.file
             .write_all(line.as_bytes())
             .and_then(|_| self.file.flush())
-            .map_err(|source| MetricsError::Io { path: self.path.clone(), source })
+            .map_err(|source| MetricsError::Io { action: "appending to", path: self.path.clone(), source })
     }
 }
 
 impl MetricsLogger {
     /// Fsyncs the lines written so far (before a checkpoint that follows them commits).
     pub fn sync(&self) -> Result<(), MetricsError> {
-        self.file.sync_data().map_err(|source| MetricsError::Io { path: self.path.clone(), source })
+        self.file.sync_data().map_err(|source| MetricsError::Io { action: "syncing", path: self.path.clone(), source })
     }
 }
 
@@ -128,7 +130,7 @@ pub struct MetricsRow {
 /// by a crash) is ignored; any other malformed line is an error naming its line number.
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, MetricsError> {
     let text =
-        std::fs::read_to_string(path).map_err(|source| MetricsError::Io { path: path.to_path_buf(), source })?;
+        std::fs::read_to_string(path).map_err(|source| MetricsError::Io { action: "reading", path: path.to_path_buf(), source })?;
     let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
     let mut rows = Vec::with_capacity(lines.len());
@@ -179,7 +181,7 @@ pub fn truncate_after(path: &Path, last_step: u64) -> Result<usize, MetricsError
         return Ok(0);
     }
     let rows = read_metrics(path)?;
-    let text = std::fs::read_to_string(path).map_err(|source| MetricsError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| MetricsError::Io { action: "reading", path: path.to_path_buf(), source })?;
     let mut kept = String::new();
     let mut dropped = 0;
     let mut row_iter = rows.iter();

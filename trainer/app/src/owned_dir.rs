@@ -37,7 +37,7 @@ pub enum OwnedDirError {
     #[error("{0} is in use by another memrl process (it holds the directory's lock); wait for it to end or stop it first")]
     InUse(PathBuf),
     /// An I/O operation failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done.
         action: &'static str,

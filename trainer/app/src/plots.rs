@@ -252,6 +252,6 @@ pub fn plot_metrics(metrics_path: &Path, out_dir: &Path, format: PlotFormat) -> 
 /// or written (a full disk, a blocked path) is a warning on stderr and the run carries on.
 pub fn plot_metrics_or_warn(metrics_path: &Path, out_dir: &Path) {
     if let Err(e) = plot_metrics(metrics_path, out_dir, PlotFormat::Png) {
-        eprintln!("warning: plots in {} not updated (training carries on): {e}", out_dir.display());
+        eprintln!("warning: plots in {} not updated (training carries on): {}", out_dir.display(), crate::cli::error_text(&e));
     }
 }

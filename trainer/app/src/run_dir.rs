@@ -4,16 +4,20 @@
 //! runs/<name>/
 //!   config.toml              the resolved config
 //!   metrics.jsonl            one JSON line per logged step
+//!   sft_metrics.jsonl        one JSON line per SFT optimizer step
 //!   rollouts/step-N.parquet
-//!   checkpoints/step-N/      written as step-N.tmp/, then renamed, with a COMPLETE marker
+//!   checkpoints/step-N/      RL checkpoints (step-0: the model after SFT), with a COMPLETE marker
+//!   checkpoints/sft-step-K/  SFT checkpoints (every sft.checkpoint_every steps, until step-0)
 //!   plots/  eval/
 //!   .memrl-owned             marker: memrl created it; locked while a process writes here
 //! ```
 //!
 //! Files are written to a temporary name in the same directory, fsynced, then renamed, so a reader
-//! sees the old content or the new, never half of it. Checkpoint directories are filled under
-//! `step-N.tmp/`, get a `COMPLETE` marker, and are renamed to `step-N/`;
-//! [`latest_complete_checkpoint`] ignores anything else.
+//! sees the old content or the new, never half of it. Checkpoint directories go through the one
+//! directory writer of the workspace ([`memrl_policies::atomic::write_dir_atomic`]): filled under
+//! `<name>.memrl-tmp/`, given a `COMPLETE` marker, fsynced and renamed to `<name>/`;
+//! [`complete_checkpoints`] ignores anything else and [`recover_checkpoints`] cleans up what a
+//! crash left.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -51,7 +55,7 @@ pub enum RunDirError {
     #[error(transparent)]
     Owned(#[from] OwnedDirError),
     /// An I/O operation failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done.
         action: &'static str,
@@ -62,26 +66,14 @@ pub enum RunDirError {
     },
 }
 
+impl From<memrl_policies::atomic::AtomicIoError> for RunDirError {
+    fn from(e: memrl_policies::atomic::AtomicIoError) -> Self {
+        RunDirError::Io { action: e.action, path: e.path, source: e.source }
+    }
+}
+
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RunDirError + 'a {
     move |source| RunDirError::Io { action, path: path.to_path_buf(), source }
-}
-
-/// Fsyncs a directory so a rename inside it is durable.
-fn sync_dir(dir: &Path) -> Result<(), RunDirError> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(io_err("fsync directory", dir))
-}
-
-/// Fsyncs every file under `dir` (recursively), then the directories themselves.
-fn sync_tree(dir: &Path) -> Result<(), RunDirError> {
-    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
-        let path = entry.map_err(io_err("list", dir))?.path();
-        if path.is_dir() {
-            sync_tree(&path)?;
-        } else if path.is_file() {
-            File::open(&path).and_then(|f| f.sync_all()).map_err(io_err("fsync", &path))?;
-        }
-    }
-    sync_dir(dir)
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
@@ -167,6 +159,11 @@ impl RunDir {
         self.root.join("metrics.jsonl")
     }
 
+    /// `sft_metrics.jsonl`: one line per SFT optimizer step.
+    pub fn sft_metrics_path(&self) -> PathBuf {
+        self.root.join("sft_metrics.jsonl")
+    }
+
     /// `rollouts/`.
     pub fn rollouts_dir(&self) -> PathBuf {
         self.root.join("rollouts")
@@ -203,66 +200,65 @@ impl RunDir {
     }
 }
 
-/// `step-N` for a complete checkpoint directory.
+/// Prefix of an RL checkpoint's directory name (`step-N`).
+pub const RL_CHECKPOINT_PREFIX: &str = "step-";
+
+/// Prefix of an SFT checkpoint's directory name (`sft-step-K`, after SFT optimizer step K).
+pub const SFT_CHECKPOINT_PREFIX: &str = "sft-step-";
+
+/// `step-N`: the directory name of the RL checkpoint after step N.
 pub fn checkpoint_dir_name(step: u64) -> String {
-    format!("step-{step}")
+    format!("{RL_CHECKPOINT_PREFIX}{step}")
 }
 
-/// A checkpoint being written: fill [`CheckpointWriter::dir`], then [`CheckpointWriter::commit`].
-/// Dropping it without committing leaves a `step-N.tmp/` that readers ignore and the next
-/// [`CheckpointWriter::begin`] of the same step clears.
-#[derive(Debug)]
-pub struct CheckpointWriter {
-    tmp: PathBuf,
-    dest: PathBuf,
+/// `sft-step-K`: the directory name of the SFT checkpoint after SFT optimizer step K.
+pub fn sft_checkpoint_dir_name(step: u64) -> String {
+    format!("{SFT_CHECKPOINT_PREFIX}{step}")
 }
 
-impl CheckpointWriter {
-    /// Starts checkpoint `step` under `checkpoints_dir`: creates an empty `step-N.tmp/`.
-    pub fn begin(checkpoints_dir: &Path, step: u64) -> Result<CheckpointWriter, RunDirError> {
-        let dest = checkpoints_dir.join(checkpoint_dir_name(step));
-        let tmp = checkpoints_dir.join(format!("{}.tmp", checkpoint_dir_name(step)));
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(io_err("remove stale", &tmp))?;
-        }
-        fs::create_dir_all(&tmp).map_err(io_err("create directory", &tmp))?;
-        Ok(CheckpointWriter { tmp, dest })
-    }
-
-    /// The temporary directory to write the checkpoint's files into.
-    pub fn dir(&self) -> &Path {
-        &self.tmp
-    }
-
-    /// Fsyncs everything under it, writes the `COMPLETE` marker, and renames `step-N.tmp/` to `step-N/`.
-    /// An existing `step-N/` (a step redone after a resume) is replaced only after the new one is
-    /// in place. Returns the final path.
-    pub fn commit(self) -> Result<PathBuf, RunDirError> {
-        sync_tree(&self.tmp)?;
-        let marker = self.tmp.join(COMPLETE_MARKER);
-        File::create(&marker).and_then(|f| f.sync_all()).map_err(io_err("write", &marker))?;
-        sync_dir(&self.tmp)?;
-        let parent = self.dest.parent().expect("checkpoint paths have a parent").to_path_buf();
-        let replaced = self.dest.with_extension("replaced.tmp");
-        let had_old = self.dest.exists();
-        if had_old {
-            if replaced.exists() {
-                fs::remove_dir_all(&replaced).map_err(io_err("remove stale", &replaced))?;
-            }
-            fs::rename(&self.dest, &replaced).map_err(io_err("move aside", &self.dest))?;
-        }
-        fs::rename(&self.tmp, &self.dest).map_err(io_err("rename into", &self.dest))?;
-        sync_dir(&parent)?;
-        if had_old {
-            fs::remove_dir_all(&replaced).map_err(io_err("remove", &replaced))?;
-        }
-        Ok(self.dest)
-    }
+/// Writes the checkpoint directory `dest` atomically: `fill` writes the checkpoint's files into
+/// an empty temporary directory, a `COMPLETE` marker is added, and the whole is fsynced and
+/// renamed to `dest` ([`memrl_policies::atomic::write_dir_atomic`]). An existing `dest` (a step
+/// redone after a resume) is replaced only once the new one is in place. A crash leaves either
+/// no `dest` or a complete one, plus at most a temporary directory [`recover_checkpoints`] removes.
+pub fn write_checkpoint<E>(dest: &Path, fill: impl FnOnce(&Path) -> Result<(), E>) -> Result<(), E>
+where
+    E: From<RunDirError> + From<memrl_policies::atomic::AtomicIoError>,
+{
+    memrl_policies::atomic::write_dir_atomic(dest, |tmp| {
+        fill(tmp)?;
+        let marker = tmp.join(COMPLETE_MARKER);
+        File::create(&marker).map_err(io_err("write", &marker))?;
+        Ok(())
+    })
 }
 
-/// Steps of the complete checkpoints under `checkpoints_dir` (named `step-N`, a directory, with
-/// a `COMPLETE` marker), ascending. A missing directory has none.
-pub fn complete_checkpoints(checkpoints_dir: &Path) -> Result<Vec<(u64, PathBuf)>, RunDirError> {
+/// Cleans up after checkpoint writes a crash cut short (for a resume): removes memrl's own
+/// temporary directories under `checkpoints_dir` (`*.memrl-tmp`; and `step-N.tmp`,
+/// `step-N.tmp.tmp`, `step-N.tmp.old`, `step-N.replaced.tmp` from memrl versions before the one
+/// directory writer) and puts back a checkpoint that was moved aside to be replaced when its
+/// replacement never arrived. Anything else is left alone. Returns the paths removed.
+pub fn recover_checkpoints(checkpoints_dir: &Path) -> Result<Vec<PathBuf>, RunDirError> {
+    let mut removed = memrl_policies::atomic::recover_dirs(checkpoints_dir)?;
+    let legacy = |name: &str| {
+        let rest = name.strip_prefix(RL_CHECKPOINT_PREFIX).unwrap_or("");
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0 && [".tmp", ".tmp.tmp", ".tmp.old", ".replaced.tmp"].contains(&&rest[digits..])
+    };
+    for entry in fs::read_dir(checkpoints_dir).map_err(io_err("list", checkpoints_dir))? {
+        let entry = entry.map_err(io_err("list", checkpoints_dir))?;
+        let path = entry.path();
+        if entry.file_name().to_str().is_some_and(legacy) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+/// The complete checkpoints named `<prefix>N` under `checkpoints_dir` (a directory with a
+/// `COMPLETE` marker), ascending by N. A missing directory has none.
+fn complete_named(checkpoints_dir: &Path, prefix: &str) -> Result<Vec<(u64, PathBuf)>, RunDirError> {
     let entries = match fs::read_dir(checkpoints_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -272,8 +268,7 @@ pub fn complete_checkpoints(checkpoints_dir: &Path) -> Result<Vec<(u64, PathBuf)
     for entry in entries {
         let entry = entry.map_err(io_err("list", checkpoints_dir))?;
         let name = entry.file_name();
-        let Some(step) = name.to_str().and_then(|n| n.strip_prefix("step-")).and_then(|n| n.parse::<u64>().ok())
-        else {
+        let Some(step) = name.to_str().and_then(|n| n.strip_prefix(prefix)).and_then(|n| n.parse::<u64>().ok()) else {
             continue;
         };
         let path = entry.path();
@@ -285,31 +280,50 @@ pub fn complete_checkpoints(checkpoints_dir: &Path) -> Result<Vec<(u64, PathBuf)
     Ok(found)
 }
 
-/// The newest complete checkpoint under `checkpoints_dir`, ignoring half-written ones.
+/// Steps of the complete RL checkpoints under `checkpoints_dir` (named `step-N`, a directory,
+/// with a `COMPLETE` marker), ascending. A missing directory has none.
+pub fn complete_checkpoints(checkpoints_dir: &Path) -> Result<Vec<(u64, PathBuf)>, RunDirError> {
+    complete_named(checkpoints_dir, RL_CHECKPOINT_PREFIX)
+}
+
+/// SFT steps of the complete SFT checkpoints under `checkpoints_dir` (`sft-step-K`), ascending.
+pub fn complete_sft_checkpoints(checkpoints_dir: &Path) -> Result<Vec<(u64, PathBuf)>, RunDirError> {
+    complete_named(checkpoints_dir, SFT_CHECKPOINT_PREFIX)
+}
+
+/// The newest complete RL checkpoint under `checkpoints_dir`, ignoring half-written ones.
 pub fn latest_complete_checkpoint(checkpoints_dir: &Path) -> Result<Option<(u64, PathBuf)>, RunDirError> {
     Ok(complete_checkpoints(checkpoints_dir)?.pop())
 }
 
-/// Deletes all but the newest `keep` complete checkpoints (0 keeps all), and any leftover
-/// `*.tmp` directories. Returns the deleted paths.
+/// Deletes all but the newest `keep` complete RL checkpoints (0 keeps all). Returns the deleted paths.
 pub fn prune_checkpoints(checkpoints_dir: &Path, keep: usize) -> Result<Vec<PathBuf>, RunDirError> {
+    let complete = complete_checkpoints(checkpoints_dir)?;
+    let excess = if keep == 0 { 0 } else { complete.len().saturating_sub(keep) };
+    remove_oldest(complete, excess)
+}
+
+/// Deletes all but the newest `keep` complete SFT checkpoints (0 keeps all). Returns the deleted paths.
+pub fn prune_sft_checkpoints(checkpoints_dir: &Path, keep: usize) -> Result<Vec<PathBuf>, RunDirError> {
+    let complete = complete_sft_checkpoints(checkpoints_dir)?;
+    let excess = if keep == 0 { 0 } else { complete.len().saturating_sub(keep) };
+    remove_oldest(complete, excess)
+}
+
+/// Deletes every SFT checkpoint: once the SFT stage's final checkpoint (`step-0`) is in place
+/// they are no longer a resume point. Returns the deleted paths.
+pub fn remove_sft_checkpoints(checkpoints_dir: &Path) -> Result<Vec<PathBuf>, RunDirError> {
+    let complete = complete_sft_checkpoints(checkpoints_dir)?;
+    let all = complete.len();
+    remove_oldest(complete, all)
+}
+
+/// Deletes the first `count` of `checkpoints` (ascending by step).
+fn remove_oldest(checkpoints: Vec<(u64, PathBuf)>, count: usize) -> Result<Vec<PathBuf>, RunDirError> {
     let mut deleted = Vec::new();
-    if let Ok(entries) = fs::read_dir(checkpoints_dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() && path.extension().is_some_and(|e| e == "tmp") {
-                fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
-                deleted.push(path);
-            }
-        }
-    }
-    if keep > 0 {
-        let complete = complete_checkpoints(checkpoints_dir)?;
-        let excess = complete.len().saturating_sub(keep);
-        for (_, path) in complete.into_iter().take(excess) {
-            fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
-            deleted.push(path);
-        }
+    for (_, path) in checkpoints.into_iter().take(count) {
+        fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
+        deleted.push(path);
     }
     Ok(deleted)
 }

@@ -138,10 +138,26 @@ fn refusals_name_the_key_and_touch_nothing() {
 #[test]
 fn errors_print_the_os_error_once_and_failed_starts_leave_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = memrl(tmp.path(), &["train", "missing.toml"]);
-    let e = stderr(&out);
-    assert!(!out.status.success());
-    assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+    let dir = tmp.path();
+    // A run whose metrics.jsonl is a directory: reading it fails with EISDIR.
+    let run = dir.join("some-run");
+    std::fs::create_dir_all(run.join("metrics.jsonl")).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/tests/fixtures/locomo_mini.json");
+    let fixture = fixture.to_str().unwrap();
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["train", "missing.toml"], "missing.toml", "No such file or directory"),
+        (&["sweep", "missing-sweep.toml"], "missing-sweep.toml", "No such file or directory"),
+        (&["score", "--bench", "locomo", "--predictions", "missing.jsonl", "--data", fixture], "missing.jsonl", "No such file or directory"),
+        (&["plot", "some-run", "--out", "figs"], "metrics.jsonl", "Is a directory"),
+    ];
+    for (args, path, os_error) in cases {
+        let out = memrl(dir, args);
+        let e = stderr(&out);
+        assert!(!out.status.success(), "{args:?}: {e}");
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+        assert!(e.contains(path), "{args:?}: the path is not named: {e}");
+        assert_eq!(e.matches(os_error).count(), 1, "{args:?}: the OS error is not printed exactly once: {e}");
+    }
 
     // A start that fails after the run directory was made (the model does not exist) removes
     // it again: trying once more needs no --overwrite.
@@ -175,7 +191,12 @@ fn a_live_run_cannot_be_resumed_or_overwritten_by_a_second_process() {
 #[test]
 fn a_closed_stdout_ends_the_output_quietly() {
     let tmp = tempfile::tempdir().unwrap();
-    for args in [vec!["env", "list"], vec!["env", "play", "--env", "facts", "--policy", "oracle", "--episodes", "2"]] {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/tests/fixtures/locomo_mini.json");
+    for args in [
+        vec!["env", "list"],
+        vec!["env", "play", "--env", "facts", "--policy", "oracle", "--episodes", "2"],
+        vec!["data", "stats", "--bench", "locomo", "--data", fixture.to_str().unwrap()],
+    ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader); // `| head -0`: the reader is gone before the first write
         let out = Command::new(MEMRL).current_dir(tmp.path()).args(&args).stdout(writer).output().unwrap();
@@ -245,6 +266,16 @@ fn a_missing_metrics_line_is_redone_on_resume_and_plots_are_cosmetic() {
     let steps: Vec<u64> = memrl_trainer::metrics::read_metrics(&metrics).unwrap().iter().map(|r| r.step).collect();
     assert_eq!(steps, [1, 2, 3], "step 3 was redone, not skipped");
     assert!(String::from_utf8_lossy(&out.stdout).contains("resumed from    step 2"));
+
+    // A checkpoint whose trainer state cannot be read: the file and the OS error, once.
+    let state = run.join("checkpoints/step-3/trainer_state.json");
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    let out = memrl(tmp.path(), &["train", "--resume", run.to_str().unwrap(), "--quiet", "--set", "run.steps=4"]);
+    let e = stderr(&out);
+    assert!(!out.status.success(), "{e}");
+    assert!(e.contains("reading") && e.contains("step-3/trainer_state.json"), "{e}");
+    assert_eq!(e.matches("Is a directory").count(), 1, "{e}");
 }
 
 #[test]
@@ -285,10 +316,50 @@ fn settings_that_make_training_a_no_op_are_warned_about() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("train.toml");
     std::fs::write(&cfg, config_text(&tmp.path().join("run"), 1)).unwrap();
-    let args = ["train", cfg.to_str().unwrap(), "--quiet", "--set", "rollout.max_context_tokens=8", "--set", "rollout.group_size=1"];
+    let args = [
+        "train",
+        cfg.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "rollout.max_context_tokens=8",
+        "--set",
+        "rollout.group_size=1",
+        "--set",
+        "sft.enabled=true",
+        "--set",
+        "sft.episodes=0",
+    ];
     let out = memrl(tmp.path(), &args);
     let e = stderr(&out);
     assert!(!e.contains("panicked"), "{e}");
+    assert!(e.contains("warning: sft.enabled = true with sft.episodes = 0"), "{e}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("sft demo reward 0.0000") && !stdout.contains("-0.0000"), "{stdout}");
     assert!(e.contains("warning: rollout.max_context_tokens = 8 is smaller than the first prompt"), "{e}");
     assert!(e.contains("warning: rollout.group_size = 1"), "{e}");
+}
+
+#[test]
+fn eval_episodes_beyond_the_split_are_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The LoCoMo fixture with its first conversation renamed conv-26: the train split has its
+    // questions, the validation split (conv-30) none.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/tests/fixtures/locomo_mini.json");
+    let data = tmp.path().join("locomo.json");
+    std::fs::write(&data, std::fs::read_to_string(&fixture).unwrap().replacen("\"mini-1\"", "\"conv-26\"", 1)).unwrap();
+    let run = tmp.path().join("run");
+    let facts_env = "[env]\nname = \"facts\"\n\n[env.options]\nentities = 1\ndistractor_entities = 1\ncapacity = 2\nchunk_size = 2\nquestions = 1\nupdates_per_key = 1\n";
+    let text = config_text(&run, 1);
+    assert!(text.contains(facts_env), "{text}");
+    let text = text
+        .replace(facts_env, &format!("[env]\nname = \"locomo\"\n\n[env.options]\ndata_path = \"{}\"\n", data.display()))
+        .replace("[eval]\nepisodes = 0", "[eval]\nsplit = \"validation\"\nepisodes = 2")
+        .replace("task_pool = 4", "task_pool = 0");
+    let cfg = tmp.path().join("train.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = memrl(tmp.path(), &["train", cfg.to_str().unwrap(), "--quiet"]);
+    let e = stderr(&out);
+    assert!(!out.status.success(), "{e}");
+    assert!(e.contains("eval.episodes = 2") && e.contains("validation split") && e.contains("only 0 tasks"), "{e}");
+    assert!(!run.exists(), "the refused start left {}", run.display());
 }

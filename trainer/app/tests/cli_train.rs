@@ -136,6 +136,15 @@ fn train_writes_the_run_directory() {
             assert!(ckpt.join(file).is_file(), "step-{step}/{file} missing");
         }
     }
+    // Files written atomically have the mode of those written plainly (0644 under umask 022), not 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |f: &str| std::fs::metadata(run.join(f)).unwrap().permissions().mode() & 0o777;
+        for file in ["config.toml", "checkpoints/step-4/trainer_state.json", "checkpoints/step-4/model.safetensors", "eval/facts-step-4.json", "eval/facts-baselines.json", "plots/reward.png"] {
+            assert_eq!(mode(file), mode("metrics.jsonl"), "{file}: mode {:o}", mode(file));
+        }
+    }
     let rows = comparable(&run);
     assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
     let step1: std::collections::BTreeMap<String, f64> = rows[1].1.iter().map(|(k, v)| (k.clone(), f64::from_bits(*v))).collect();
@@ -296,4 +305,77 @@ fn sft_alone_writes_a_checkpoint() {
     let run = tmp.path().join("sft");
     assert!(run.join("checkpoints/step-0/COMPLETE").is_file());
     assert!(run.join("sft_metrics.jsonl").is_file());
+}
+
+/// `write_config`'s run with a longer SFT stage (batch 1, three epochs: some dozens of steps),
+/// an SFT checkpoint every 3 steps and 2 RL steps.
+fn write_sft_config(dir: &Path, name: &str) -> PathBuf {
+    let path = write_config(dir, name, "");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace("[sft]\nenabled = true\n", "[sft]\nenabled = true\ncheckpoint_every = 3\n")
+        .replace("epochs = 1\nbatch_size = 4\n", "epochs = 3\nbatch_size = 1\n")
+        .replace("steps = 4\n", "steps = 2\n");
+    assert!(text.contains("checkpoint_every = 3") && text.contains("batch_size = 1"), "{text}");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The SFT metrics rows, timing fields removed, values as bit patterns.
+fn sft_comparable(run_dir: &Path) -> Vec<(u64, Vec<(String, u64)>)> {
+    read_metrics(&run_dir.join("sft_metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.step, row.fields.into_iter().filter(|(k, _)| !is_timing_key(k)).map(|(k, v)| (k, v.to_bits())).collect()))
+        .collect()
+}
+
+#[test]
+fn sigkill_during_sft_then_resume_matches_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = write_sft_config(tmp.path(), "reference");
+    ok(&memrl(&["train", reference.to_str().unwrap()], None));
+    let reference = tmp.path().join("reference");
+    let sft_steps = sft_comparable(&reference).len();
+    assert!(sft_steps >= 30, "a long enough SFT stage to stop in: {sft_steps} steps");
+    let ckpts = reference.join("checkpoints");
+    let names: Vec<String> = std::fs::read_dir(&ckpts).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(names.iter().all(|n| !n.starts_with("sft-step-")), "SFT checkpoints are removed after step-0: {names:?}");
+
+    // Kill the run as soon as its first SFT checkpoint is complete.
+    let cfg = write_sft_config(tmp.path(), "killed");
+    let run = tmp.path().join("killed");
+    let first = run.join("checkpoints/sft-step-3/COMPLETE");
+    let mut child = Command::new(MEMRL).args(["train", cfg.to_str().unwrap(), "--quiet"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    while !first.is_file() {
+        assert!(start.elapsed() < Duration::from_secs(300), "run never wrote its first SFT checkpoint");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("run ended ({status}) before its first SFT checkpoint");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    assert!(!run.join("checkpoints/step-0").exists(), "the kill landed after SFT: the test stopped nothing");
+    // What a kill inside a checkpoint write leaves (whether or not this one did), and a
+    // directory of the user's, which is not memrl's to remove.
+    std::fs::create_dir_all(run.join("checkpoints/sft-step-999.memrl-tmp")).unwrap();
+    std::fs::write(run.join("checkpoints/sft-step-999.memrl-tmp/model.safetensors"), "partial").unwrap();
+    std::fs::create_dir_all(run.join("checkpoints/my-notes")).unwrap();
+
+    let out = memrl(&["train", "--resume", run.to_str().unwrap()], None);
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("resumed from    sft step"), "{stdout}");
+    assert!(stderr.contains("sft: resuming after step") && stderr.contains("sft-step-999.memrl-tmp"), "{stderr}");
+    assert_eq!(sft_comparable(&reference), sft_comparable(&run));
+    assert_eq!(comparable(&reference), comparable(&run));
+    for file in ["checkpoints/step-0/model.safetensors", "checkpoints/step-2/model.safetensors", "checkpoints/step-2/optimizer.safetensors", "checkpoints/step-0/trainer_state.json"] {
+        assert!(std::fs::read(reference.join(file)).unwrap() == std::fs::read(run.join(file)).unwrap(), "{file} differs");
+    }
+    let mut left: Vec<String> =
+        std::fs::read_dir(run.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, ["my-notes", "step-0", "step-1", "step-2"]);
 }

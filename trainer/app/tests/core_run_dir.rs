@@ -1,10 +1,12 @@
 //! Run directory: refuse / resume / overwrite, atomic files, checkpoint directories.
 
 use std::fs;
+use std::path::Path;
 
 use memrl_trainer::run_dir::{
-    CheckpointWriter, ExistingRun, RunDir, RunDirError, complete_checkpoints, latest_complete_checkpoint,
-    prune_checkpoints, write_file_atomic,
+    ExistingRun, RunDir, RunDirError, checkpoint_dir_name, complete_checkpoints, complete_sft_checkpoints,
+    latest_complete_checkpoint, prune_checkpoints, recover_checkpoints, remove_sft_checkpoints, sft_checkpoint_dir_name,
+    write_checkpoint, write_file_atomic,
 };
 use memrl_trainer::owned_dir::{OWNED_MARKER, OwnedDirError};
 
@@ -90,6 +92,19 @@ fn atomic_writes_replace_whole_files_and_leave_no_temporaries() {
     assert_eq!(names, vec![std::ffi::OsString::from("file.json")]);
 }
 
+/// Writes checkpoint `dest` with one file holding `content`, through the run directory's writer.
+fn write_ckpt(dest: &Path, content: &str) -> std::path::PathBuf {
+    write_checkpoint::<RunDirError>(dest, |tmp| {
+        assert!(tmp.to_string_lossy().ends_with(".memrl-tmp"), "{}", tmp.display());
+        fs::write(tmp.join("model.safetensors"), content).unwrap();
+        fs::create_dir_all(tmp.join("optimizer")).unwrap();
+        fs::write(tmp.join("optimizer/state.bin"), content).unwrap();
+        Ok(())
+    })
+    .unwrap();
+    dest.to_path_buf()
+}
+
 #[test]
 fn only_complete_checkpoints_count() {
     let tmp = tempfile::tempdir().unwrap();
@@ -97,35 +112,61 @@ fn only_complete_checkpoints_count() {
     assert_eq!(latest_complete_checkpoint(&dir.join("missing")).unwrap(), None);
 
     for step in [10u64, 20] {
-        let w = CheckpointWriter::begin(dir, step).unwrap();
-        fs::write(w.dir().join("model.safetensors"), format!("weights {step}")).unwrap();
-        fs::create_dir_all(w.dir().join("optimizer")).unwrap();
-        fs::write(w.dir().join("optimizer/state.bin"), [step as u8]).unwrap();
-        let done = w.commit().unwrap();
-        assert_eq!(done, dir.join(format!("step-{step}")));
+        let done = write_ckpt(&dir.join(checkpoint_dir_name(step)), &format!("weights {step}"));
         assert!(done.join("COMPLETE").is_file());
-        assert_eq!(fs::read(done.join("optimizer/state.bin")).unwrap(), [step as u8]);
+        assert_eq!(fs::read_to_string(done.join("optimizer/state.bin")).unwrap(), format!("weights {step}"));
     }
-    // A writer dropped mid-way (a crash) leaves step-30.tmp; a hand-made step-40 lacks COMPLETE;
+    write_ckpt(&dir.join(sft_checkpoint_dir_name(5)), "sft 5");
+    // A write a crash cut short leaves step-30.memrl-tmp; a hand-made step-40 lacks COMPLETE;
     // junk names are ignored.
-    let crashed = CheckpointWriter::begin(dir, 30).unwrap();
-    fs::write(crashed.dir().join("model.safetensors"), "partial").unwrap();
-    drop(crashed);
+    fs::create_dir_all(dir.join("step-30.memrl-tmp")).unwrap();
+    fs::write(dir.join("step-30.memrl-tmp/model.safetensors"), "partial").unwrap();
     fs::create_dir_all(dir.join("step-40")).unwrap();
     fs::create_dir_all(dir.join("step-x")).unwrap();
     fs::write(dir.join("step-50"), "a file, not a directory").unwrap();
     let (step, path) = latest_complete_checkpoint(dir).unwrap().unwrap();
     assert_eq!((step, path), (20, dir.join("step-20")));
+    assert_eq!(complete_sft_checkpoints(dir).unwrap(), vec![(5, dir.join("sft-step-5"))]);
 
-    // Redoing step 20 (after a resume) replaces it whole.
-    let w = CheckpointWriter::begin(dir, 20).unwrap();
-    fs::write(w.dir().join("model.safetensors"), "weights 20 again").unwrap();
-    w.commit().unwrap();
+    // Redoing step 20 (after a resume) replaces it whole, with no temporary left.
+    write_ckpt(&dir.join("step-20"), "weights 20 again");
     assert_eq!(fs::read_to_string(dir.join("step-20/model.safetensors")).unwrap(), "weights 20 again");
+    assert!(!dir.join("step-20.memrl-tmp").exists() && !dir.join("step-20.memrl-old").exists());
 
-    // Pruning keeps the newest complete one and removes temporaries.
+    // Pruning keeps the newest complete RL one and leaves SFT checkpoints to their own pruning.
     let deleted = prune_checkpoints(dir, 1).unwrap();
-    assert!(deleted.contains(&dir.join("step-10")) && deleted.contains(&dir.join("step-30.tmp")));
+    assert_eq!(deleted, vec![dir.join("step-10")]);
     let steps: Vec<u64> = complete_checkpoints(dir).unwrap().into_iter().map(|(s, _)| s).collect();
     assert_eq!(steps, vec![20]);
+    assert_eq!(remove_sft_checkpoints(dir).unwrap(), vec![dir.join("sft-step-5")]);
+}
+
+#[test]
+fn recovery_removes_only_memrls_own_temporaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_ckpt(&dir.join("step-2"), "two");
+    // What crashed writers leave: this version's temporaries, a checkpoint moved aside whose
+    // replacement never arrived, and the names older versions used.
+    for d in ["step-3.memrl-tmp", "sft-step-8.memrl-tmp", "step-3.tmp", "step-4.tmp.tmp", "step-4.tmp.old", "step-5.replaced.tmp"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+        fs::write(dir.join(d).join("model.safetensors"), "partial").unwrap();
+    }
+    let moved = write_ckpt(&dir.join("step-6"), "six");
+    fs::rename(&moved, dir.join("step-6.memrl-old")).unwrap();
+    // Not memrl's: kept.
+    for d in ["my-notes", "backup.tmp", "step-x.tmp"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let mut removed = recover_checkpoints(dir).unwrap();
+    removed.sort();
+    let mut expected: Vec<_> =
+        ["sft-step-8.memrl-tmp", "step-3.memrl-tmp", "step-3.tmp", "step-4.tmp.old", "step-4.tmp.tmp", "step-5.replaced.tmp"].iter().map(|d| dir.join(d)).collect();
+    expected.sort();
+    assert_eq!(removed, expected);
+    let mut left: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, ["backup.tmp", "my-notes", "step-2", "step-6", "step-x.tmp"]);
+    assert_eq!(fs::read_to_string(dir.join("step-6/model.safetensors")).unwrap(), "six");
+    assert_eq!(complete_checkpoints(dir).unwrap().len(), 2);
 }

@@ -24,7 +24,7 @@ pub struct StepData {
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
     /// Segmentation failed (e.g. a context edit under `prefix_only`).
-    #[error("trajectory {trajectory}: {source}")]
+    #[error("trajectory {trajectory}")]
     Segment {
         /// The trajectory's id.
         trajectory: u64,
@@ -32,7 +32,7 @@ pub enum CollectError {
         source: crate::segments::SegmentError,
     },
     /// The advantage estimator failed.
-    #[error("advantages: {0}")]
+    #[error("computing advantages")]
     Advantage(#[from] crate::advantage::AdvantageError),
 }
 

@@ -77,19 +77,19 @@ pub struct StepOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     /// Building an environment failed.
-    #[error("building the environment: {0}")]
+    #[error("building the environment")]
     Env(#[from] EnvError),
     /// Copying the weights for the rollout engine failed.
-    #[error("copying the policy for the rollout: {0}")]
+    #[error("copying the policy for the rollout")]
     Policy(#[from] PolicyError),
     /// Playing the episodes failed.
-    #[error("rollout: {0}")]
+    #[error("rollout")]
     Rollout(#[from] RolloutError),
     /// Segmenting or computing advantages failed.
-    #[error("segmenting rollouts: {0}")]
+    #[error("segmenting rollouts")]
     Collect(#[from] CollectError),
     /// The learner update failed.
-    #[error("learner update: {0}")]
+    #[error("learner update")]
     Learner(#[from] LearnerError),
 }
 

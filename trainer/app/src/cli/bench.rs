@@ -76,7 +76,7 @@ pub fn bench_env(name: &str, seconds: f64) -> EnvBench {
     let mut env = match build_env(name, serde_json::Value::Null, Arc::new(ByteApproxCounter::default())) {
         Ok(e) => e,
         Err(e) => {
-            out.skipped = Some(e.to_string());
+            out.skipped = Some(crate::cli::error_text(&e));
             return out;
         }
     };
@@ -90,7 +90,7 @@ pub fn bench_env(name: &str, seconds: f64) -> EnvBench {
         let index = count.map(|c| out.episodes % c.max(1)).unwrap_or(out.episodes);
         let t = Instant::now();
         if let Err(e) = env.reset(TaskId { split, index }, derive_seed(&[out.episodes])) {
-            out.skipped = Some(e.to_string());
+            out.skipped = Some(crate::cli::error_text(&e));
             return out;
         }
         env_time += t.elapsed();

@@ -79,12 +79,12 @@ pub fn require_longmemeval_path(explicit: Option<&Path>) -> anyhow::Result<PathB
 
 /// Loads LoCoMo with a one-line error.
 pub fn load_locomo(path: &Path) -> anyhow::Result<LocomoDataset> {
-    LocomoDataset::load(path).map_err(|error| anyhow::anyhow!("{error}"))
+    Ok(LocomoDataset::load(path)?)
 }
 
 /// Loads LongMemEval with a one-line error.
 pub fn load_longmemeval(path: &Path) -> anyhow::Result<LongMemEvalDataset> {
-    LongMemEvalDataset::load(path).map_err(|error| anyhow::anyhow!("{error}"))
+    Ok(LongMemEvalDataset::load(path)?)
 }
 
 /// `1234567` -> `"1,234,567"`.

@@ -175,7 +175,7 @@ pub fn play(args: &PlayArgs) -> Result<(PlaySummary, Vec<EpisodeResult>)> {
         .map_init(
             || build_env(&args.env, knobs.clone(), counter.clone()),
             |env, (i, task)| {
-                let env: &mut Box<dyn Env> = env.as_mut().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let env: &mut Box<dyn Env> = env.as_mut().map_err(|e| anyhow::anyhow!(crate::cli::error_text(e)))?;
                 let mut policy = ScriptedPolicy::new(kind, derive_seed(&[args.seed, i as u64, 1]));
                 Ok(run_episode(env.as_mut(), &mut policy, *task, derive_seed(&[args.seed, i as u64]), want_trace, 10_000)?)
             },

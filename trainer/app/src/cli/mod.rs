@@ -19,12 +19,22 @@ pub const MAX_EPISODES: u64 = 1_000_000;
 const MAX_CAUSE_CHARS: usize = 2000;
 
 /// The one line `memrl` prints for an error: its chain joined by `: `, where a cause whose text
-/// the line already ends with (an error that embeds its source and also returns it as the
-/// source) is printed once; control characters escaped and each cause capped at
+/// the line already ends with (a third-party error that embeds its source and also returns it
+/// as the source; memrl's own errors never do) is printed once; control characters escaped and each cause capped at
 /// [`MAX_CAUSE_CHARS`], so a message quoting binary bytes stays one readable line.
 pub fn error_line(error: &anyhow::Error) -> String {
+    chain_line(error.chain())
+}
+
+/// [`error_line`] for a typed error (`e` then its sources): for a warning or a report that
+/// carries an error on, so that the OS error its source holds is not lost.
+pub fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
+    chain_line(std::iter::successors(Some(error), |e| e.source()))
+}
+
+fn chain_line<'a>(chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
     let mut line = String::new();
-    for cause in error.chain() {
+    for cause in chain {
         let text = printable(&cause.to_string());
         if line.ends_with(&text) {
             continue;
@@ -58,10 +68,23 @@ fn printable(text: &str) -> String {
 mod tests {
     use super::*;
 
-    #[derive(Debug, thiserror::Error)]
-    #[error("reading x.json: {source}")]
+    /// A third-party error of the kind memrl's own no longer are (see tests/error_messages.rs):
+    /// its message embeds its source, which it also returns.
+    #[derive(Debug)]
     struct EmbedsItsSource {
         source: std::io::Error,
+    }
+
+    impl std::fmt::Display for EmbedsItsSource {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "reading x.json: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for EmbedsItsSource {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
     }
 
     #[test]

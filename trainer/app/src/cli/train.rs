@@ -63,6 +63,9 @@ fn run_with(args: TrainArgs, forced: &[&str]) -> anyhow::Result<()> {
         if let Some(step) = summary.resumed_from {
             outln!("resumed from    step {step}");
         }
+        if let Some(step) = summary.resumed_from_sft_step {
+            outln!("resumed from    sft step {step}");
+        }
         if let Some(r) = summary.sft_demo_reward {
             outln!("sft demo reward {r:.4}");
         }

@@ -426,6 +426,12 @@ pub struct SftConfig {
     /// lines of the demonstrations' prompts, so that every response token trains copying
     /// ([`crate::train::echo`]).
     pub echo_segments: usize,
+    /// Write a resumable SFT checkpoint (`checkpoints/sft-step-K/`: weights, AdamW moments, the
+    /// step counter) every this many SFT optimizer steps (0: none; the stage's end is always
+    /// checkpointed as `step-0`). `memrl train --resume` on a run stopped during SFT continues
+    /// from the newest one and ends as an uninterrupted run would. Only the newest is kept, and
+    /// it is removed once `step-0` is written.
+    pub checkpoint_every: u64,
 }
 
 impl Default for SftConfig {
@@ -443,6 +449,7 @@ impl Default for SftConfig {
             final_segments: 0,
             final_segment_copies: 1,
             echo_segments: 0,
+            checkpoint_every: 1000,
         }
     }
 }

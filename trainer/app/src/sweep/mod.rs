@@ -30,7 +30,7 @@ pub use spec::{SweepSpec, load_sweep};
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
     /// The sweep file could not be read.
-    #[error("cannot read sweep file {path}: {source}")]
+    #[error("cannot read sweep file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -56,7 +56,7 @@ pub enum SweepError {
         message: String,
     },
     /// The base config, or a trial's config after its overrides, is invalid.
-    #[error("{file}: {what}: {source}")]
+    #[error("{file}: {what}")]
     Config {
         /// The sweep file.
         file: String,
@@ -91,7 +91,7 @@ pub enum SweepError {
         message: String,
     },
     /// A file-system operation failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done.
         action: &'static str,

@@ -503,13 +503,13 @@ mod tests {
 
         // A key the run config lacks, or a bad value, names the trial and the key.
         let bad = parse_sweep("name = \"p\"\nbase = \"base.toml\"\n[grid]\n\"trainer.lrr\" = [1]\n", &sweep).unwrap();
-        let e = plan_sweep(&bad, Path::new("out")).unwrap_err().to_string();
+        let e = crate::cli::error_text(&plan_sweep(&bad, Path::new("out")).unwrap_err());
         assert!(e.contains("trial s00-seed3") && e.contains("trainer.lrr") && e.contains("sweep.toml"), "{e}");
         let bad = parse_sweep("name = \"p\"\nbase = \"base.toml\"\n[grid]\n\"trainer.lr\" = [-1.0]\n", &sweep).unwrap();
-        let e = plan_sweep(&bad, Path::new("out")).unwrap_err().to_string();
+        let e = crate::cli::error_text(&plan_sweep(&bad, Path::new("out")).unwrap_err());
         assert!(e.contains("trainer.lr") && e.contains("> 0"), "{e}");
         let missing = parse_sweep("name = \"p\"\nbase = \"nope.toml\"\n", &sweep).unwrap();
-        let e = plan_sweep(&missing, Path::new("out")).unwrap_err().to_string();
+        let e = crate::cli::error_text(&plan_sweep(&missing, Path::new("out")).unwrap_err());
         assert!(e.contains("nope.toml"), "{e}");
     }
 }

@@ -86,7 +86,7 @@ pub fn trial_row(list: &TrialList, index: usize, out_dir: &Path, result: Option<
                         row.error = Some(format!("`{}` was never logged in {} (it logged: {logged})", list.metric, path.display()));
                     }
                 }
-                Err(e) => row.error = Some(e.to_string()),
+                Err(e) => row.error = Some(crate::cli::error_text(&e)),
             }
         }
     }

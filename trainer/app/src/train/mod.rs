@@ -4,6 +4,7 @@ pub mod backend;
 pub mod checks;
 pub mod echo;
 pub mod policy;
+pub mod resume;
 pub mod run;
 pub mod sft;
 pub mod state;

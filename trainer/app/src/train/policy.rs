@@ -11,7 +11,7 @@ use memrl_envs::tokens::WhitespaceCounter;
 use memrl_policies::model::Llama;
 use memrl_policies::tokenizer::Tokenizer;
 use memrl_policies::train::bpe::{BpeTrainingConfig, SpaceHandling, train_bpe_tokenizer};
-use memrl_policies::train::checkpoint::{CheckpointOptions, TokenizerFiles, save_checkpoint};
+use memrl_policies::train::checkpoint::{CheckpointOptions, TokenizerFiles, save_checkpoint, write_checkpoint_files};
 use memrl_policies::train::optim::AdamW;
 use memrl_policies::train::tiny::{TinyPreset, init_tiny};
 use rand::SeedableRng;
@@ -39,11 +39,20 @@ pub struct PolicyBundle<B: RunBackend> {
 
 impl<B: RunBackend> PolicyBundle<B> {
     /// Writes an HF-layout checkpoint (model, tokenizer, and the optimizer state when given)
-    /// into `dir`, each file atomically.
+    /// as the directory `dir`, atomically.
     pub fn save(&self, dir: &Path, optimizer: Option<&AdamW<B>>) -> anyhow::Result<()> {
         let state = optimizer.map(|o| o.state(&self.model.backend));
         save_checkpoint(dir, &self.model, &self.tokenizer_files, state.as_ref(), &CheckpointOptions::default())
             .with_context(|| format!("writing checkpoint {}", dir.display()))
+    }
+
+    /// Writes the files of an HF-layout checkpoint (as [`Self::save`]) into the existing
+    /// directory `dir`, which the caller makes appear atomically
+    /// ([`crate::run_dir::write_checkpoint`]).
+    pub fn write_files(&self, dir: &Path, optimizer: Option<&AdamW<B>>) -> anyhow::Result<()> {
+        let state = optimizer.map(|o| o.state(&self.model.backend));
+        write_checkpoint_files(dir, &self.model, &self.tokenizer_files, state.as_ref(), &CheckpointOptions::default())
+            .with_context(|| format!("writing the checkpoint's files into {}", dir.display()))
     }
 
     /// A frozen inference copy of the current weights (no autodiff): the rollout engine's model

@@ -15,7 +15,6 @@ use memrl_envs::env::{ScriptedKind, Split, TaskId};
 use memrl_policies::BurnBackend;
 use memrl_policies::model::Llama;
 use memrl_policies::sampling::SamplingParams;
-use memrl_policies::train::checkpoint::load_checkpoint_optimizer;
 use memrl_policies::train::optim::{AdamW, AdamWConfig};
 use memrl_rl::collect::{StepData, trajectory_index};
 use memrl_rl::learner::update::UpdateSettings;
@@ -27,13 +26,14 @@ use memrl_rl::sampler::TaskSampler;
 use memrl_rl::step::{StepPolicy, StepSettings, rl_step};
 
 use crate::config::{BackendKind, Config};
-use crate::metrics::{MetricsLogger, names, truncate_after};
+use crate::metrics::{MetricsLogger, names};
 use memrl_rl::metrics::mean_task_score;
 use crate::rollout_store::{RolloutRecord, write_rollouts};
-use crate::run_dir::{CheckpointWriter, ExistingRun, RunDir, complete_checkpoints, prune_checkpoints, write_file_atomic};
+use crate::run_dir::{ExistingRun, RunDir, checkpoint_dir_name, prune_checkpoints, remove_sft_checkpoints, write_checkpoint, write_file_atomic};
 use crate::train::backend::{RunBackend, check_backend};
-use crate::train::policy::{PolicyBundle, build_policy, load_policy_checkpoint};
-use crate::train::state::{TRAINER_STATE_VERSION, TrainerState, resume_conflicts};
+use crate::train::policy::{PolicyBundle, build_policy};
+use crate::train::resume::{ResumePoint, Stage};
+use crate::train::state::{TRAINER_STATE_VERSION, TrainerState};
 
 /// How `memrl train` treats the run directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +53,10 @@ pub struct TrainSummary {
     pub run_dir: String,
     /// RL steps completed.
     pub steps: u64,
-    /// The step the run resumed from (None for a fresh run).
+    /// The RL step the run resumed from (None for a fresh run, or one resumed during SFT).
     pub resumed_from: Option<u64>,
+    /// The SFT step the run resumed from, when it was stopped during its SFT stage.
+    pub resumed_from_sft_step: Option<u64>,
     /// Mean reward of the SFT demonstrations (None without SFT, or when resumed after it).
     pub sft_demo_reward: Option<f64>,
     /// Held-out evaluation reward before RL (after SFT, if any).
@@ -159,11 +161,11 @@ fn train_on<B: RunBackend>(config: &Config, mode: StartMode, progress: bool, bac
     }
     // A new run that fails before any work (a missing model, a config the environment or model
     // cannot run) leaves no directory behind, so trying again needs no --overwrite.
-    let Start { mut run, state, resumed_from, baselines } = match start(config, mode, backend, dir.clone()) {
+    let Start { mut run, state, resumed, baselines } = match start(config, mode, backend, dir.clone()) {
         Ok(start) => start,
         Err(error) if mode != StartMode::Resume => {
             if let Err(e) = dir.discard() {
-                eprintln!("warning: could not remove the run directory of the failed start: {e}");
+                eprintln!("warning: could not remove the run directory of the failed start: {}", crate::cli::error_text(&e));
             }
             return Err(error);
         }
@@ -171,30 +173,39 @@ fn train_on<B: RunBackend>(config: &Config, mode: StartMode, progress: bool, bac
     };
     drop(dir);
 
+    let resumed_stage = resumed.as_ref().map(|p| p.stage);
     let (state, sft_demo_reward) = match state {
-        Some(state) => (state, None),
-        None => {
-            let mut state = TrainerState {
-                version: TRAINER_STATE_VERSION,
-                step: 0,
-                sft_steps: 0,
-                sampler: TaskSampler::new(run.pool, config.run.seed)?.state(),
-                eval_reward_start: None,
-                eval_reward_last: None,
-                eval_task_score_start: None,
-                eval_task_score_last: None,
-                skipped_steps: 0,
-                metrics_step: None,
+        Some(state) if resumed_stage == Some(Stage::Rl) => (state, None),
+        // A new run, or one stopped during SFT (its state is that of an SFT checkpoint).
+        state => {
+            let mut state = match state {
+                Some(state) => state,
+                None => TrainerState {
+                    version: TRAINER_STATE_VERSION,
+                    step: 0,
+                    sft_steps: 0,
+                    sft_skipped: 0,
+                    sampler: TaskSampler::new(run.pool, config.run.seed)?.state(),
+                    eval_reward_start: None,
+                    eval_reward_last: None,
+                    eval_task_score_start: None,
+                    eval_task_score_last: None,
+                    skipped_steps: 0,
+                    metrics_step: None,
+                },
             };
             let mut demo_reward = None;
             if config.sft.enabled {
-                let sft = run.sft(progress).context("SFT warm start")?;
+                let sft = run.sft(progress, &state).context("SFT warm start")?;
                 state.sft_steps = sft.steps;
+                state.sft_skipped = sft.skipped;
+                state.metrics_step = None;
                 demo_reward = Some(sft.demo_reward);
                 // RL starts with fresh optimizer moments, as a separate stage would.
                 run.optimizer = new_optimizer(config)?;
                 run.save_reference_if_needed()?;
                 run.checkpoint(&state)?;
+                remove_sft_checkpoints(&run.dir.checkpoints_dir()).context("removing the SFT checkpoints after step-0")?;
             } else {
                 run.save_reference_if_needed()?;
             }
@@ -203,7 +214,8 @@ fn train_on<B: RunBackend>(config: &Config, mode: StartMode, progress: bool, bac
     };
     let mut summary = run.rl(state, progress)?;
     summary.baselines = baselines;
-    summary.resumed_from = resumed_from;
+    summary.resumed_from = resumed.as_ref().filter(|p| p.stage == Stage::Rl).map(|p| p.step);
+    summary.resumed_from_sft_step = resumed.as_ref().filter(|p| p.stage == Stage::Sft).map(|p| p.step);
     summary.sft_demo_reward = sft_demo_reward;
     Ok(summary)
 }
@@ -213,36 +225,20 @@ struct Start<'a, B: RunBackend> {
     run: Run<'a, B>,
     /// The resumed trainer state (None for a new run).
     state: Option<TrainerState>,
-    resumed_from: Option<u64>,
+    /// The checkpoint it was resumed from (None for a new run).
+    resumed: Option<ResumePoint>,
     baselines: Vec<BaselineScore>,
 }
 
 /// Everything before the first step: the resume point, the resolved config, the policy (built
 /// or loaded), the environment and the checks that need them, the model-free baselines.
 fn start<B: RunBackend>(config: &Config, mode: StartMode, backend: B, dir: RunDir) -> anyhow::Result<Start<'_, B>> {
-    let resume = if mode == StartMode::Resume { Some(resume_point(&dir, config)?) } else { None };
+    let resume = if mode == StartMode::Resume { Some(crate::train::resume::resume_point(&dir, config)?) } else { None };
     dir.write_config(&config.to_toml_string()).context("writing the resolved config")?;
 
     let (policy, optimizer, state) = match &resume {
-        Some((step, ckpt)) => {
-            let state = TrainerState::read(ckpt)?;
-            if state.step != *step {
-                bail!("{}: trainer_state.json says step {}, the directory name says {step}", ckpt.display(), state.step);
-            }
-            let policy = load_policy_checkpoint(config, ckpt, backend)?;
-            let optimizer = load_checkpoint_optimizer(ckpt, &policy.model)
-                .with_context(|| format!("loading the optimizer state of {}", ckpt.display()))?;
-            // Lines logged after the checkpoint are redone; at step 0 that includes the first evaluation.
-            let dropped = if state.step == 0 {
-                let n = crate::metrics::read_metrics(&dir.metrics_path()).map_or(0, |rows| rows.len());
-                write_file_atomic(&dir.metrics_path(), b"")?;
-                n
-            } else {
-                truncate_after(&dir.metrics_path(), state.step)?
-            };
-            if dropped > 0 {
-                eprintln!("resume: dropped {dropped} metrics lines logged after step {} (they are redone)", state.step);
-            }
+        Some(point) => {
+            let (policy, optimizer, state) = crate::train::resume::load(&dir, config, point, backend)?;
             (policy, optimizer, Some(state))
         }
         None => (build_policy(config, backend).context("building the policy")?, new_optimizer(config)?, None),
@@ -268,52 +264,7 @@ fn start<B: RunBackend>(config: &Config, mode: StartMode, backend: B, dir: RunDi
             b.policy, b.truncated, config.eval.episodes, config.rollout.max_turns, config.rollout.max_new_tokens, config.rollout.max_context_tokens
         );
     }
-    Ok(Start { run, state, resumed_from: resume.map(|(s, _)| s), baselines })
-}
-
-/// The checkpoint a resumed run continues from, after checking the config may resume.
-fn resume_point(dir: &RunDir, config: &Config) -> anyhow::Result<(u64, PathBuf)> {
-    let saved_path = dir.config_path();
-    let saved_text = std::fs::read_to_string(&saved_path).with_context(|| format!("reading {}", saved_path.display()))?;
-    let saved = crate::config::from_toml_str(&saved_text, &saved_path.display().to_string(), &[])?;
-    let conflicts = resume_conflicts(&saved, config);
-    if !conflicts.is_empty() {
-        bail!(
-            "cannot resume {}: the config differs from the run's saved config in {} (only run.steps and the \
-             logging, evaluation and checkpoint cadences may change on resume)",
-            dir.root().display(),
-            conflicts.join(", ")
-        );
-    }
-    let checkpoints = complete_checkpoints(&dir.checkpoints_dir())?;
-    if checkpoints.is_empty() {
-        bail!(
-            "cannot resume {}: it has no complete checkpoint (the run stopped before its first one); \
-             start it again with --overwrite",
-            dir.root().display()
-        );
-    }
-    // A checkpoint follows the metrics line of its step; if that line is missing or torn, the
-    // step is redone from an earlier checkpoint rather than skipped.
-    let logged: std::collections::BTreeSet<u64> = match crate::metrics::read_metrics(&dir.metrics_path()) {
-        Ok(rows) => rows.into_iter().map(|r| r.step).collect(),
-        Err(crate::metrics::MetricsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Default::default(),
-        Err(e) => return Err(e.into()),
-    };
-    for (step, path) in checkpoints.into_iter().rev() {
-        match TrainerState::read(&path)?.metrics_step {
-            Some(line) if !logged.contains(&line) => eprintln!(
-                "resume: metrics.jsonl lacks the step {line} line that checkpoint step-{step} follows: \
-                 resuming from an earlier checkpoint to redo it"
-            ),
-            _ => return Ok((step, path)),
-        }
-    }
-    bail!(
-        "cannot resume {}: metrics.jsonl lacks the lines its checkpoints follow, and no earlier checkpoint \
-         can redo them; start it again with --overwrite",
-        dir.root().display()
-    )
+    Ok(Start { run, state, resumed: resume, baselines })
 }
 
 impl<B: RunBackend> Run<'_, B> {
@@ -455,13 +406,19 @@ impl<B: RunBackend> Run<'_, B> {
         Ok(Some(model))
     }
 
-    /// Writes `checkpoints/step-N/` (model, tokenizer, optimizer, trainer state) atomically,
-    /// then prunes old checkpoints.
+    /// Writes the checkpoint directory `checkpoints/<name>/` (model, tokenizer, optimizer,
+    /// trainer state) atomically ([`write_checkpoint`]).
+    pub(crate) fn write_checkpoint_dir(&self, name: &str, state: &TrainerState) -> anyhow::Result<()> {
+        write_checkpoint(&self.dir.checkpoints_dir().join(name), |tmp| -> anyhow::Result<()> {
+            self.policy.write_files(tmp, Some(&self.optimizer))?;
+            state.write(tmp)?;
+            Ok(())
+        })
+    }
+
+    /// Writes `checkpoints/step-N/` atomically, then prunes old checkpoints.
     fn checkpoint(&self, state: &TrainerState) -> anyhow::Result<()> {
-        let writer = CheckpointWriter::begin(&self.dir.checkpoints_dir(), state.step)?;
-        self.policy.save(writer.dir(), Some(&self.optimizer))?;
-        state.write(writer.dir())?;
-        writer.commit()?;
+        self.write_checkpoint_dir(&checkpoint_dir_name(state.step), state)?;
         prune_checkpoints(&self.dir.checkpoints_dir(), self.config.run.keep_checkpoints as usize)?;
         Ok(())
     }
@@ -557,6 +514,7 @@ impl<B: RunBackend> Run<'_, B> {
             run_dir: self.dir.root().display().to_string(),
             steps: state.step,
             resumed_from: None,
+            resumed_from_sft_step: None,
             sft_demo_reward: None,
             eval_reward_start: state.eval_reward_start,
             eval_reward_end: state.eval_reward_last,

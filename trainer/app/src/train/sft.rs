@@ -15,7 +15,10 @@ use memrl_rl::segments::{Segment, SegmentationMode};
 use std::collections::HashMap;
 use memrl_rl::collect::{RolloutLogprobs, collect};
 use crate::train::backend::RunBackend;
+use crate::run_dir::{prune_sft_checkpoints, sft_checkpoint_dir_name};
 use crate::train::run::{Run, bar};
+use crate::train::state::TrainerState;
+use anyhow::Context;
 
 /// First task index of SFT demonstrations in a synthetic environment: far from the RL sampler's
 /// pool of synthetic tasks.
@@ -60,18 +63,28 @@ pub struct SftSummary {
     pub demo_reward: f64,
     /// NLL of the last step.
     pub final_nll: f64,
+    /// Steps the non-finite-gradient guard skipped.
+    pub skipped: u64,
 }
 
 impl<B: RunBackend> Run<'_, B> {
-    /// Runs the `[sft]` stage, logging to `sft_metrics.jsonl`.
-    pub(crate) fn sft(&mut self, progress: bool) -> anyhow::Result<SftSummary> {
+    /// Runs the `[sft]` stage, logging to `sft_metrics.jsonl`, from `from`: a new run's state,
+    /// or that of the SFT checkpoint a resumed run continues (its first `from.sft_steps` steps
+    /// are then done and are not repeated). Every `sft.checkpoint_every` steps an SFT checkpoint
+    /// (`checkpoints/sft-step-K/`) is written.
+    ///
+    /// The demonstrations, their order in each epoch and the learning rate and update seed of
+    /// each step are pure functions of the config and the step, and the checkpoint holds the
+    /// weights and AdamW moments, so a resumed stage continues exactly.
+    pub(crate) fn sft(&mut self, progress: bool, from: &TrainerState) -> anyhow::Result<SftSummary> {
         let s = &self.config.sft;
         let kind: ScriptedKind = s.source.parse().map_err(|e| anyhow::anyhow!("sft.source: {e}"))?;
         let tasks = sft_tasks(s.episodes, self.train_task_count()?)?;
         let envs = self.envs(Split::Train, &tasks, 1, self.config.run.seed ^ 0x5F7)?;
         let source = CompletionSource::Scripted { kind, stop_id: self.policy.stop_ids[0] };
         let demos = play(envs, &self.policy.codec as &dyn ChatCodec, source, self.limits(), self.config.run.seed)?;
-        let demo_reward = demos.iter().map(|t| t.reward()).sum::<f64>() / demos.len().max(1) as f64;
+        // (No demonstrations, `sft.episodes = 0`, which is warned about: 0, not the -0 of an empty sum.)
+        let demo_reward = if demos.is_empty() { 0.0 } else { demos.iter().map(|t| t.reward()).sum::<f64>() / demos.len() as f64 };
         let data = collect(0, &demos, 1, SegmentationMode::Dcpo, Default::default(), Default::default(), RolloutLogprobs::Policy, 0)?;
         let mut segments = data.segments;
         let demo_segments = segments.len();
@@ -82,14 +95,26 @@ impl<B: RunBackend> Run<'_, B> {
         let per_step = s.batch_size.max(1);
         let total = epoch_order.len().div_ceil(per_step) as u64 * s.epochs as u64;
         let schedule = s.schedule(total);
-        let mut log = MetricsLogger::open(&self.dir.root().join("sft_metrics.jsonl"))?;
+        let mut log = MetricsLogger::open(&self.dir.sft_metrics_path())?;
         let bar = bar(progress, total, "sft");
-        let mut summary = SftSummary { segments: demo_segments, demo_reward, ..SftSummary::default() };
-        let mut skipped = 0u64;
+        let done = from.sft_steps;
+        if done > 0 {
+            if done >= total {
+                anyhow::bail!("the SFT checkpoint is after step {done}, but this SFT stage has {total} steps");
+            }
+            bar.set_position(done);
+            eprintln!("sft: resuming after step {done} of {total}");
+        }
+        let mut summary = SftSummary { segments: demo_segments, demo_reward, steps: done, skipped: from.sft_skipped, ..SftSummary::default() };
+        let mut step = 0u64;
         for epoch in 0..s.epochs {
             let mut order = epoch_order.clone();
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(self.config.run.seed ^ (0x5F7_0000 + epoch as u64)));
             for chunk in order.chunks(per_step) {
+                step += 1;
+                if step <= done {
+                    continue;
+                }
                 let batch: Vec<_> = chunk.iter().map(|&i| segments[i].clone()).collect();
                 let lr = schedule.lr(summary.steps);
                 let mut settings = self.settings(lr, summary.steps);
@@ -106,16 +131,30 @@ impl<B: RunBackend> Run<'_, B> {
                 summary.steps += 1;
                 summary.final_nll = r.loss;
                 if r.skipped_steps > 0 {
-                    skipped += 1;
+                    summary.skipped += 1;
                     bar.println(format!("sft step {}: skipped: the loss or gradient norm was not finite", summary.steps));
+                }
+                if s.checkpoint_every > 0 && summary.steps % s.checkpoint_every == 0 && summary.steps < total {
+                    self.sft_checkpoint(&log, from, &summary).with_context(|| format!("sft step {}: writing the SFT checkpoint", summary.steps))?;
                 }
             }
         }
         bar.finish();
-        check_sft_trained(summary.steps, skipped)?;
+        check_sft_trained(summary.steps, summary.skipped)?;
         log.sync()?;
-        crate::plots::plot_metrics_or_warn(&self.dir.root().join("sft_metrics.jsonl"), &self.dir.plots_dir());
+        crate::plots::plot_metrics_or_warn(&self.dir.sft_metrics_path(), &self.dir.plots_dir());
         Ok(summary)
+    }
+
+    /// Writes `checkpoints/sft-step-K/` after SFT step K (its metrics line fsynced first), then
+    /// removes the older SFT checkpoints: they are resume points, and the newest supersedes them
+    /// (a model's weights and moments, several times its size on disk, per checkpoint).
+    fn sft_checkpoint(&self, log: &MetricsLogger, from: &TrainerState, summary: &SftSummary) -> anyhow::Result<()> {
+        log.sync()?;
+        let state = TrainerState { sft_steps: summary.steps, sft_skipped: summary.skipped, metrics_step: Some(summary.steps), ..from.clone() };
+        self.write_checkpoint_dir(&sft_checkpoint_dir_name(summary.steps), &state)?;
+        prune_sft_checkpoints(&self.dir.checkpoints_dir(), 1)?;
+        Ok(())
     }
 }
 

@@ -26,10 +26,14 @@ pub const TRAINER_STATE_VERSION: u32 = 1;
 pub struct TrainerState {
     /// Format version ([`TRAINER_STATE_VERSION`]).
     pub version: u32,
-    /// RL steps completed (0: the checkpoint written right after the SFT stage).
+    /// RL steps completed (0: the checkpoint written right after the SFT stage, or an SFT checkpoint).
     pub step: u64,
-    /// SFT optimizer steps completed (the SFT stage is finished when a checkpoint exists).
+    /// SFT optimizer steps completed: all of them in an RL checkpoint (`step-N`), the steps
+    /// before it in an SFT checkpoint (`sft-step-K`).
     pub sft_steps: u64,
+    /// SFT optimizer steps skipped so far by the non-finite-gradient guard (absent when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sft_skipped: u64,
     /// Where the task sampler stands.
     pub sampler: SamplerState,
     /// Held-out evaluation reward before the first RL step.
@@ -44,18 +48,23 @@ pub struct TrainerState {
     pub eval_task_score_last: Option<f64>,
     /// Learner steps skipped by the non-finite-gradient guard so far.
     pub skipped_steps: u64,
-    /// The step of the last `metrics.jsonl` line written (and fsynced) before this checkpoint;
-    /// None when none was. A resume from a checkpoint whose line is missing redoes that step
-    /// from an earlier checkpoint. (Absent in older states.)
+    /// The step of the last `metrics.jsonl` line (`sft_metrics.jsonl` in an SFT checkpoint)
+    /// written and fsynced before this checkpoint; None when none was. A resume from a
+    /// checkpoint whose line is missing redoes that step from an earlier checkpoint. (Absent in
+    /// older states.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_step: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Errors reading a checkpoint's trainer state.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// The file is missing or unreadable.
-    #[error("{path}: {source}")]
+    #[error("reading {path}")]
     Read {
         /// The file.
         path: String,
@@ -115,6 +124,7 @@ pub const RESUME_ALLOWED_KEYS: &[&str] = &[
     "run.rollouts_every",
     "run.plot_every",
     "eval.every",
+    "sft.checkpoint_every",
 ];
 
 /// The dotted keys whose values differ between `saved` and `new`, other than
@@ -170,6 +180,7 @@ mod tests {
             version: TRAINER_STATE_VERSION,
             step: 7,
             sft_steps: 12,
+            sft_skipped: 1,
             sampler: SamplerState { n_tasks: 10, seed: 3, epoch: 1, position: 4 },
             eval_reward_start: Some(0.25),
             eval_reward_last: None,

@@ -63,7 +63,7 @@ pub enum CompletionSource<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
     /// The environment failed.
-    #[error("environment: {0}")]
+    #[error("environment")]
     Env(#[from] EnvError),
     /// Rendering or tokenising failed.
     #[error(transparent)]
