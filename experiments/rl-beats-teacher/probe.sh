@@ -37,6 +37,9 @@ declare -A PROBES=(
   [r3-e8-3l-8h]="$R3 --set policy.model=tiny-3l-64d-8h"
   [r3-e9-8h-rope100]="$R3 --set policy.model=tiny-2l-64d-8h-rope100"
   [r3-e10-8h-rope100-seed1]="$R3 --set policy.model=tiny-2l-64d-8h-rope100 --set run.seed=1"
+  [r3-f1-8h-echo8k]="$R3 --set policy.model=tiny-2l-64d-8h --set sft.echo_segments=8192"
+  [r3-f2-echo8k]="$R3 --set sft.echo_segments=8192"
+  [r3-f3-8h-echo-only]="$R3 --set policy.model=tiny-2l-64d-8h --set sft.episodes=64 --set sft.echo_segments=32768 --set sft.batch_size=16"
   [chunk6-fullcontext]="--set env.options.chunk_size=6 --set sft.source=full-context --set sft.episodes=512 --set eval.episodes=4"
 )
 names=("$@")
