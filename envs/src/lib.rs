@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod locomo;
 pub mod longmemeval;
 pub mod memory;
+pub mod memory_calls;
 pub mod message;
 pub mod multiobjective;
 pub mod policy;
