@@ -4,7 +4,7 @@
 //!
 //! Entry points: [`registry::build_env`] (an env from a name and serde knobs),
 //! [`env::Env`], [`sampler::TaskSampler`], [`policy::ScriptedPolicy`],
-//! [`rollout::run_episode`].
+//! [`rollout::EpisodeRun`] and [`rollout::run_episode`].
 
 pub mod bm25;
 pub mod context;
