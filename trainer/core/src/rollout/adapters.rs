@@ -9,7 +9,7 @@ use memrl_envs::env::TaskId;
 use memrl_envs::message::{ChatMessage, Role};
 use memrl_envs::tokens::TokenCounter;
 use memrl_policies::backend::Backend;
-use memrl_policies::engine::{Engine, EngineConfig, FinishReason, GenerationRequest};
+use memrl_policies::engine::{Engine, EngineConfig, FinishReason, Finished, GenerationRequest};
 use memrl_policies::model::Llama;
 use memrl_policies::sampling::SamplingParams;
 use memrl_policies::tokenizer::Tokenizer;
@@ -105,8 +105,10 @@ pub struct EngineGenerator<B: Backend> {
     pub stop_token_ids: Vec<u32>,
 }
 
-impl<B: Backend> Generator for EngineGenerator<B> {
-    fn generate(&mut self, requests: Vec<GenRequest>) -> Result<Vec<GenOutput>, RolloutError> {
+impl<B: Backend> EngineGenerator<B> {
+    /// Generates one output per request, in request order, showing `on_step` what each engine
+    /// step finished ([`Engine::generate_batch_observed`]).
+    pub fn generate_observed(&mut self, requests: Vec<GenRequest>, on_step: impl FnMut(&[Finished])) -> Result<Vec<GenOutput>, RolloutError> {
         let reqs = requests
             .into_iter()
             .map(|r| GenerationRequest {
@@ -118,7 +120,7 @@ impl<B: Backend> Generator for EngineGenerator<B> {
                 stop_strings: Vec::new(),
             })
             .collect();
-        let finished = self.engine.generate_batch(reqs).map_err(|e| RolloutError::Generation(e.to_string()))?;
+        let finished = self.engine.generate_batch_observed(reqs, on_step).map_err(|e| RolloutError::Generation(e.to_string()))?;
         Ok(finished
             .into_iter()
             .map(|f| GenOutput {
@@ -128,6 +130,12 @@ impl<B: Backend> Generator for EngineGenerator<B> {
                 policy_logprobs: f.policy_logprobs,
             })
             .collect())
+    }
+}
+
+impl<B: Backend> Generator for EngineGenerator<B> {
+    fn generate(&mut self, requests: Vec<GenRequest>) -> Result<Vec<GenOutput>, RolloutError> {
+        self.generate_observed(requests, |_| {})
     }
 }
 
