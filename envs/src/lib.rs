@@ -4,7 +4,7 @@
 //!
 //! Entry points: [`registry::build_env`] (an env from a name and serde knobs),
 //! [`env::Env`], [`sampler::TaskSampler`], [`policy::ScriptedPolicy`],
-//! [`rollout::run_episode`].
+//! [`rollout::EpisodeRun`] and [`rollout::run_episode`].
 
 pub mod bm25;
 pub mod context;
@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod locomo;
 pub mod longmemeval;
 pub mod memory;
+pub mod memory_calls;
 pub mod message;
 pub mod multiobjective;
 pub mod policy;

@@ -12,7 +12,8 @@ use crate::context::WorkingContext;
 use crate::env::{ActionLog, ContextEdit, EnvError, EpisodeStats, Next, ScriptedKind, Split, Step, TaskId, Termination, Turn};
 use crate::ids::IdStyle;
 use crate::ledger::{Budget, Ledger, Penalties, Question, QuestionSheet};
-use crate::memory::{BudgetMode, MemoryBank, MemoryCapacity, MemoryError, MemoryOp};
+use crate::memory::{BudgetMode, MemoryBank, MemoryCapacity};
+use crate::memory_calls::{MemoryTurn, apply_memory_calls};
 use crate::message::{ChatMessage, Role};
 use crate::tokens::TokenCounter;
 use crate::tools::{Action, ToolKind, ToolSet};
@@ -178,69 +179,9 @@ impl<S: StreamSource> StreamEnv<S> {
     }
 
     fn step_ingest(&self, ep: &mut Episode, completion: &str, logs: &mut Vec<ActionLog>) {
-        let (actions, overflow) = self.memory_tools.parse(completion);
-        if let Some(e) = overflow {
-            ep.ledger.format_error();
-            logs.push(ActionLog { action: None, ok: false, observation: format!("error: {e}") });
-        }
-        if actions.is_empty() {
-            ep.ledger.format_error();
-            logs.push(ActionLog { action: None, ok: false, observation: "error: no tool call found; use noop() to leave the memory unchanged".into() });
-        }
-        let date = ep.task.chunks[ep.chunk].date.clone();
-        for pa in actions {
-            let log = match pa.result {
-                Err(e) => {
-                    ep.ledger.format_error();
-                    ActionLog { action: None, ok: false, observation: format!("error: {e}") }
-                }
-                Ok(action) => {
-                    let op = match &action {
-                        Action::MemoryAdd { content } => MemoryOp::Add { content: content.clone() },
-                        Action::MemoryUpdate { id, content } => MemoryOp::Update { id: id.clone(), content: content.clone() },
-                        Action::MemoryDelete { id } => MemoryOp::Delete { id: id.clone() },
-                        _ => MemoryOp::Noop,
-                    };
-                    let obs = match ep.bank.apply(&op, ep.turn, date.as_deref(), self.counter.as_ref()) {
-                        Ok(out) => {
-                            if out.violation {
-                                ep.ledger.violation(Budget::Memory);
-                            }
-                            let ops = &mut ep.ledger.stats.ops;
-                            match &op {
-                                MemoryOp::Add { .. } => {
-                                    ops.add += 1;
-                                    format!("memory_add: added {}", out.id.unwrap_or_default())
-                                }
-                                MemoryOp::Update { id, .. } => {
-                                    ops.update += 1;
-                                    format!("memory_update: updated {id}")
-                                }
-                                MemoryOp::Delete { id } => {
-                                    ops.delete += 1;
-                                    format!("memory_delete: deleted {id}")
-                                }
-                                MemoryOp::Noop => {
-                                    ops.noop += 1;
-                                    "noop: memory unchanged".into()
-                                }
-                            }
-                        }
-                        Err(e @ (MemoryError::FullEntries(_) | MemoryError::FullTokens { .. })) => {
-                            ep.ledger.violation(Budget::Memory);
-                            format!("error: {e}")
-                        }
-                        Err(e) => {
-                            ep.ledger.format_error();
-                            format!("error: {e}")
-                        }
-                    };
-                    ActionLog { ok: !obs.starts_with("error"), action: Some(action), observation: obs }
-                }
-            };
-            logs.push(log);
-        }
-        ep.ledger.observe_memory(ep.bank.entries().len(), ep.bank.tokens());
+        let date = ep.task.chunks[ep.chunk].date.as_deref();
+        let state = MemoryTurn { bank: &mut ep.bank, ledger: &mut ep.ledger, turn: ep.turn, date };
+        apply_memory_calls(&self.memory_tools, state, completion, self.counter.as_ref(), logs);
         ep.chunk += 1;
     }
 

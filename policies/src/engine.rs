@@ -342,13 +342,21 @@ impl<B: Backend> Engine<B> {
 
     /// Runs `requests` to completion and returns their results in request order.
     pub fn generate_batch(&mut self, requests: Vec<GenerationRequest>) -> Result<Vec<Finished>> {
+        self.generate_batch_observed(requests, |_| {})
+    }
+
+    /// [`Engine::generate_batch`], showing `on_step` the requests each engine step finished
+    /// (none, some or all; for progress reports) as they finish.
+    pub fn generate_batch_observed(&mut self, requests: Vec<GenerationRequest>, mut on_step: impl FnMut(&[Finished])) -> Result<Vec<Finished>> {
         let ids: Vec<RequestId> = requests.into_iter().map(|r| self.submit(r)).collect::<Result<_>>()?;
         let mut done: std::collections::HashMap<RequestId, Finished> = std::collections::HashMap::new();
         while ids.iter().any(|id| !done.contains_key(id)) {
             if !self.has_work() {
                 return Err(PolicyError::InvalidRequest("engine ran out of work before all requests finished".into()));
             }
-            for f in self.step()? {
+            let finished = self.step()?;
+            on_step(&finished);
+            for f in finished {
                 done.insert(f.id, f);
             }
         }

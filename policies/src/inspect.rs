@@ -11,6 +11,7 @@ use crate::engine::{Engine, EngineConfig, FinishReason, GenerationRequest};
 use crate::error::{PolicyError, Result};
 use crate::load::{load_config, load_model, load_tokenizer};
 use crate::sampling::SamplingParams;
+use crate::turn_stop::turn_stop_ids;
 
 /// What to feed the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,12 +86,7 @@ pub fn generate(args: &GenerateArgs) -> Result<GenerateOutput> {
         return Err(PolicyError::InvalidRequest("the prompt encodes to no tokens".into()));
     }
     let model = Arc::new(load_model(BurnBackend::flex(), &args.model)?);
-    let mut stop: Vec<u32> = config.eos_token_ids.clone();
-    if let Some((_, id)) = &tokenizer.eos {
-        if !stop.contains(id) {
-            stop.push(*id);
-        }
-    }
+    let stop = turn_stop_ids(&tokenizer, &config, &args.model)?;
     let max_seq_len = (prompt_ids.len() + args.max_tokens + 1).min(config.max_position_embeddings);
     let mut engine = Engine::new(model, Some(tokenizer.clone()), EngineConfig { max_batch: 1, max_seq_len })?;
     let request = GenerationRequest {

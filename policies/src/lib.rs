@@ -16,6 +16,7 @@ pub mod sampling;
 pub mod scoring;
 pub mod tokenizer;
 pub mod train;
+pub mod turn_stop;
 pub mod weights;
 
 pub use backend::burn_flex::BurnBackend;

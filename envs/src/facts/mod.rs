@@ -19,7 +19,8 @@ mod scripted;
 use crate::env::{ActionLog, ContextEdit, EnvError, Env, EpisodeStats, Next, ScriptedKind, Split, Step, TaskId, Termination, Turn};
 use crate::ids::IdStyle;
 use crate::ledger::{Budget, Ledger, Penalties, Question, QuestionSheet};
-use crate::memory::{BudgetMode, MemoryBank, MemoryCapacity, MemoryError, MemoryOp};
+use crate::memory::{BudgetMode, MemoryBank, MemoryCapacity};
+use crate::memory_calls::{MemoryTurn, apply_memory_calls};
 use crate::message::{ChatMessage, Role};
 use crate::scratchpad::Scratchpad;
 use crate::text::exact_match;
@@ -337,38 +338,6 @@ impl FactsEnv {
         if terse { turn.without_tools_text() } else { turn }
     }
 
-    fn apply_memory_calls(&self, ep: &mut Episode, completion: &str, logs: &mut Vec<ActionLog>) {
-        let (actions, overflow) = self.memory_tools.parse(completion);
-        if let Some(e) = overflow {
-            ep.ledger.format_error();
-            logs.push(ActionLog { action: None, ok: false, observation: format!("error: {e}") });
-        }
-        if actions.is_empty() {
-            ep.ledger.format_error();
-            logs.push(ActionLog { action: None, ok: false, observation: "error: no tool call found; use noop() to leave the memory unchanged".into() });
-        }
-        for pa in actions {
-            let log = match pa.result {
-                Err(e) => {
-                    ep.ledger.format_error();
-                    ActionLog { action: None, ok: false, observation: format!("error: {e}") }
-                }
-                Ok(action) => {
-                    let op = match &action {
-                        Action::MemoryAdd { content } => MemoryOp::Add { content: content.clone() },
-                        Action::MemoryUpdate { id, content } => MemoryOp::Update { id: id.clone(), content: content.clone() },
-                        Action::MemoryDelete { id } => MemoryOp::Delete { id: id.clone() },
-                        _ => MemoryOp::Noop,
-                    };
-                    let obs = apply_op(ep, &op, self.counter.as_ref());
-                    ActionLog { ok: !obs.starts_with("error"), action: Some(action), observation: obs }
-                }
-            };
-            logs.push(log);
-        }
-        ep.ledger.observe_memory(ep.bank.entries().len(), ep.bank.tokens());
-    }
-
     fn apply_answers(&self, ep: &mut Episode, completion: &str, logs: &mut Vec<ActionLog>) {
         let (actions, overflow) = self.answer_tools.parse(completion);
         if let Some(e) = overflow {
@@ -389,43 +358,6 @@ impl FactsEnv {
 fn shown_questions<'a>(ep: &'a Episode, knobs: &FactsKnobs) -> impl Iterator<Item = &'a Question> {
     let n = if knobs.questions_per_turn == 0 { usize::MAX } else { knobs.questions_per_turn };
     ep.sheet.open().take(n)
-}
-
-/// Applies one memory op and returns its observation line.
-fn apply_op(ep: &mut Episode, op: &MemoryOp, counter: &dyn TokenCounter) -> String {
-    match ep.bank.apply(op, ep.turn, None, counter) {
-        Ok(out) => {
-            if out.violation {
-                ep.ledger.violation(Budget::Memory);
-            }
-            match op {
-                MemoryOp::Add { .. } => {
-                    ep.ledger.stats.ops.add += 1;
-                    format!("memory_add: added {}", out.id.unwrap_or_default())
-                }
-                MemoryOp::Update { id, .. } => {
-                    ep.ledger.stats.ops.update += 1;
-                    format!("memory_update: updated {id}")
-                }
-                MemoryOp::Delete { id } => {
-                    ep.ledger.stats.ops.delete += 1;
-                    format!("memory_delete: deleted {id}")
-                }
-                MemoryOp::Noop => {
-                    ep.ledger.stats.ops.noop += 1;
-                    "noop: memory unchanged".into()
-                }
-            }
-        }
-        Err(e @ (MemoryError::FullEntries(_) | MemoryError::FullTokens { .. })) => {
-            ep.ledger.violation(Budget::Memory);
-            format!("error: {e}")
-        }
-        Err(e) => {
-            ep.ledger.format_error();
-            format!("error: {e}")
-        }
-    }
 }
 
 fn answer_log(ep: &mut Episode, result: Result<Action, crate::toolcall::CallError>) -> ActionLog {
@@ -510,7 +442,10 @@ impl Env for FactsEnv {
         let mut logs = Vec::new();
         if ep.chunk < ep.task.chunks.len() {
             match self.knobs.memory_mode {
-                MemoryMode::Bank => self.apply_memory_calls(&mut ep, completion, &mut logs),
+                MemoryMode::Bank => {
+                    let state = MemoryTurn { bank: &mut ep.bank, ledger: &mut ep.ledger, turn: ep.turn, date: None };
+                    apply_memory_calls(&self.memory_tools, state, completion, self.counter.as_ref(), &mut logs);
+                }
                 MemoryMode::Overwrite => {
                     let cut = ep.pad.overwrite(completion, self.knobs.memory_tokens, self.counter.as_ref());
                     ep.ledger.stats.ops.overwrite += 1;

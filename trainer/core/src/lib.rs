@@ -1,5 +1,5 @@
 //! The RL core of memrl: rollouts over exact token contexts, DCPO trajectory segments, advantage
-//! estimators, the policy loss (f64 reference and tensor), the learner, the task sampler, the
+//! estimators, the policy loss (f64 reference and tensor), the learner, the
 //! learning-rate schedule, and [`step::rl_step`], one RL step on one screen.
 //!
 //! It joins `memrl-envs` (text) and `memrl-policies` (tokens and tensors) and knows nothing of
@@ -12,7 +12,6 @@ pub mod loss;
 pub mod metrics;
 pub mod policy;
 pub mod rollout;
-pub mod sampler;
 pub mod schedule;
 pub mod segments;
 pub mod stats;

@@ -17,6 +17,7 @@
 //! - [`prefix_only`]: one sequence per trajectory; a context that breaks the prefix is an error.
 //!   This is the single-sequence baseline of most frameworks, kept to show why DCPO exists.
 
+use memrl_envs::rollout::ids_extend;
 use serde::{Deserialize, Serialize};
 
 /// One training sample: a context and everything that followed it within one unbroken prefix.
@@ -309,18 +310,10 @@ impl SegmentBuilder {
     }
 }
 
-/// Counts the turn boundaries whose context does not extend the previous context + completion.
+/// Counts the turn boundaries whose context does not extend the previous context + completion
+/// ([`memrl_envs::rollout::ids_extend`], the fracture test `memrl env play` counts with too).
 fn count_fractures(turns: &[Turn]) -> usize {
-    turns
-        .windows(2)
-        .filter(|pair| {
-            let (prev, next) = (&pair[0], &pair[1]);
-            let prev_len = prev.prompt_ids.len() + prev.completion_ids.len();
-            next.prompt_ids.len() < prev_len
-                || next.prompt_ids[..prev.prompt_ids.len()] != prev.prompt_ids[..]
-                || next.prompt_ids[prev.prompt_ids.len()..prev_len] != prev.completion_ids[..]
-        })
-        .count()
+    turns.windows(2).filter(|pair| !ids_extend(&pair[0].prompt_ids, &pair[0].completion_ids, &pair[1].prompt_ids)).count()
 }
 
 /// DCPO segmentation: merge turns while the context extends the running sequence, fracture otherwise.

@@ -21,7 +21,7 @@ use crate::rollout::EnvFactory;
 use crate::rollout::adapters::play_policy;
 use crate::rollout::context::ChatCodec;
 use crate::rollout::driver::{RolloutError, RolloutLimits, Trajectory};
-use crate::sampler::TaskSampler;
+use memrl_envs::sampler::TaskSampler;
 use crate::segments::SegmentationMode;
 
 /// The step's hyper-parameters (from the run's config).

@@ -6,9 +6,9 @@
 //! memrl env knobs facts        # default knobs as JSON (every key is settable with --set)
 //! memrl env list
 //! ```
-//! Episodes run in parallel (rayon); each gets its own environment instance, task
-//! `TaskSampler(split, seed)[i]` and seed `derive_seed([seed, i])`, so results do not
-//! depend on the thread count.
+//! Episodes run in parallel (rayon); each gets its own environment instance, the `i`-th task
+//! the training sampler ([`TaskSampler`]) draws from the split with `--seed`, and episode seed
+//! `derive_seed([seed, i])`, so results do not depend on the thread count.
 
 use anyhow::{Context, Result, bail};
 use memrl_envs::env::{Env, ScriptedKind, Split, Termination};
@@ -16,7 +16,7 @@ use memrl_envs::ledger::derive_seed;
 use memrl_envs::policy::ScriptedPolicy;
 use memrl_envs::registry::{ENV_NAMES, build_env, default_knobs, set_knob};
 use memrl_envs::rollout::{EpisodeResult, TraceTurn, run_episode};
-use memrl_envs::sampler::TaskSampler;
+use memrl_envs::sampler::{TaskSampler, pool_size};
 use memrl_envs::tokens::{ByteApproxCounter, TokenCounter, WhitespaceCounter};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -164,10 +164,10 @@ pub fn play(args: &PlayArgs) -> Result<(PlaySummary, Vec<EpisodeResult>)> {
     let knobs = knobs_from_sets(&args.set)?;
     let counter = counter(&args.counter)?;
     let probe = build_env(&args.env, knobs.clone(), counter.clone())?;
-    let tasks = TaskSampler::new(split, probe.task_count(split), args.seed).take(args.episodes);
-    if tasks.is_empty() {
+    let Ok(mut sampler) = TaskSampler::new(pool_size(probe.task_count(split)), args.seed) else {
         bail!("split {split} of {} has no tasks", args.env);
-    }
+    };
+    let tasks = sampler.next_tasks(split, args.episodes as usize);
     let want_trace = args.trace.is_some();
     let results: Vec<Result<EpisodeResult>> = tasks
         .par_iter()

@@ -23,6 +23,7 @@ use memrl_policies::engine::{Engine, EngineConfig};
 use memrl_policies::model::Llama;
 use memrl_policies::sampling::SamplingParams;
 use memrl_policies::tokenizer::Tokenizer;
+use memrl_policies::turn_stop::turn_stop_ids;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
@@ -216,7 +217,7 @@ fn load_model(path: &Path, what: &str) -> anyhow::Result<LoadedModel> {
         bail!("{what} {}: no such file or directory", path.display());
     }
     let (model, tokenizer) = memrl_policies::load_policy(BurnBackend::flex(), path).with_context(|| format!("loading {what} {}", path.display()))?;
-    let stop_ids = crate::train::policy::stop_ids_of(&tokenizer, &model.config.eos_token_ids, path, &format!("{what} {}", path.display()))?;
+    let stop_ids = turn_stop_ids(&tokenizer, &model.config, path).with_context(|| format!("{what} {}", path.display()))?;
     Ok(LoadedModel { model: Arc::new(model), tokenizer: Arc::new(tokenizer), stop_ids, name: path.display().to_string() })
 }
 

@@ -5,6 +5,7 @@
 use anyhow::bail;
 use memrl_envs::Env;
 use memrl_envs::env::Split;
+use memrl_envs::sampler::pool_size;
 use memrl_policies::config::LlamaConfig;
 use memrl_rl::advantage::AdvantageEstimator;
 
@@ -15,9 +16,6 @@ use memrl_rl::rollout::driver::{CompletionSource, RolloutLimits, play};
 use crate::config::Config;
 use crate::train::backend::RunBackend;
 use crate::train::run::Run;
-
-/// Tasks the sampler draws from for environments with unbounded synthetic splits.
-pub const SYNTHETIC_POOL: usize = 100_000;
 
 /// `rollout.workers` is capped at this many threads per core: more only contend (an SFT step
 /// was measured 17 times slower at 500 threads per core). Results do not depend on the count.
@@ -42,7 +40,7 @@ pub fn rollout_threads(workers: usize, cores: usize) -> (usize, Option<String>) 
 pub fn check_run(config: &Config, probe: &dyn Env, model: &LlamaConfig) -> anyhow::Result<usize> {
     let available = probe.task_count(Split::Train).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     let pool = match (config.rollout.task_pool, available) {
-        (0, n) => n.unwrap_or(SYNTHETIC_POOL),
+        (0, _) => pool_size(probe.task_count(Split::Train)),
         (k, Some(n)) if k > n => bail!("rollout.task_pool = {k}, but the {} train split has only {n} tasks", config.env.name),
         (k, _) => k,
     };

@@ -19,7 +19,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::Config;
 use crate::train::backend::{RunBackend, check_backend};
-use memrl_rl::rollout::adapters::{TokenizerCodec, turn_stop_ids};
+use memrl_policies::turn_stop::turn_stop_ids;
+use memrl_rl::rollout::adapters::TokenizerCodec;
 
 /// The trainable model with what the rollout and checkpoints need alongside it.
 pub struct PolicyBundle<B: RunBackend> {
@@ -29,7 +30,7 @@ pub struct PolicyBundle<B: RunBackend> {
     pub tokenizer: Arc<Tokenizer>,
     /// Tokenizer + chat template for the rollout.
     pub codec: TokenizerCodec,
-    /// Tokens that end an assistant turn, the primary one first ([`stop_ids_of`]).
+    /// Tokens that end an assistant turn, the primary one first ([`turn_stop_ids`]).
     pub stop_ids: Vec<u32>,
     /// Padding id for training batches.
     pub pad_id: u32,
@@ -156,41 +157,10 @@ pub(crate) fn check_supported(config: &Config) -> anyhow::Result<()> {
 }
 
 fn bundle<B: RunBackend>(model: Llama<B>, tokenizer: Tokenizer, files: TokenizerFiles, name: &str) -> anyhow::Result<PolicyBundle<B>> {
-    let stop_ids = stop_ids_of(&tokenizer, &model.config.eos_token_ids, Path::new(name), &format!("policy {name}"))?;
+    let stop_ids = turn_stop_ids(&tokenizer, &model.config, Path::new(name)).with_context(|| format!("policy {name}"))?;
     let tokenizer = Arc::new(tokenizer);
     let codec = TokenizerCodec::detect((*tokenizer).clone());
     Ok(PolicyBundle { model, tokenizer, codec, stop_ids: stop_ids.clone(), pad_id: stop_ids[0], tokenizer_files: files })
-}
-
-/// The tokens that end a model's assistant turn ([`memrl_rl::rollout::adapters::turn_stop_ids`]):
-/// `<|im_end|>`, else `<|eot_id|>`, else the first eos id; then every other eos id of the model's
-/// config and, for a model directory, of its `generation_config.json`. `what` names the model
-/// in the error when there is none.
-pub(crate) fn stop_ids_of(tokenizer: &Tokenizer, config_eos: &[u32], path: &Path, what: &str) -> anyhow::Result<Vec<u32>> {
-    let mut eos = config_eos.to_vec();
-    eos.extend(generation_config_eos(path)?);
-    let ids = turn_stop_ids(|t| tokenizer.token_to_id(t), &eos);
-    if ids.is_empty() {
-        bail!("{what}: no `<|im_end|>` or `<|eot_id|>` token and no eos_token_id to end turns with");
-    }
-    Ok(ids)
-}
-
-/// The `eos_token_id` (one id or a list) of `<dir>/generation_config.json`; empty when `dir` is
-/// not a directory or has no such file.
-fn generation_config_eos(dir: &Path) -> anyhow::Result<Vec<u32>> {
-    let file = dir.join("generation_config.json");
-    if !dir.is_dir() || !file.is_file() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
-    let ids = match value.get("eos_token_id") {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::Array(list)) => list.iter().filter_map(serde_json::Value::as_u64).map(|x| x as u32).collect(),
-        Some(v) => v.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-    };
-    Ok(ids)
 }
 
 #[cfg(test)]
@@ -214,17 +184,6 @@ mod tests {
         c.env.options.insert("data_path".into(), toml::Value::String(renamed.display().to_string()));
         let corpus = environment_corpus(&c, 3).unwrap();
         assert!(!corpus.is_empty());
-    }
-
-    #[test]
-    fn generation_config_eos_ids_end_turns_too() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(generation_config_eos(dir.path()).unwrap().is_empty());
-        std::fs::write(dir.path().join("generation_config.json"), r#"{"bos_token_id": 1, "eos_token_id": [128001, 128009]}"#).unwrap();
-        assert_eq!(generation_config_eos(dir.path()).unwrap(), vec![128001, 128009]);
-        std::fs::write(dir.path().join("generation_config.json"), r#"{"eos_token_id": 2}"#).unwrap();
-        assert_eq!(generation_config_eos(dir.path()).unwrap(), vec![2]);
-        assert!(generation_config_eos(&dir.path().join("model.gguf")).unwrap().is_empty());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use memrl_rl::rollout::EnvFactory;
 use memrl_rl::rollout::adapters::{TokenizerCounter, play_policy};
 use memrl_rl::rollout::context::ChatCodec;
 use memrl_rl::rollout::driver::{CompletionSource, PlayTimings, RolloutLimits, Trajectory, play};
-use memrl_rl::sampler::TaskSampler;
+use memrl_envs::sampler::TaskSampler;
 use memrl_rl::step::{StepPolicy, StepSettings, rl_step};
 
 use crate::config::{BackendKind, Config};

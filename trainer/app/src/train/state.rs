@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::run_dir::write_file_atomic;
-use memrl_rl::sampler::SamplerState;
+use memrl_envs::sampler::SamplerState;
 
 /// File name of the trainer state inside a checkpoint directory.
 pub const TRAINER_STATE_FILE: &str = "trainer_state.json";

@@ -9,7 +9,7 @@ use memrl_envs::env::TaskId;
 use memrl_envs::message::{ChatMessage, Role};
 use memrl_envs::tokens::TokenCounter;
 use memrl_policies::backend::Backend;
-use memrl_policies::engine::{Engine, EngineConfig, FinishReason, GenerationRequest};
+use memrl_policies::engine::{Engine, EngineConfig, FinishReason, Finished, GenerationRequest};
 use memrl_policies::model::Llama;
 use memrl_policies::sampling::SamplingParams;
 use memrl_policies::tokenizer::Tokenizer;
@@ -66,22 +66,6 @@ pub fn template_renders_tools(source: &str) -> bool {
     })
 }
 
-/// The tokens that end an assistant turn, the primary one first (the scripted policies' turn
-/// end, and the padding id): `<|im_end|>` (ChatML: Qwen, SmolLM2, the tiny presets), else
-/// `<|eot_id|>` (Llama 3 Instruct, whose first eos id is `<|end_of_text|>`), else the first of
-/// `eos_token_ids`; then the rest of `eos_token_ids` (config.json and generation_config.json),
-/// which end generation too. `token_to_id` looks a token up in the vocabulary. Empty when
-/// there is none of these.
-pub fn turn_stop_ids(token_to_id: impl Fn(&str) -> Option<u32>, eos_token_ids: &[u32]) -> Vec<u32> {
-    let mut ids: Vec<u32> = ["<|im_end|>", "<|eot_id|>"].iter().find_map(|t| token_to_id(t)).into_iter().collect();
-    for &id in eos_token_ids {
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    ids
-}
-
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::System => "system",
@@ -121,8 +105,10 @@ pub struct EngineGenerator<B: Backend> {
     pub stop_token_ids: Vec<u32>,
 }
 
-impl<B: Backend> Generator for EngineGenerator<B> {
-    fn generate(&mut self, requests: Vec<GenRequest>) -> Result<Vec<GenOutput>, RolloutError> {
+impl<B: Backend> EngineGenerator<B> {
+    /// Generates one output per request, in request order, showing `on_step` what each engine
+    /// step finished ([`Engine::generate_batch_observed`]).
+    pub fn generate_observed(&mut self, requests: Vec<GenRequest>, on_step: impl FnMut(&[Finished])) -> Result<Vec<GenOutput>, RolloutError> {
         let reqs = requests
             .into_iter()
             .map(|r| GenerationRequest {
@@ -134,7 +120,7 @@ impl<B: Backend> Generator for EngineGenerator<B> {
                 stop_strings: Vec::new(),
             })
             .collect();
-        let finished = self.engine.generate_batch(reqs).map_err(|e| RolloutError::Generation(e.to_string()))?;
+        let finished = self.engine.generate_batch_observed(reqs, on_step).map_err(|e| RolloutError::Generation(e.to_string()))?;
         Ok(finished
             .into_iter()
             .map(|f| GenOutput {
@@ -144,6 +130,12 @@ impl<B: Backend> Generator for EngineGenerator<B> {
                 policy_logprobs: f.policy_logprobs,
             })
             .collect())
+    }
+}
+
+impl<B: Backend> Generator for EngineGenerator<B> {
+    fn generate(&mut self, requests: Vec<GenRequest>) -> Result<Vec<GenOutput>, RolloutError> {
+        self.generate_observed(requests, |_| {})
     }
 }
 
@@ -180,18 +172,5 @@ mod tests {
         let smol = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>'}}{% endfor %}";
         assert!(!template_renders_tools(smol));
         assert!(!template_renders_tools("{{ available_tools_text }} {{ tools_json }}"), "only the variable itself counts");
-    }
-
-    #[test]
-    fn turn_stop_prefers_im_end_then_eot_id_then_eos() {
-        let vocab = |names: &'static [(&'static str, u32)]| move |t: &str| names.iter().find(|(n, _)| *n == t).map(|&(_, id)| id);
-        // Qwen2.5: <|im_end|> (151645) first; generation_config's <|endoftext|> (151643) too.
-        assert_eq!(turn_stop_ids(vocab(&[("<|im_end|>", 151645)]), &[151645, 151643]), vec![151645, 151643]);
-        // Llama 3 Instruct: config's first eos is <|end_of_text|> (128001); the turn ends at <|eot_id|>.
-        let llama = vocab(&[("<|eot_id|>", 128009), ("<|end_of_text|>", 128001)]);
-        assert_eq!(turn_stop_ids(llama, &[128001, 128008, 128009]), vec![128009, 128001, 128008]);
-        // Neither: the eos ids in order.
-        assert_eq!(turn_stop_ids(vocab(&[]), &[7, 3]), vec![7, 3]);
-        assert!(turn_stop_ids(vocab(&[]), &[]).is_empty());
     }
 }

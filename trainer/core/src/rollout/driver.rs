@@ -6,8 +6,11 @@
 //! The environments then step in parallel (rayon) on the decoded completions. Completions come
 //! either from a model ([`Generator`]) or from an environment's scripted policy (oracle,
 //! heuristic, ...), tokenised: the latter gives SFT demonstrations with the same token layout.
+//! The environment side of each episode is [`EpisodeRun`], the one episode runner `memrl env
+//! play` and the scripted evaluation baselines use too (one at a time, without tokens).
 
-use memrl_envs::env::{EnvError, EpisodeEnd, ScriptedKind, TaskId, Turn};
+use memrl_envs::env::{EnvError, EpisodeEnd, ScriptedKind, TaskId};
+use memrl_envs::rollout::EpisodeRun;
 use memrl_envs::Env;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -134,7 +137,8 @@ pub fn request_seed(batch_seed: u64, episode: usize, turn: usize) -> u64 {
 struct Episode {
     env: Box<dyn Env>,
     tracker: ContextTracker,
-    turn: Option<Turn>,
+    /// The environment side of the episode: its current turn, and its verdict once it ends.
+    run: EpisodeRun,
     /// How the current context was obtained.
     context_step: ContextStep,
     out: Trajectory,
@@ -143,7 +147,7 @@ struct Episode {
 /// Computes the exact context of the episode's current turn, inlining the tool descriptions
 /// into the system prompt when the chat template cannot render `tools`.
 fn advance_context(codec: &dyn ChatCodec, ep: &mut Episode) -> Result<(), RolloutError> {
-    let turn = ep.turn.as_ref().expect("called on a running episode");
+    let turn = ep.run.turn().expect("called on a running episode");
     ep.context_step = if codec.renders_tools() {
         ep.tracker.next(codec, &turn.messages, &turn.tools, turn.edit.is_fracture())?
     } else {
@@ -187,11 +191,11 @@ pub fn play_timed(
         .into_par_iter()
         .enumerate()
         .map(|(index, (mut env, task, seed))| -> Result<Episode, RolloutError> {
-            let turn = env.reset(task, seed)?;
+            let run = EpisodeRun::start(env.as_mut(), task, seed, false)?;
             let mut ep = Episode {
                 env,
                 tracker: ContextTracker::new(),
-                turn: Some(turn),
+                run,
                 context_step: ContextStep::Initial,
                 out: Trajectory { index, task, turns: Vec::new(), end: None, truncated: false },
             };
@@ -202,7 +206,7 @@ pub fn play_timed(
     timings.env_seconds += clock.elapsed().as_secs_f64();
 
     for tick in 0..limits.max_turns {
-        let active: Vec<usize> = (0..episodes.len()).filter(|&i| episodes[i].turn.is_some()).collect();
+        let active: Vec<usize> = (0..episodes.len()).filter(|&i| episodes[i].run.turn().is_some()).collect();
         if active.is_empty() {
             break;
         }
@@ -211,7 +215,7 @@ pub fn play_timed(
         for &i in &active {
             let ep = &mut episodes[i];
             if ep.tracker.ids().len() + 1 >= limits.max_context_tokens {
-                ep.turn = None;
+                ep.run.cut_off();
                 ep.out.truncated = true;
             } else {
                 runnable.push(i);
@@ -225,7 +229,7 @@ pub fn play_timed(
                     .map(|&i| {
                         let ep = &episodes[i];
                         let room = limits.max_context_tokens - ep.tracker.ids().len();
-                        let budget = ep.turn.as_ref().map_or(limits.max_new_tokens, |t| t.max_new_tokens);
+                        let budget = ep.run.turn().map_or(limits.max_new_tokens, |t| t.max_new_tokens);
                         GenRequest {
                             prompt_ids: ep.tracker.ids().to_vec(),
                             max_new_tokens: budget.min(limits.max_new_tokens).min(room),
@@ -273,7 +277,8 @@ pub fn play_timed(
             ep.tracker.record_completion(codec, &gen_out.ids)?;
             let visible = if gen_out.stopped { &gen_out.ids[..gen_out.ids.len() - 1] } else { &gen_out.ids[..] };
             let text = codec.decode(visible)?;
-            let step = ep.env.step(&text)?;
+            ep.run.play_turn(ep.env.as_mut(), &text)?;
+            let running = ep.run.turn().is_some();
             ep.out.turns.push(TurnSample {
                 context_ids,
                 context_step,
@@ -282,26 +287,24 @@ pub fn play_timed(
                 policy_logprobs: gen_out.policy_logprobs,
                 text,
             });
-            match step.next {
-                memrl_envs::env::Next::Continue(turn) => {
-                    ep.turn = Some(turn);
-                    advance_context(codec, ep)?;
-                }
-                memrl_envs::env::Next::Done(end) => {
-                    ep.turn = None;
-                    ep.out.end = Some(end);
-                }
+            if running {
+                advance_context(codec, ep)?;
             }
             Ok(())
         })?;
         timings.env_seconds += clock.elapsed().as_secs_f64();
     }
-    for ep in &mut episodes {
-        if ep.turn.take().is_some() {
-            ep.out.truncated = true;
-        }
-    }
-    Ok((episodes.into_iter().map(|e| e.out).collect(), timings))
+    let trajectories = episodes
+        .into_iter()
+        .map(|mut ep| {
+            if ep.run.cut_off() {
+                ep.out.truncated = true;
+            }
+            ep.out.end = ep.run.into_result().map(|r| r.end);
+            ep.out
+        })
+        .collect();
+    Ok((trajectories, timings))
 }
 
 #[cfg(test)]
