@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
-use memrl_envs::env::{Next, ScriptedKind, Split, TaskId};
+use memrl_envs::env::{ScriptedKind, Split, TaskId};
+use memrl_envs::policy::{ScriptedPolicy, TextPolicy};
+use memrl_envs::rollout::EpisodeRun;
 use memrl_envs::tokens::WhitespaceCounter;
 use memrl_rl::advantage::{AdvantageEstimator, AdvantageOptions};
 use memrl_rl::loss::LossConfig;
 use memrl_rl::segments::SegmentationMode;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use super::{AlgorithmConfig, Config, ConfigError, invalid};
 
@@ -94,9 +94,10 @@ pub fn check_segmentation_fits_env(config: &Config) -> Result<(), ConfigError> {
         return Ok(());
     };
     let seed = config.run.seed;
-    let Ok(mut turn) = env.reset(TaskId { split: Split::Train, index: 0 }, seed) else { return Ok(()) };
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let Ok(mut run) = EpisodeRun::start(env.as_mut(), TaskId { split: Split::Train, index: 0 }, seed, false) else { return Ok(()) };
+    let mut oracle = ScriptedPolicy::new(ScriptedKind::Oracle, seed);
     for _ in 0..PROBE_TURNS {
+        let Some(turn) = run.turn() else { break };
         if turn.edit.is_fracture() {
             return Err(ConfigError::Invalid {
                 key: "algorithm.segmentation",
@@ -105,13 +106,9 @@ pub fn check_segmentation_fits_env(config: &Config) -> Result<(), ConfigError> {
                            turn whose context does not extend the previous one): use \"dcpo\" or \"per_turn\"",
             });
         }
-        let Ok(completion) = env.scripted(ScriptedKind::Oracle, &mut rng) else { return Ok(()) };
-        match env.step(&completion) {
-            Ok(step) => match step.next {
-                Next::Continue(t) => turn = t,
-                Next::Done(_) => break,
-            },
-            Err(_) => return Ok(()),
+        let Ok(completion) = oracle.complete(env.as_ref(), turn) else { return Ok(()) };
+        if run.play_turn(env.as_mut(), &completion).is_err() {
+            return Ok(());
         }
     }
     Ok(())

@@ -5,8 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use memrl_envs::env::{Next, ScriptedKind, Split, TaskId};
+use memrl_envs::env::{ScriptedKind, Split, TaskId};
+use memrl_envs::policy::{ScriptedPolicy, TextPolicy};
 use memrl_envs::registry::build_env;
+use memrl_envs::rollout::EpisodeRun;
 use memrl_envs::tokens::WhitespaceCounter;
 use memrl_policies::model::Llama;
 use memrl_policies::tokenizer::Tokenizer;
@@ -14,8 +16,6 @@ use memrl_policies::train::bpe::{BpeTrainingConfig, SpaceHandling, train_bpe_tok
 use memrl_policies::train::checkpoint::{CheckpointOptions, TokenizerFiles, save_checkpoint, write_checkpoint_files};
 use memrl_policies::train::optim::AdamW;
 use memrl_policies::train::tiny::{TinyPreset, init_tiny};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use crate::config::Config;
 use crate::train::backend::{RunBackend, check_backend};
@@ -84,17 +84,15 @@ pub fn environment_corpus(config: &Config, episodes: u64) -> anyhow::Result<Vec<
         let index = train.map_or(1_000_000 + i, |n| i % n);
         let mut env = build_env(&config.env.name, knobs.clone(), Arc::new(WhitespaceCounter))?;
         let kind = if i % 2 == 0 { ScriptedKind::Oracle } else { ScriptedKind::Heuristic };
-        let mut rng = ChaCha8Rng::seed_from_u64(config.run.seed ^ i);
-        let mut turn = env.reset(TaskId { split: Split::Train, index }, config.run.seed ^ i)?;
+        let mut policy = ScriptedPolicy::new(kind, config.run.seed ^ i);
+        let mut run = EpisodeRun::start(env.as_mut(), TaskId { split: Split::Train, index }, config.run.seed ^ i, false)?;
         for _ in 0..256 {
+            let Some(turn) = run.turn() else { break };
             corpus.extend(turn.messages.iter().map(|m| m.content.clone()));
             corpus.push(turn.tools_text.to_string());
-            let completion = env.scripted(kind, &mut rng)?;
+            let completion = policy.complete(env.as_ref(), turn)?;
             corpus.push(completion.clone());
-            match env.step(&completion)?.next {
-                Next::Continue(t) => turn = t,
-                Next::Done(_) => break,
-            }
+            run.play_turn(env.as_mut(), &completion)?;
         }
     }
     Ok(corpus)
