@@ -37,9 +37,5 @@ fn main() {
     let loaded = LocomoDataset::load(&path).map(|d| d.samples.len());
     let with_read = start.elapsed().as_secs_f64();
     println!("{counts:?}");
-    println!(
-        "parse best of 20: {:.1} ms; read+parse once: {:.1} ms ({loaded:?} conversations)",
-        best * 1e3,
-        with_read * 1e3
-    );
+    println!("parse best of 20: {:.1} ms; read+parse once: {:.1} ms ({loaded:?} conversations)", best * 1e3, with_read * 1e3);
 }

@@ -48,17 +48,12 @@ pub(crate) fn render_json_path(path: &serde_path_to_error::Path) -> String {
 
 /// Deserialises `bytes` as JSON into `T`, turning any failure into a [`LoadError`] that
 /// names `path` and the JSON path where the document departs from the schema.
-pub(crate) fn from_json_slice<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    path: &Path,
-) -> Result<T, LoadError> {
+pub(crate) fn from_json_slice<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &Path) -> Result<T, LoadError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|error| classify(error, path))?;
-    deserializer.end().map_err(|error| LoadError::Syntax {
-        path: path.to_path_buf(),
-        message: format!("trailing characters after the JSON document ({error})"),
-    })?;
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| classify(error, path))?;
+    deserializer
+        .end()
+        .map_err(|error| LoadError::Syntax { path: path.to_path_buf(), message: format!("trailing characters after the JSON document ({error})") })?;
     Ok(value)
 }
 
@@ -67,27 +62,14 @@ fn classify(error: serde_path_to_error::Error<serde_json::Error>, path: &Path) -
     let inner = error.into_inner();
     match inner.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-            LoadError::Syntax {
-                path: path.to_path_buf(),
-                message: format!("{inner} (near {json_path})"),
-            }
+            LoadError::Syntax { path: path.to_path_buf(), message: format!("{inner} (near {json_path})") }
         }
-        serde_json::error::Category::Io => LoadError::Syntax {
-            path: path.to_path_buf(),
-            message: inner.to_string(),
-        },
-        serde_json::error::Category::Data => LoadError::Schema {
-            path: path.to_path_buf(),
-            json_path,
-            message: inner.to_string(),
-        },
+        serde_json::error::Category::Io => LoadError::Syntax { path: path.to_path_buf(), message: inner.to_string() },
+        serde_json::error::Category::Data => LoadError::Schema { path: path.to_path_buf(), json_path, message: inner.to_string() },
     }
 }
 
 /// Reads a whole file, naming it in the error.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
-    std::fs::read(path).map_err(|source| LoadError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })
 }

@@ -17,82 +17,40 @@ fn synthetic_pairs_match_python_exactly() {
     let mut failures = Vec::new();
     for line in text.lines() {
         let row: Value = serde_json::from_str(line).expect("fixture line is JSON");
-        let (gold, prediction) = (
-            row["gold"].as_str().unwrap(),
-            row["prediction"].as_str().unwrap(),
-        );
+        let (gold, prediction) = (row["gold"].as_str().unwrap(), row["prediction"].as_str().unwrap());
         let category = category(&row);
         let raw = score_answer(category, gold, prediction);
         let stored = stored_score(category, gold, prediction);
         let bleu = bleu1(prediction, gold);
-        let expected = (
-            row["raw"].as_f64().unwrap(),
-            row["stored"].as_f64().unwrap(),
-            row["bleu1"].as_f64().unwrap(),
-        );
+        let expected = (row["raw"].as_f64().unwrap(), row["stored"].as_f64().unwrap(), row["bleu1"].as_f64().unwrap());
         // Bit-for-bit equality: the port follows Python's arithmetic step by step.
         if (raw, stored, bleu) != expected {
-            failures.push(format!(
-                "row {}: ours {:?}, python {:?}",
-                row["id"],
-                (raw, stored, bleu),
-                expected
-            ));
+            failures.push(format!("row {}: ours {:?}, python {:?}", row["id"], (raw, stored, bleu), expected));
         }
         rows += 1;
     }
     assert!(rows >= 600, "{rows} rows");
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn synthetic_pairs_cover_every_category_and_edge() {
     let text = include_str!("fixtures/locomo_scores_synthetic.jsonl");
-    let rows: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     for id in 1..=5 {
         let of_category: Vec<&Value> = rows.iter().filter(|r| r["category"] == id).collect();
         assert!(of_category.len() > 50, "category {id}");
-        assert!(
-            of_category
-                .iter()
-                .any(|r| r["stored"].as_f64().unwrap() > 0.0),
-            "category {id} has a positive score"
-        );
-        assert!(
-            of_category.iter().any(|r| r["prediction"] == ""),
-            "category {id} has an empty prediction"
-        );
+        assert!(of_category.iter().any(|r| r["stored"].as_f64().unwrap() > 0.0), "category {id} has a positive score");
+        assert!(of_category.iter().any(|r| r["prediction"] == ""), "category {id} has an empty prediction");
     }
-    assert!(
-        rows.iter().any(|r| r["stored"] != r["raw"]),
-        "some scores are really rounded"
-    );
+    assert!(rows.iter().any(|r| r["stored"] != r["raw"]), "some scores are really rounded");
 }
 
 #[test]
 fn numpy_mean_matches_numpy() {
-    let cases: Vec<Value> =
-        serde_json::from_str(include_str!("fixtures/numpy_means.json")).unwrap();
+    let cases: Vec<Value> = serde_json::from_str(include_str!("fixtures/numpy_means.json")).unwrap();
     for case in &cases {
-        let values: Vec<f64> = case["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        assert_eq!(
-            numpy_mean(&values),
-            case["mean"].as_f64().unwrap(),
-            "n = {}",
-            values.len()
-        );
+        let values: Vec<f64> = case["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(numpy_mean(&values), case["mean"].as_f64().unwrap(), "n = {}", values.len());
     }
 }

@@ -97,10 +97,7 @@ impl Bm25Index {
         let mut q = terms(query);
         q.sort();
         q.dedup();
-        let mut scored: Vec<(usize, f64)> = (0..self.docs.len())
-            .map(|d| (d, self.score_terms(&q, d)))
-            .filter(|(_, s)| *s > 0.0)
-            .collect();
+        let mut scored: Vec<(usize, f64)> = (0..self.docs.len()).map(|d| (d, self.score_terms(&q, d))).filter(|(_, s)| *s > 0.0).collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(k);
         scored

@@ -16,7 +16,10 @@ use std::ops::Range;
 enum Part {
     Text(String),
     /// A call block; `response` is the id of its tool-response record once pushed.
-    Call { text: String, response: Option<String> },
+    Call {
+        text: String,
+        response: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,10 +246,13 @@ mod tests {
     const CALL_B: &str = "<tool_call>\n{\"name\":\"search\",\"arguments\":{\"query\":\"b\"}}\n</tool_call>\n";
 
     fn spans(text: &str, calls: &[&str]) -> Vec<Range<usize>> {
-        calls.iter().map(|c| {
-            let s = text.find(c).unwrap();
-            s..s + c.len()
-        }).collect()
+        calls
+            .iter()
+            .map(|c| {
+                let s = text.find(c).unwrap();
+                s..s + c.len()
+            })
+            .collect()
     }
 
     /// ctx: [assistant("think" + A + B), tool r1 (A), tool r2 (B)]

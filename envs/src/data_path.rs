@@ -36,8 +36,5 @@ pub fn resolve(path: impl AsRef<Path>) -> Result<PathBuf, EnvError> {
         return Ok(found.clone());
     }
     let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
-    Err(EnvError::Data(format!(
-        "data file not found: tried {} (set the env knob data_path, or {DATA_DIR_VAR} to the data directory)",
-        tried.join(", ")
-    )))
+    Err(EnvError::Data(format!("data file not found: tried {} (set the env knob data_path, or {DATA_DIR_VAR} to the data directory)", tried.join(", "))))
 }

@@ -1,8 +1,8 @@
 //! Stable, deterministic ids for context records (`r…`) and memory entries (`m…`).
 
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -67,8 +67,14 @@ mod tests {
     fn sequential_and_random_are_deterministic_and_unique() {
         let mut g = IdGen::new('r', IdStyle::Sequential, 0);
         assert_eq!((g.next_id(), g.next_id()), ("r1".to_string(), "r2".to_string()));
-        let a: Vec<String> = { let mut g = IdGen::new('m', IdStyle::Random, 7); (0..500).map(|_| g.next_id()).collect() };
-        let b: Vec<String> = { let mut g = IdGen::new('m', IdStyle::Random, 7); (0..500).map(|_| g.next_id()).collect() };
+        let a: Vec<String> = {
+            let mut g = IdGen::new('m', IdStyle::Random, 7);
+            (0..500).map(|_| g.next_id()).collect()
+        };
+        let b: Vec<String> = {
+            let mut g = IdGen::new('m', IdStyle::Random, 7);
+            (0..500).map(|_| g.next_id()).collect()
+        };
         assert_eq!(a, b);
         assert_eq!(a.iter().collect::<HashSet<_>>().len(), 500);
         assert!(a.iter().all(|id| id.len() == 5 && id.starts_with('m')));

@@ -30,17 +30,17 @@ use crate::bm25::Bm25Params;
 use crate::data_path;
 use crate::env::{Env, EnvError, EpisodeStats, ScriptedKind, Split, Step, TaskId, Turn};
 use crate::ids::IdStyle;
-use crate::ledger::{derive_seed, Penalties};
+use crate::ledger::{Penalties, derive_seed};
 use crate::memory::BudgetMode;
 use crate::stream::{StreamChunk, StreamEnv, StreamQuestion, StreamSettings, StreamSource, StreamTask, Unit};
 use crate::text::exact_match;
 use crate::tokens::TokenCounter;
-use memrl_datasets::locomo::{render_turn, Category, LocomoDataset, LocomoSample, QaItem, Turn as LocomoTurn};
+use memrl_datasets::locomo::{Category, LocomoDataset, LocomoSample, QaItem, Turn as LocomoTurn, render_turn};
 use memrl_datasets::scoring::locomo as official;
+use rand::RngCore;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -179,7 +179,9 @@ fn usable(sample: &LocomoSample, qa: &QaItem, knobs: &LocomoKnobs) -> bool {
     }
     match knobs.max_sessions {
         None => true,
-        Some(n) => !qa.evidence.parsed.is_empty() && qa.evidence.unparsed.is_empty() && qa.evidence.parsed.iter().all(|d| d.session <= n && sample.turn(*d).is_some()),
+        Some(n) => {
+            !qa.evidence.parsed.is_empty() && qa.evidence.unparsed.is_empty() && qa.evidence.parsed.iter().all(|d| d.session <= n && sample.turn(*d).is_some())
+        }
     }
 }
 
@@ -195,7 +197,14 @@ fn spread(convs: Vec<Batch>, cap: usize) -> Vec<Batch> {
     convs
         .into_iter()
         .filter_map(|(c, v)| {
-            let kept: Vec<usize> = v.into_iter().filter(|_| { let k = keep.contains(&position); position += 1; k }).collect();
+            let kept: Vec<usize> = v
+                .into_iter()
+                .filter(|_| {
+                    let k = keep.contains(&position);
+                    position += 1;
+                    k
+                })
+                .collect();
             (!kept.is_empty()).then_some((c, kept))
         })
         .collect()
@@ -211,7 +220,10 @@ impl LocomoSource {
         if let Some(wanted) = &knobs.conversations {
             if let Some(unknown) = wanted.iter().find(|w| !data.samples.iter().any(|s| &s.sample_id == *w)) {
                 let known: Vec<&str> = data.samples.iter().map(|s| s.sample_id.as_str()).collect();
-                return Err(EnvError::Knobs { env: "locomo".into(), message: format!("conversations: unknown sample id {unknown:?} (expected some of {})", known.join(", ")) });
+                return Err(EnvError::Knobs {
+                    env: "locomo".into(),
+                    message: format!("conversations: unknown sample id {unknown:?} (expected some of {})", known.join(", ")),
+                });
             }
         }
         if knobs.max_questions == Some(0) {
@@ -255,9 +267,8 @@ impl LocomoSource {
             per_split = per_split.map(|convs| spread(convs, cap));
         }
         let questions = [0, 1, 2].map(|s| per_split[s].iter().map(|(_, v)| v.len()).sum());
-        let tasks = per_split.map(|convs| {
-            convs.into_iter().flat_map(|(c, v)| v.chunks(knobs.questions_per_episode).map(|b| (c, b.to_vec())).collect::<Vec<_>>()).collect()
-        });
+        let tasks = per_split
+            .map(|convs| convs.into_iter().flat_map(|(c, v)| v.chunks(knobs.questions_per_episode).map(|b| (c, b.to_vec())).collect::<Vec<_>>()).collect());
         Ok(Self { knobs, data, tasks, questions })
     }
 
@@ -317,7 +328,8 @@ impl LocomoSource {
                 // The official two-option form, option order drawn from the task.
                 let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(&[task.index, i as u64, 0xAD]));
                 let adv = qa.adversarial_answer.clone().unwrap_or_default();
-                let (a, b) = if rng.random_bool(0.5) { (official::NOT_MENTIONED_OPTION.to_string(), adv) } else { (adv, official::NOT_MENTIONED_OPTION.to_string()) };
+                let (a, b) =
+                    if rng.random_bool(0.5) { (official::NOT_MENTIONED_OPTION.to_string(), adv) } else { (adv, official::NOT_MENTIONED_OPTION.to_string()) };
                 text = format!("{text} Select the correct answer: (a) {a} (b) {b}.");
                 ideal = official::NOT_MENTIONED_OPTION.to_string();
             }
@@ -340,10 +352,25 @@ impl LocomoSource {
 /// any other reply is returned unchanged.
 pub fn resolve_option(question_text: &str, prediction: &str) -> String {
     let p = prediction.trim().to_lowercase();
-    let options = question_text.rsplit_once("Select the correct answer: (a) ").and_then(|(_, rest)| rest.split_once(" (b) ")).map(|(a, b)| (a.to_string(), b.trim_end_matches('.').to_string()));
+    let options = question_text
+        .rsplit_once("Select the correct answer: (a) ")
+        .and_then(|(_, rest)| rest.split_once(" (b) "))
+        .map(|(a, b)| (a.to_string(), b.trim_end_matches('.').to_string()));
     match (options, p.chars().count()) {
-        (Some((a, b)), 1) => if p == "a" { a } else { b },
-        (Some((a, b)), 3) => if p.contains("(a)") { a } else { b },
+        (Some((a, b)), 1) => {
+            if p == "a" {
+                a
+            } else {
+                b
+            }
+        }
+        (Some((a, b)), 3) => {
+            if p.contains("(a)") {
+                a
+            } else {
+                b
+            }
+        }
         _ => prediction.to_string(),
     }
 }
@@ -358,7 +385,11 @@ impl StreamSource for LocomoSource {
     }
 
     fn task(&self, id: TaskId) -> Result<StreamTask, EnvError> {
-        let (c, qs) = self.tasks[id.split.code() as usize].get(id.index as usize).ok_or(EnvError::TaskOutOfRange { split: id.split, index: id.index, count: self.task_count(id.split) })?;
+        let (c, qs) = self.tasks[id.split.code() as usize].get(id.index as usize).ok_or(EnvError::TaskOutOfRange {
+            split: id.split,
+            index: id.index,
+            count: self.task_count(id.split),
+        })?;
         let sample = &self.data.samples[*c];
         let conv = &sample.conversation;
         Ok(StreamTask {

@@ -19,13 +19,13 @@ use crate::bm25::Bm25Params;
 use crate::data_path;
 use crate::env::{Env, EnvError, EpisodeStats, ScriptedKind, Split, Step, TaskId, Turn};
 use crate::ids::IdStyle;
-use crate::ledger::{derive_seed, Penalties};
+use crate::ledger::{Penalties, derive_seed};
 use crate::memory::BudgetMode;
 use crate::stream::{StreamChunk, StreamEnv, StreamQuestion, StreamSettings, StreamSource, StreamTask, Unit};
 use crate::tokens::TokenCounter;
 use crate::tools::MAX_STRING_BYTES;
 use memrl_datasets::longmemeval::{LongMemEvalDataset, LongMemEvalQuestion, Role};
-use memrl_datasets::scoring::longmemeval::{judge_response, proxy::proxy_verdict, Judge};
+use memrl_datasets::scoring::longmemeval::{Judge, judge_response, proxy::proxy_verdict};
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -145,13 +145,19 @@ impl LongMemEvalSource {
     pub fn new(knobs: LongMemEvalKnobs, judge: Option<Arc<dyn Judge + Send + Sync>>) -> Result<Self, EnvError> {
         let (t, v) = (knobs.train_fraction, knobs.validation_fraction);
         if !(0.0..=1.0).contains(&t) || !(0.0..=1.0).contains(&v) || t + v > 1.0 {
-            return Err(EnvError::Knobs { env: "longmemeval".into(), message: "train_fraction and validation_fraction must be in [0, 1] and sum to at most 1".into() });
+            return Err(EnvError::Knobs {
+                env: "longmemeval".into(),
+                message: "train_fraction and validation_fraction must be in [0, 1] and sum to at most 1".into(),
+            });
         }
         if knobs.capacity == 0 || knobs.question_turns == 0 {
             return Err(EnvError::Knobs { env: "longmemeval".into(), message: "capacity and question_turns must be at least 1".into() });
         }
         if knobs.scorer == LongMemEvalScorer::Judge && judge.is_none() {
-            return Err(EnvError::Knobs { env: "longmemeval".into(), message: "scorer = \"judge\" needs a judge: build with LongMemEvalEnv::with_judge".into() });
+            return Err(EnvError::Knobs {
+                env: "longmemeval".into(),
+                message: "scorer = \"judge\" needs a judge: build with LongMemEvalEnv::with_judge".into(),
+            });
         }
         let data = load(&knobs.data_path)?;
         let mut order: Vec<usize> = (0..data.questions.len()).collect();
@@ -189,7 +195,11 @@ impl StreamSource for LongMemEvalSource {
     }
 
     fn task(&self, id: TaskId) -> Result<StreamTask, EnvError> {
-        let qi = *self.splits[id.split.code() as usize].get(id.index as usize).ok_or(EnvError::TaskOutOfRange { split: id.split, index: id.index, count: self.task_count(id.split) })?;
+        let qi = *self.splits[id.split.code() as usize].get(id.index as usize).ok_or(EnvError::TaskOutOfRange {
+            split: id.split,
+            index: id.index,
+            count: self.task_count(id.split),
+        })?;
         let q = &self.data.questions[qi];
         let mut chunks = Vec::new();
         let mut evidence = Vec::new();

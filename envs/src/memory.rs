@@ -139,13 +139,7 @@ impl MemoryBank {
     }
 
     /// Applies one operation at `turn`, labelling new entries with `date`.
-    pub fn apply(
-        &mut self,
-        op: &MemoryOp,
-        turn: u32,
-        date: Option<&str>,
-        counter: &dyn TokenCounter,
-    ) -> Result<MemoryOutcome, MemoryError> {
+    pub fn apply(&mut self, op: &MemoryOp, turn: u32, date: Option<&str>, counter: &dyn TokenCounter) -> Result<MemoryOutcome, MemoryError> {
         match op {
             MemoryOp::Noop => Ok(MemoryOutcome { id: None, violation: false }),
             MemoryOp::Add { content } => {

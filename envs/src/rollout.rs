@@ -158,7 +158,14 @@ impl EpisodeRun {
     /// The result of an episode that ended; `None` while it runs or when it was cut off.
     pub fn into_result(self) -> Option<EpisodeResult> {
         let end = self.end?;
-        Some(EpisodeResult { task: self.task, seed: self.seed, end, fractures: self.fractures, labelled_edits: self.labelled_edits, trace: self.trace.unwrap_or_default() })
+        Some(EpisodeResult {
+            task: self.task,
+            seed: self.seed,
+            end,
+            fractures: self.fractures,
+            labelled_edits: self.labelled_edits,
+            trace: self.trace.unwrap_or_default(),
+        })
     }
 }
 

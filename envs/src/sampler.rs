@@ -82,11 +82,7 @@ impl TaskSampler {
             return Err(SamplerError::Empty);
         }
         if state.position > state.n_tasks {
-            return Err(SamplerError::StateMismatch {
-                state_tasks: state.n_tasks,
-                position: state.position,
-                pool_tasks: state.n_tasks,
-            });
+            return Err(SamplerError::StateMismatch { state_tasks: state.n_tasks, position: state.position, pool_tasks: state.n_tasks });
         }
         Ok(TaskSampler { permutation: permutation(state.n_tasks, state.seed, state.epoch), state })
     }
@@ -94,11 +90,7 @@ impl TaskSampler {
     /// Restores a sampler and checks it was saved for a pool of `pool_tasks` tasks.
     pub fn resume(state: SamplerState, pool_tasks: usize) -> Result<TaskSampler, SamplerError> {
         if state.n_tasks != pool_tasks as u64 {
-            return Err(SamplerError::StateMismatch {
-                state_tasks: state.n_tasks,
-                position: state.position,
-                pool_tasks: pool_tasks as u64,
-            });
+            return Err(SamplerError::StateMismatch { state_tasks: state.n_tasks, position: state.position, pool_tasks: pool_tasks as u64 });
         }
         Self::from_state(state)
     }

@@ -1,7 +1,7 @@
 //! MemAgent's overwrite memory (algorithms.md §6): one text that every chunk replaces
 //! wholesale, truncated to a token budget.
 
-use crate::tokens::{truncate_to_tokens, TokenCounter};
+use crate::tokens::{TokenCounter, truncate_to_tokens};
 
 /// The overwrite memory of one episode.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -155,12 +155,26 @@ impl<S: StreamSource> StreamEnv<S> {
     fn ingest_turn(&self, ep: &Episode) -> Turn {
         let chunk = &ep.task.chunks[ep.chunk];
         let related = ep.bank.search(&chunk.text, self.settings.manager_k, self.settings.bm25);
-        let mut body = format!("{}\n\nRelated memories ({} of {} entries, capacity {}):\n{}\n\n", ep.task.intro, related.len(), ep.bank.entries().len(), self.settings.capacity, MemoryBank::render(related.iter().map(|(e, _)| *e)));
+        let mut body = format!(
+            "{}\n\nRelated memories ({} of {} entries, capacity {}):\n{}\n\n",
+            ep.task.intro,
+            related.len(),
+            ep.bank.entries().len(),
+            self.settings.capacity,
+            MemoryBank::render(related.iter().map(|(e, _)| *e))
+        );
         if !ep.last_results.is_empty() {
             body.push_str(&format!("Results of your last operations:\n{}\n\n", ep.last_results.join("\n")));
         }
-        body.push_str(&format!("Chunk {} of {} [c{}]:\n{}\n\nUpdate the memory bank with tool calls.", ep.chunk + 1, ep.task.chunks.len(), ep.chunk + 1, chunk.text.trim_end()));
-        let messages = vec![ChatMessage::new(Role::System, SYSTEM_INGEST), ChatMessage { role: Role::User, content: body, record_id: Some(format!("c{}", ep.chunk + 1)) }];
+        body.push_str(&format!(
+            "Chunk {} of {} [c{}]:\n{}\n\nUpdate the memory bank with tool calls.",
+            ep.chunk + 1,
+            ep.task.chunks.len(),
+            ep.chunk + 1,
+            chunk.text.trim_end()
+        ));
+        let messages =
+            vec![ChatMessage::new(Role::System, SYSTEM_INGEST), ChatMessage { role: Role::User, content: body, record_id: Some(format!("c{}", ep.chunk + 1)) }];
         let tokens = self.counter.count(&messages[1].content);
         let edit = if ep.turn == 0 { ContextEdit::Initial } else { ContextEdit::Rebuilt };
         Turn::new(ep.turn, messages, &self.memory_tools, edit, self.settings.max_turn_tokens, tokens)
@@ -261,10 +275,35 @@ impl<S: StreamSource> StreamEnv<S> {
         }
         let s = &self.settings;
         let sheet = QuestionSheet {
-            questions: t.questions.iter().enumerate().map(|(i, q)| Question { id: format!("q{}", i + 1), text: q.text.clone(), gold: q.gold.clone(), category: q.category.clone(), prediction: None }).collect(),
+            questions: t
+                .questions
+                .iter()
+                .enumerate()
+                .map(|(i, q)| Question {
+                    id: format!("q{}", i + 1),
+                    text: q.text.clone(),
+                    gold: q.gold.clone(),
+                    category: q.category.clone(),
+                    prediction: None,
+                })
+                .collect(),
         };
         let bank = MemoryBank::new(MemoryCapacity { max_entries: s.capacity, max_tokens: s.memory_tokens }, s.budget_mode, s.id_style, seed);
-        let mut ep = Episode { task: t, bank, ledger: Ledger::new(s.penalties, 0), sheet, chunk: 0, question: 0, question_turns: 0, ctx: None, last_search: None, last_results: Vec::new(), turn: 0, seed, done: false };
+        let mut ep = Episode {
+            task: t,
+            bank,
+            ledger: Ledger::new(s.penalties, 0),
+            sheet,
+            chunk: 0,
+            question: 0,
+            question_turns: 0,
+            ctx: None,
+            last_search: None,
+            last_results: Vec::new(),
+            turn: 0,
+            seed,
+            done: false,
+        };
         let turn = if ep.task.chunks.is_empty() {
             ep.ctx = Some(self.question_context(&ep));
             self.answer_turn(&ep, ContextEdit::Initial)

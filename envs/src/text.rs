@@ -4,16 +4,8 @@
 /// SQuAD-style normalisation: lowercase, drop ASCII punctuation, drop the articles
 /// `a`, `an`, `the`, collapse whitespace.
 pub fn normalize_answer(text: &str) -> String {
-    let lowered: String = text
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_punctuation() { ' ' } else { c })
-        .collect();
-    lowered
-        .split_whitespace()
-        .filter(|w| !matches!(*w, "a" | "an" | "the"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    let lowered: String = text.to_lowercase().chars().map(|c| if c.is_ascii_punctuation() { ' ' } else { c }).collect();
+    lowered.split_whitespace().filter(|w| !matches!(*w, "a" | "an" | "the")).collect::<Vec<_>>().join(" ")
 }
 
 /// 1.0 when the normalised prediction equals the normalised gold answer, else 0.0.
@@ -23,10 +15,7 @@ pub fn exact_match(prediction: &str, gold: &str) -> f64 {
 
 /// Lowercased alphanumeric runs: the terms BM25 indexes.
 pub fn terms(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .map(|t| t.to_lowercase())
-        .collect()
+    text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).map(|t| t.to_lowercase()).collect()
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! The tool catalogue: JSON function schemas for chat templates, a plain-text rendering
 //! for templates without tool support, strict argument validation, and typed [`Action`]s.
 
-use crate::toolcall::{parse_completion, CallError, ParseLimits, ToolCall};
+use crate::toolcall::{CallError, ParseLimits, ToolCall, parse_completion};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -169,7 +169,9 @@ impl ToolKind {
             ToolKind::Noop => "Leave the memory bank unchanged.",
             ToolKind::MemorySearch => "Search the memory bank (BM25) and return the best matching entries.",
             ToolKind::Search => "Search the document collection (BM25) and return the best matching documents.",
-            ToolKind::PruneContext => "Free working context: write the key facts to keep in `memory`, then list the record ids to delete from the context. The note stays in the context and can itself be deleted later.",
+            ToolKind::PruneContext => {
+                "Free working context: write the key facts to keep in `memory`, then list the record ids to delete from the context. The note stays in the context and can itself be deleted later."
+            }
             ToolKind::Summarize => "Replace the whole working context with the task prompt plus this summary. Put everything you still need in it.",
             ToolKind::Answer => "Give the final answer to one question, addressed by its id. Each question can be answered once.",
         }
@@ -179,25 +181,26 @@ impl ToolKind {
         const K: ParamType = ParamType::Int { min: 1, max: 20 };
         match self {
             ToolKind::MemoryAdd => const { &[p("content", ParamType::Str, true, "the fact to store")] },
-            ToolKind::MemoryUpdate => const { &[
-                p("id", ParamType::Str, true, "id of the entry to change"),
-                p("content", ParamType::Str, true, "the new text"),
-            ] },
+            ToolKind::MemoryUpdate => {
+                const { &[p("id", ParamType::Str, true, "id of the entry to change"), p("content", ParamType::Str, true, "the new text")] }
+            }
             ToolKind::MemoryDelete => const { &[p("id", ParamType::Str, true, "id of the entry to delete")] },
             ToolKind::Noop => const { &[] },
-            ToolKind::MemorySearch | ToolKind::Search => const { &[
-                p("query", ParamType::Str, true, "search terms"),
-                p("k", K, false, "number of results, 1 to 20 (default 3)"),
-            ] },
-            ToolKind::PruneContext => const { &[
-                p("memory", ParamType::Str, true, "what to remember from the records being deleted"),
-                p("delete_ids", ParamType::StrList { max_items: MAX_DELETE_IDS }, true, "ids of the context records to delete"),
-            ] },
+            ToolKind::MemorySearch | ToolKind::Search => {
+                const { &[p("query", ParamType::Str, true, "search terms"), p("k", K, false, "number of results, 1 to 20 (default 3)")] }
+            }
+            ToolKind::PruneContext => {
+                const {
+                    &[
+                        p("memory", ParamType::Str, true, "what to remember from the records being deleted"),
+                        p("delete_ids", ParamType::StrList { max_items: MAX_DELETE_IDS }, true, "ids of the context records to delete"),
+                    ]
+                }
+            }
             ToolKind::Summarize => const { &[p("summary", ParamType::Str, true, "everything worth keeping so far")] },
-            ToolKind::Answer => const { &[
-                p("question_id", ParamType::Str, true, "id of the question, e.g. q1"),
-                p("text", ParamType::Str, true, "a short answer"),
-            ] },
+            ToolKind::Answer => {
+                const { &[p("question_id", ParamType::Str, true, "id of the question, e.g. q1"), p("text", ParamType::Str, true, "a short answer")] }
+            }
         }
     }
 
@@ -211,7 +214,9 @@ impl ToolKind {
                 ParamType::Int { min, max } => {
                     json!({"type": "integer", "minimum": min, "maximum": max, "description": prm.description})
                 }
-                ParamType::StrList { max_items } => json!({"type": "array", "items": {"type": "string"}, "maxItems": max_items, "description": prm.description}),
+                ParamType::StrList { max_items } => {
+                    json!({"type": "array", "items": {"type": "string"}, "maxItems": max_items, "description": prm.description})
+                }
             };
             props.insert(prm.name.to_string(), schema);
             if prm.required {

@@ -81,9 +81,14 @@ fn same_seed_gives_byte_identical_traces() {
 fn malformed_completions_are_penalised_not_fatal() {
     let mut e = env(FactsKnobs::default());
     e.reset(TaskId { split: Split::Train, index: 0 }, 0).unwrap();
-    let garbage = ["", "hello", "<tool_call>{", "<tool_call>{\"name\":\"memory_add\",\"arguments\":{\"content\":5}}</tool_call>",
+    let garbage = [
+        "",
+        "hello",
+        "<tool_call>{",
+        "<tool_call>{\"name\":\"memory_add\",\"arguments\":{\"content\":5}}</tool_call>",
         // question phase: memory tools are no longer offered
-        "<tool_call>{\"name\":\"noop\",\"arguments\":{}}</tool_call>"];
+        "<tool_call>{\"name\":\"noop\",\"arguments\":{}}</tool_call>",
+    ];
     let mut penalties = 0.0;
     for g in garbage {
         let step = e.step(g).unwrap();
@@ -149,12 +154,18 @@ fn terse_prompt_plays_the_same_episodes_in_fewer_tokens() {
     assert!(!questions.is_empty());
     for q in questions {
         let words: Vec<&str> = q.split(' ').collect();
-        assert!(words.len() == 3 && words[2].ends_with('?') && memrl_envs::facts::generator::ATTRIBUTES.iter().any(|a| format!("{}?", a.key) == words[2]), "{q}");
+        assert!(
+            words.len() == 3 && words[2].ends_with('?') && memrl_envs::facts::generator::ATTRIBUTES.iter().any(|a| format!("{}?", a.key) == words[2]),
+            "{q}"
+        );
     }
     let turn = terse.reset(TaskId { split: Split::Validation, index: 0 }, 0).unwrap();
     assert!(turn.tools_text.is_empty() && turn.offers("memory_add") && !turn.offers("answer"));
     assert!(turn.messages[1].content.starts_with("Track: "));
-    let bad = FactsEnv::new(FactsKnobs { prompt: PromptStyle::Terse, memory_mode: MemoryMode::Overwrite, ..FactsKnobs::default() }, Arc::new(ByteApproxCounter::default()));
+    let bad = FactsEnv::new(
+        FactsKnobs { prompt: PromptStyle::Terse, memory_mode: MemoryMode::Overwrite, ..FactsKnobs::default() },
+        Arc::new(ByteApproxCounter::default()),
+    );
     assert!(bad.err().unwrap().to_string().contains("terse"));
 }
 
@@ -209,7 +220,16 @@ fn name_pool_limits_the_people_and_is_validated() {
 fn heuristic_noise_varies_the_demonstrations_deterministically() {
     use memrl_envs::facts::Eviction;
     use std::collections::BTreeSet;
-    let base = FactsKnobs { entities: 2, distractor_entities: 2, attributes: 1, updates_per_key: 0, capacity: 2, chunk_size: 1, questions: 2, ..FactsKnobs::default() };
+    let base = FactsKnobs {
+        entities: 2,
+        distractor_entities: 2,
+        attributes: 1,
+        updates_per_key: 0,
+        capacity: 2,
+        chunk_size: 1,
+        questions: 2,
+        ..FactsKnobs::default()
+    };
     let deletes = |r: &[memrl_envs::rollout::EpisodeResult]| -> BTreeSet<String> {
         r.iter().flat_map(|ep| ep.trace.iter().filter(|t| t.completion.contains("memory_delete")).map(|t| format!("{}:{}", t.turn, t.completion))).collect()
     };

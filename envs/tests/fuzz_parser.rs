@@ -10,17 +10,63 @@ use memrl_envs::facts::{FactsEnv, FactsKnobs};
 use memrl_envs::multiobjective::{MultiObjectiveEnv, MultiObjectiveKnobs};
 use memrl_envs::tokens::ByteApproxCounter;
 use memrl_envs::toolcall::ParseLimits;
-use memrl_envs::tools::{Action, ToolSet, ALL_TOOLS};
+use memrl_envs::tools::{ALL_TOOLS, Action, ToolSet};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 
 const DICT: &[&str] = &[
-    "<tool_call>", "</tool_call>", "{", "}", "[", "]", "\"", "\\", ":", ",", "\"name\"", "\"arguments\"", "\"content\"", "\"id\"",
-    "\"query\"", "\"k\"", "\"memory\"", "\"delete_ids\"", "\"summary\"", "\"question_id\"", "\"text\"", "null", "true", "-1", "0",
-    "3", "21", "1e400", "3.5", "\"m1\"", "\"r2\"", "\n", " ", "é", "🦀", "\u{0}", "\\u0000", "\\ud800", "<tool_call", "tool_call>",
-    "\"memory_add\"", "\"memory_update\"", "\"memory_delete\"", "\"noop\"", "\"search\"", "\"prune_context\"", "\"summarize\"", "\"answer\"",
-    "[[[[[[[[[[[[[[[[[[[[", "{\"a\":{\"a\":{\"a\":{\"a\":", "\"\"",
+    "<tool_call>",
+    "</tool_call>",
+    "{",
+    "}",
+    "[",
+    "]",
+    "\"",
+    "\\",
+    ":",
+    ",",
+    "\"name\"",
+    "\"arguments\"",
+    "\"content\"",
+    "\"id\"",
+    "\"query\"",
+    "\"k\"",
+    "\"memory\"",
+    "\"delete_ids\"",
+    "\"summary\"",
+    "\"question_id\"",
+    "\"text\"",
+    "null",
+    "true",
+    "-1",
+    "0",
+    "3",
+    "21",
+    "1e400",
+    "3.5",
+    "\"m1\"",
+    "\"r2\"",
+    "\n",
+    " ",
+    "é",
+    "🦀",
+    "\u{0}",
+    "\\u0000",
+    "\\ud800",
+    "<tool_call",
+    "tool_call>",
+    "\"memory_add\"",
+    "\"memory_update\"",
+    "\"memory_delete\"",
+    "\"noop\"",
+    "\"search\"",
+    "\"prune_context\"",
+    "\"summarize\"",
+    "\"answer\"",
+    "[[[[[[[[[[[[[[[[[[[[",
+    "{\"a\":{\"a\":{\"a\":{\"a\":",
+    "\"\"",
 ];
 
 fn seeds() -> Vec<String> {

@@ -68,7 +68,11 @@ fn same_seed_same_trace() {
     let knobs = LocomoKnobs { max_sessions: Some(3), id_style: memrl_envs::ids::IdStyle::Random, ..knobs() };
     let trace = |seed| {
         let mut e = env(knobs.clone());
-        play(&mut e, ScriptedKind::Heuristic, Split::Test, 3, seed).iter().flat_map(|r| r.trace.iter().map(|t| serde_json::to_string(t).unwrap())).collect::<Vec<_>>().join("\n")
+        play(&mut e, ScriptedKind::Heuristic, Split::Test, 3, seed)
+            .iter()
+            .flat_map(|r| r.trace.iter().map(|t| serde_json::to_string(t).unwrap()))
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     assert_eq!(trace(1), trace(1));
     assert_ne!(trace(1), trace(2));
@@ -92,7 +96,10 @@ fn conversations_and_max_questions_restrict_the_split() {
     assert!(positions.windows(2).all(|w| w[0] < w[1]) && *positions.last().unwrap() > 150, "{positions:?}");
     // A cap above the split's size keeps everything.
     assert_eq!(env(LocomoKnobs { max_questions: Some(10_000), ..only.clone() }).source().question_counts()[2], 193);
-    let err = LocomoEnv::new(LocomoKnobs { conversations: Some(vec!["conv-99".into()]), ..knobs() }, Arc::new(ByteApproxCounter::default())).err().unwrap().to_string();
+    let err = LocomoEnv::new(LocomoKnobs { conversations: Some(vec!["conv-99".into()]), ..knobs() }, Arc::new(ByteApproxCounter::default()))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("conv-99") && err.contains("conv-41"), "{err}");
     assert!(LocomoEnv::new(LocomoKnobs { max_questions: Some(0), ..knobs() }, Arc::new(ByteApproxCounter::default())).is_err());
 }

@@ -79,7 +79,11 @@ fn prune_failures_and_garbage_are_observations() {
 fn same_seed_gives_byte_identical_traces() {
     let trace = |seed: u64| -> String {
         let mut e = env(MultiObjectiveKnobs { id_style: memrl_envs::ids::IdStyle::Random, ..MultiObjectiveKnobs::default() });
-        play(&mut e, ScriptedKind::Oracle, Split::Train, 5, seed).iter().flat_map(|r| r.trace.iter().map(|t| serde_json::to_string(t).unwrap())).collect::<Vec<_>>().join("\n")
+        play(&mut e, ScriptedKind::Oracle, Split::Train, 5, seed)
+            .iter()
+            .flat_map(|r| r.trace.iter().map(|t| serde_json::to_string(t).unwrap()))
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     assert_eq!(trace(9), trace(9));
     assert_ne!(trace(9), trace(10));

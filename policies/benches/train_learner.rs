@@ -30,9 +30,9 @@ fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 fn main() {
     let gguf = arg("--gguf").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("MEMRL_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-        })
+        std::env::var_os("MEMRL_SMOLLM2_GGUF")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"))
     });
     let config = LearnerBenchConfig {
         batch: num("--batch", 4),

@@ -111,9 +111,8 @@ fn op_breakdown(model: &Llama<BurnBackend>, batch: usize, ctx: usize) -> serde_j
 
 fn main() {
     let gguf = PathBuf::from(arg("--gguf").unwrap_or_else(|| {
-        std::env::var("MEMRL_SMOLLM2_GGUF").unwrap_or_else(|_| {
-            format!("{}/../.cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", env!("CARGO_MANIFEST_DIR"))
-        })
+        std::env::var("MEMRL_SMOLLM2_GGUF")
+            .unwrap_or_else(|_| format!("{}/../.cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", env!("CARGO_MANIFEST_DIR")))
     }));
     let new_tokens: usize = arg("--new-tokens").map(|s| s.parse().expect("--new-tokens N")).unwrap_or(64);
     let prompt_tokens: usize = arg("--prompt-tokens").map(|s| s.parse().expect("--prompt-tokens N")).unwrap_or(64);

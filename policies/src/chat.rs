@@ -155,8 +155,7 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_filter("tojson", tojson);
-        env.add_template_owned("chat", source.to_string())
-            .map_err(|e| PolicyError::ChatTemplate(format!("does not compile: {e}")))?;
+        env.add_template_owned("chat", source.to_string()).map_err(|e| PolicyError::ChatTemplate(format!("does not compile: {e}")))?;
         Ok(ChatTemplate { env, source: source.to_string() })
     }
 
@@ -167,13 +166,7 @@ impl ChatTemplate {
 
     /// Renders a conversation. `messages` are HF-style message objects (`role`, `content`, and
     /// optionally `tool_calls`, `name`, ...); `tools` are JSON tool schemas.
-    pub fn render(
-        &self,
-        messages: &[Value],
-        tools: Option<&[Value]>,
-        add_generation_prompt: bool,
-        special: &SpecialTokens,
-    ) -> Result<String> {
+    pub fn render(&self, messages: &[Value], tools: Option<&[Value]>, add_generation_prompt: bool, special: &SpecialTokens) -> Result<String> {
         let tmpl = self.env.get_template("chat").map_err(|e| PolicyError::ChatTemplate(e.to_string()))?;
         let ctx = minijinja::context! {
             messages => JValue::from_serialize(messages),

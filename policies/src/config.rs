@@ -114,8 +114,7 @@ const SUPPORTED: &[&str] = &["LlamaForCausalLM", "Qwen2ForCausalLM", "MistralFor
 impl LlamaConfig {
     /// Parses a config.json value. `origin` names the source (file path) in errors.
     pub fn from_hf_json(value: &Value, origin: &str) -> Result<LlamaConfig> {
-        let raw: RawConfig = serde_json::from_value(value.clone())
-            .map_err(|e| PolicyError::config(origin, format!("unexpected field type: {e}")))?;
+        let raw: RawConfig = serde_json::from_value(value.clone()).map_err(|e| PolicyError::config(origin, format!("unexpected field type: {e}")))?;
         let architecture = match (&raw.architectures, &raw.model_type) {
             (Some(a), _) if !a.is_empty() => a[0].clone(),
             (_, Some(t)) => match t.as_str() {
@@ -127,10 +126,7 @@ impl LlamaConfig {
             _ => return Err(PolicyError::config(origin, "neither `architectures` nor `model_type` is set")),
         };
         if !SUPPORTED.contains(&architecture.as_str()) {
-            return Err(PolicyError::config(
-                origin,
-                format!("architecture `{architecture}` is not supported; expected one of {SUPPORTED:?}"),
-            ));
+            return Err(PolicyError::config(origin, format!("architecture `{architecture}` is not supported; expected one of {SUPPORTED:?}")));
         }
         let need = |v: Option<usize>, name: &str| -> Result<usize> {
             match v {
@@ -146,9 +142,7 @@ impl LlamaConfig {
         if num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
             return Err(PolicyError::config(
                 origin,
-                format!(
-                    "`num_attention_heads` ({num_attention_heads}) must be a positive multiple of `num_key_value_heads` ({num_key_value_heads})"
-                ),
+                format!("`num_attention_heads` ({num_attention_heads}) must be a positive multiple of `num_key_value_heads` ({num_key_value_heads})"),
             ));
         }
         let head_dim = match raw.head_dim {
@@ -217,8 +211,7 @@ impl LlamaConfig {
     /// Reads and parses a config.json file.
     pub fn from_file(path: &std::path::Path) -> Result<LlamaConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| PolicyError::io(path, e))?;
-        let value: Value =
-            serde_json::from_str(&text).map_err(|e| PolicyError::Json { path: path.to_path_buf(), source: e })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| PolicyError::Json { path: path.to_path_buf(), source: e })?;
         LlamaConfig::from_hf_json(&value, &path.display().to_string())
     }
 
@@ -232,15 +225,12 @@ impl LlamaConfig {
     pub fn rope_inv_freq(&self) -> Vec<f32> {
         let d = self.head_dim;
         // transformers computes these in float32: 1 / theta^(arange(0, d, 2) / d).
-        let base: Vec<f32> = (0..d / 2)
-            .map(|i| 1.0f32 / (self.rope_theta as f32).powf((2 * i) as f32 / d as f32))
-            .collect();
+        let base: Vec<f32> = (0..d / 2).map(|i| 1.0f32 / (self.rope_theta as f32).powf((2 * i) as f32 / d as f32)).collect();
         match &self.rope_scaling {
             RopeScaling::None => base,
             RopeScaling::Linear { factor } => base.iter().map(|f| f / *factor as f32).collect(),
             RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
-                let (factor, low, high, old) =
-                    (*factor as f32, *low_freq_factor as f32, *high_freq_factor as f32, *original_max_position_embeddings as f32);
+                let (factor, low, high, old) = (*factor as f32, *low_freq_factor as f32, *high_freq_factor as f32, *original_max_position_embeddings as f32);
                 let low_freq_wavelen = old / low;
                 let high_freq_wavelen = old / high;
                 base.iter()
@@ -267,18 +257,16 @@ fn parse_rope_scaling(value: Option<&Value>, origin: &str) -> Result<RopeScaling
     if v.is_null() {
         return Ok(RopeScaling::None);
     }
-    let obj = v
-        .as_object()
-        .ok_or_else(|| PolicyError::config(origin, format!("`rope_scaling` must be an object or null, got {v}")))?;
+    let obj = v.as_object().ok_or_else(|| PolicyError::config(origin, format!("`rope_scaling` must be an object or null, got {v}")))?;
     let kind = obj
         .get("rope_type")
         .or_else(|| obj.get("type"))
         .and_then(Value::as_str)
         .ok_or_else(|| PolicyError::config(origin, "`rope_scaling` has no string `rope_type` (or `type`)"))?;
     let num = |key: &str| -> Result<f64> {
-        obj.get(key).and_then(Value::as_f64).ok_or_else(|| {
-            PolicyError::config(origin, format!("`rope_scaling.{key}` is required for rope_type `{kind}` and must be a number"))
-        })
+        obj.get(key)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| PolicyError::config(origin, format!("`rope_scaling.{key}` is required for rope_type `{kind}` and must be a number")))
     };
     match kind {
         "default" => Ok(RopeScaling::None),
@@ -298,18 +286,12 @@ fn parse_rope_scaling(value: Option<&Value>, origin: &str) -> Result<RopeScaling
             };
             if let RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, .. } = &s {
                 if *factor <= 0.0 || high_freq_factor <= low_freq_factor {
-                    return Err(PolicyError::config(
-                        origin,
-                        "`rope_scaling` llama3 needs factor > 0 and high_freq_factor > low_freq_factor",
-                    ));
+                    return Err(PolicyError::config(origin, "`rope_scaling` llama3 needs factor > 0 and high_freq_factor > low_freq_factor"));
                 }
             }
             Ok(s)
         }
-        other => Err(PolicyError::config(
-            origin,
-            format!("`rope_scaling.rope_type` = `{other}` is not supported; expected default, linear or llama3"),
-        )),
+        other => Err(PolicyError::config(origin, format!("`rope_scaling.rope_type` = `{other}` is not supported; expected default, linear or llama3"))),
     }
 }
 
@@ -319,10 +301,7 @@ fn token_ids(value: Option<&Value>, field: &str, origin: &str) -> Result<Vec<u32
     match value {
         None | Some(Value::Null) => Ok(vec![]),
         Some(Value::Number(n)) => Ok(vec![n.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(bad)?]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| i.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(bad))
-            .collect(),
+        Some(Value::Array(items)) => items.iter().map(|i| i.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(bad)).collect(),
         Some(_) => Err(bad()),
     }
 }

@@ -45,14 +45,7 @@ pub struct GenerationRequest {
 impl GenerationRequest {
     /// A greedy request with no stop conditions beyond `max_new_tokens`.
     pub fn greedy(prompt_ids: Vec<u32>, max_new_tokens: usize) -> GenerationRequest {
-        GenerationRequest {
-            prompt_ids,
-            max_new_tokens,
-            sampling: SamplingParams::greedy(),
-            seed: 0,
-            stop_token_ids: vec![],
-            stop_strings: vec![],
-        }
+        GenerationRequest { prompt_ids, max_new_tokens, sampling: SamplingParams::greedy(), seed: 0, stop_token_ids: vec![], stop_strings: vec![] }
     }
 }
 
@@ -137,10 +130,7 @@ impl<B: Backend> Engine<B> {
         }
         let max_pos = model.config.max_position_embeddings;
         if config.max_seq_len > max_pos {
-            return Err(PolicyError::InvalidRequest(format!(
-                "max_seq_len {} exceeds the model's max_position_embeddings {max_pos}",
-                config.max_seq_len
-            )));
+            return Err(PolicyError::InvalidRequest(format!("max_seq_len {} exceeds the model's max_position_embeddings {max_pos}", config.max_seq_len)));
         }
         let cache = model.new_cache(config.max_batch, config.max_seq_len);
         Ok(Engine { model, tokenizer, config, cache, running: Vec::new(), queue: VecDeque::new(), next_id: 0 })
@@ -241,11 +231,8 @@ impl<B: Backend> Engine<B> {
         }
         let hidden = self.model.forward_cached(&mut self.cache, first, &ids, n, seq, &vec![0; n]);
         // Each row's last real position.
-        let last: Vec<B::Tensor> = group
-            .iter()
-            .enumerate()
-            .map(|(r, run)| b.narrow(b.narrow(hidden.clone(), 0, r, 1), 1, run.request.prompt_ids.len() - 1, 1))
-            .collect();
+        let last: Vec<B::Tensor> =
+            group.iter().enumerate().map(|(r, run)| b.narrow(b.narrow(hidden.clone(), 0, r, 1), 1, run.request.prompt_ids.len() - 1, 1)).collect();
         let last = if n == 1 { last.into_iter().next().expect("one row") } else { b.cat(last, 0) };
         let logits = self.model.lm_head(last);
         for run in group.iter_mut() {
@@ -402,9 +389,7 @@ mod tests {
 
     #[test]
     fn prefill_groups_limit_padding() {
-        let lens = |g: &Vec<Vec<Running>>| -> Vec<Vec<usize>> {
-            g.iter().map(|x| x.iter().map(|r| r.request.prompt_ids.len()).collect()).collect()
-        };
+        let lens = |g: &Vec<Vec<Running>>| -> Vec<Vec<usize>> { g.iter().map(|x| x.iter().map(|r| r.request.prompt_ids.len()).collect()).collect() };
         let g = prefill_groups(vec![run(30), run(40), run(35)]);
         assert_eq!(lens(&g), vec![vec![30, 40, 35]]);
         // A long prompt after short ones would mostly pad: it starts a new group.

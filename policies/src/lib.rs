@@ -5,11 +5,11 @@
 pub mod atomic;
 pub mod backend;
 pub mod chat;
-pub mod inspect;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod gguf;
+pub mod inspect;
 pub mod load;
 pub mod model;
 pub mod sampling;
@@ -20,9 +20,9 @@ pub mod turn_stop;
 pub mod weights;
 
 pub use backend::burn_flex::BurnBackend;
-pub use backend::{AttentionMask, Backend, DeviceSpec, Precision};
 #[cfg(feature = "tch")]
 pub use backend::tch::TchBackend;
+pub use backend::{AttentionMask, Backend, DeviceSpec, Precision};
 pub use config::{LlamaConfig, RopeScaling};
 pub use engine::{Engine, EngineConfig, FinishReason, Finished, GenerationRequest, RequestId};
 pub use error::{PolicyError, Result};

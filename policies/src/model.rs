@@ -106,14 +106,7 @@ enum KvSource<'a, B: Backend> {
 
 impl<B: Backend> Llama<B> {
     /// Assembles a model from parameters already on `backend` (see `crate::weights` for loading).
-    pub fn new(
-        backend: B,
-        config: LlamaConfig,
-        embed_tokens: B::Tensor,
-        layers: Vec<DecoderLayer<B>>,
-        norm: B::Tensor,
-        lm_head: B::Tensor,
-    ) -> Llama<B> {
+    pub fn new(backend: B, config: LlamaConfig, embed_tokens: B::Tensor, layers: Vec<DecoderLayer<B>>, norm: B::Tensor, lm_head: B::Tensor) -> Llama<B> {
         let inv_freq = config.rope_inv_freq();
         Llama { backend, config, embed_tokens, layers, norm, lm_head, inv_freq }
     }
@@ -166,15 +159,7 @@ impl<B: Backend> Llama<B> {
     }
 
     /// `LlamaDecoderLayer.forward`: pre-norm attention and MLP, each with a residual.
-    fn decoder_layer(
-        &self,
-        index: usize,
-        x: B::Tensor,
-        cos: &B::Tensor,
-        sin: &B::Tensor,
-        mask: &AttentionMask,
-        kv: &mut KvSource<'_, B>,
-    ) -> B::Tensor {
+    fn decoder_layer(&self, index: usize, x: B::Tensor, cos: &B::Tensor, sin: &B::Tensor, mask: &AttentionMask, kv: &mut KvSource<'_, B>) -> B::Tensor {
         let b = &self.backend;
         let layer = &self.layers[index];
         let eps = self.config.rms_norm_eps as f32;
@@ -217,22 +202,11 @@ impl<B: Backend> Llama<B> {
     /// Forward of `seq` new tokens for each of `batch` sequences held in cache slots
     /// `first .. first + batch`, where row `r` already has `starts[r]` cached positions. The
     /// new keys/values are written to the cache. Returns hidden states `[batch, seq, hidden]`.
-    pub fn forward_cached(
-        &self,
-        cache: &mut B::KvCache,
-        first: usize,
-        ids: &[u32],
-        batch: usize,
-        seq: usize,
-        starts: &[usize],
-    ) -> B::Tensor {
+    pub fn forward_cached(&self, cache: &mut B::KvCache, first: usize, ids: &[u32], batch: usize, seq: usize, starts: &[usize]) -> B::Tensor {
         assert_eq!(ids.len(), batch * seq, "forward_cached: ids must be batch × seq");
         assert_eq!(starts.len(), batch, "forward_cached: one start per row");
         let read_len = starts.iter().max().copied().unwrap_or(0) + seq;
-        let mask = AttentionMask {
-            query_start: starts.to_vec(),
-            key_len: starts.iter().map(|s| s + seq).collect(),
-        };
+        let mask = AttentionMask { query_start: starts.to_vec(), key_len: starts.iter().map(|s| s + seq).collect() };
         self.run(ids, batch, seq, starts, &mask, KvSource::Cache { cache, first, starts, read_len })
     }
 

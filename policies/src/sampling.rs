@@ -85,9 +85,7 @@ fn truncated_distribution(logits: &[f32], params: &SamplingParams) -> (Vec<u32>,
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     // Unnormalised probabilities of the whole vocabulary (needed for top-p's mass).
     let weights: Vec<f64> = logits.iter().map(|&l| ((l as f64 - max) * inv_t).exp()).collect();
-    let order_desc = |a: &u32, b: &u32| {
-        weights[*b as usize].partial_cmp(&weights[*a as usize]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(b))
-    };
+    let order_desc = |a: &u32, b: &u32| weights[*b as usize].partial_cmp(&weights[*a as usize]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(b));
     // Sort only as many candidates as needed: grow the sorted prefix until it holds top-k
     // tokens or top-p mass (a full sort of a 50k vocabulary per token would dominate decode).
     let mut ids: Vec<u32> = (0..v as u32).collect();

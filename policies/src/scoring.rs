@@ -75,8 +75,5 @@ pub fn token_logprobs<B: Backend>(model: &Llama<B>, seqs: &[Vec<u32>]) -> Vec<Ve
         return seqs.iter().map(|_| vec![]).collect();
     }
     let flat = model.backend.to_vec(&token_logprobs_tensor(model, seqs));
-    seqs.iter()
-        .enumerate()
-        .map(|(r, s)| flat[r * (seq - 1)..r * (seq - 1) + s.len().saturating_sub(1)].to_vec())
-        .collect()
+    seqs.iter().enumerate().map(|(r, s)| flat[r * (seq - 1)..r * (seq - 1) + s.len().saturating_sub(1)].to_vec()).collect()
 }

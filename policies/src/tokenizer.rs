@@ -69,9 +69,7 @@ fn split_regex(pre: &str) -> Option<&'static str> {
     const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     match pre {
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2" | "dbrx" | "smaug-bpe" => {
-            Some(LLAMA3)
-        }
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2" | "dbrx" | "smaug-bpe" => Some(LLAMA3),
         "qwen2" | "deepseek-r1-qwen" | "kormo" | "megrez" => Some(QWEN2),
         "gpt-4o" | "llama4" | "kanana2" | "minimax-m2" => Some(GPT4O),
         _ => None,
@@ -84,19 +82,14 @@ impl Tokenizer {
     pub fn from_hf_dir(dir: &Path) -> Result<Tokenizer> {
         let path = dir.join("tokenizer.json");
         let origin = path.display().to_string();
-        let inner = tokenizers::Tokenizer::from_file(&path)
-            .map_err(|e| PolicyError::Tokenizer { origin: origin.clone(), message: e.to_string() })?;
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| PolicyError::Tokenizer { origin: origin.clone(), message: e.to_string() })?;
         let cfg_path = dir.join("tokenizer_config.json");
         let jinja_path = dir.join("chat_template.jinja");
-        let template_note = format!(
-            "{} has no tokenizer_config.json (nor chat_template.jinja) to take a chat template from",
-            dir.display()
-        );
+        let template_note = format!("{} has no tokenizer_config.json (nor chat_template.jinja) to take a chat template from", dir.display());
         let mut tok = Tokenizer { inner, origin, bos: None, eos: None, pad: None, unk: None, chat_template: None, template_note };
         if cfg_path.is_file() {
             let text = std::fs::read_to_string(&cfg_path).map_err(|e| PolicyError::io(&cfg_path, e))?;
-            let cfg: Value =
-                serde_json::from_str(&text).map_err(|e| PolicyError::Json { path: cfg_path.clone(), source: e })?;
+            let cfg: Value = serde_json::from_str(&text).map_err(|e| PolicyError::Json { path: cfg_path.clone(), source: e })?;
             let special = |key: &str| -> Option<(String, u32)> {
                 let text = match cfg.get(key)? {
                     Value::String(s) => s.clone(),
@@ -146,19 +139,11 @@ impl Tokenizer {
         let err = |m: String| PolicyError::Tokenizer { origin: origin.clone(), message: m };
         let model = file.get("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("");
         if model != "gpt2" {
-            return Err(err(format!(
-                "tokenizer.ggml.model = `{model}` is not supported; only byte-level BPE (`gpt2`) GGUF tokenizers are built"
-            )));
+            return Err(err(format!("tokenizer.ggml.model = `{model}` is not supported; only byte-level BPE (`gpt2`) GGUF tokenizers are built")));
         }
         let strings = |key: &str| -> Result<Vec<String>> {
-            let arr = file
-                .get(key)
-                .and_then(|v| v.as_array())
-                .ok_or_else(|| err(format!("`{key}` is missing or not an array")))?;
-            arr.iter()
-                .enumerate()
-                .map(|(i, v)| v.as_str().map(str::to_string).ok_or_else(|| err(format!("`{key}`[{i}] is not a string"))))
-                .collect()
+            let arr = file.get(key).and_then(|v| v.as_array()).ok_or_else(|| err(format!("`{key}` is missing or not an array")))?;
+            arr.iter().enumerate().map(|(i, v)| v.as_str().map(str::to_string).ok_or_else(|| err(format!("`{key}`[{i}] is not a string")))).collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
         let merges_raw = strings("tokenizer.ggml.merges")?;
@@ -171,11 +156,7 @@ impl Tokenizer {
         let alphabet: std::collections::HashSet<char> = table.iter().copied().collect();
         let mut vocab = Vocab::new();
         for (i, t) in tokens.iter().enumerate() {
-            let spelled = if t.chars().all(|c| alphabet.contains(&c)) {
-                t.clone()
-            } else {
-                t.bytes().map(|b| table[b as usize]).collect()
-            };
+            let spelled = if t.chars().all(|c| alphabet.contains(&c)) { t.clone() } else { t.bytes().map(|b| table[b as usize]).collect() };
             vocab.insert(spelled, i as u32);
         }
         let mut merges = Vec::with_capacity(merges_raw.len());
@@ -186,10 +167,7 @@ impl Tokenizer {
                 _ => return Err(err(format!("`tokenizer.ggml.merges`[{i}] = {m:?} is not two space-separated pieces"))),
             }
         }
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| err(format!("building BPE: {e}")))?;
+        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| err(format!("building BPE: {e}")))?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
         let pre = file.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
         let pre_tokenizer: PreTokenizerWrapper = match split_regex(pre) {
@@ -209,12 +187,8 @@ impl Tokenizer {
             .map(|(t, _)| AddedToken::from(t.clone(), true).normalized(false))
             .collect();
         inner.add_special_tokens(control).map_err(|e| err(format!("adding control tokens: {e}")))?;
-        let user: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, ty)| **ty == 4)
-            .map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false))
-            .collect();
+        let user: Vec<AddedToken> =
+            tokens.iter().zip(&types).filter(|(_, ty)| **ty == 4).map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false)).collect();
         inner.add_tokens(user).map_err(|e| err(format!("adding user-defined tokens: {e}")))?;
         // A special-token id outside the vocabulary is an error, not a token silently dropped.
         let special = |key: &str| -> Result<Option<(String, u32)>> {
@@ -263,18 +237,14 @@ impl Tokenizer {
     /// as `tokenizer(text, add_special_tokens=...)` in transformers. Special-token text such as
     /// `<|im_start|>` is always matched whole.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, add_special_tokens)
-            .map_err(|e| PolicyError::Tokenizer { origin: self.origin.clone(), message: format!("encode: {e}") })?;
+        let enc =
+            self.inner.encode(text, add_special_tokens).map_err(|e| PolicyError::Tokenizer { origin: self.origin.clone(), message: format!("encode: {e}") })?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Decodes ids to text (byte-level pieces joined, invalid UTF-8 replaced by U+FFFD).
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner
-            .decode(ids, skip_special_tokens)
-            .map_err(|e| PolicyError::Tokenizer { origin: self.origin.clone(), message: format!("decode: {e}") })
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| PolicyError::Tokenizer { origin: self.origin.clone(), message: format!("decode: {e}") })
     }
 
     /// Vocabulary size including added tokens.
@@ -324,9 +294,7 @@ impl Tokenizer {
     /// The HF `tokenizer.json` text of this tokenizer (e.g. to write a checkpoint of a model
     /// whose tokenizer was built from GGUF metadata).
     pub fn to_hf_json(&self) -> Result<String> {
-        self.inner
-            .to_string(false)
-            .map_err(|e| PolicyError::Tokenizer { origin: self.origin.clone(), message: format!("serialising: {e}") })
+        self.inner.to_string(false).map_err(|e| PolicyError::Tokenizer { origin: self.origin.clone(), message: format!("serialising: {e}") })
     }
 
     /// The HF `tokenizer_config.json` of this tokenizer: its special tokens and chat template.

@@ -54,16 +54,14 @@ impl SafetensorsSource {
         }
         if index_path.is_file() {
             let text = std::fs::read_to_string(&index_path).map_err(|e| PolicyError::io(&index_path, e))?;
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| PolicyError::Json { path: index_path.clone(), source: e })?;
-            let map = value.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-                PolicyError::weights(&index_path, "-", "expected an object `weight_map` of tensor name → shard file")
-            })?;
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| PolicyError::Json { path: index_path.clone(), source: e })?;
+            let map = value
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| PolicyError::weights(&index_path, "-", "expected an object `weight_map` of tensor name → shard file"))?;
             let mut index = BTreeMap::new();
             for (name, file) in map {
-                let file = file.as_str().ok_or_else(|| {
-                    PolicyError::weights(&index_path, name, "`weight_map` value must be a file name string")
-                })?;
+                let file = file.as_str().ok_or_else(|| PolicyError::weights(&index_path, name, "`weight_map` value must be a file name string"))?;
                 if file.contains('/') || file.contains("..") {
                     return Err(PolicyError::weights(&index_path, name, format!("shard `{file}` must be a plain file name")));
                 }
@@ -71,18 +69,14 @@ impl SafetensorsSource {
             }
             return Ok(SafetensorsSource { index, files: HashMap::new(), default_file: index_path });
         }
-        Err(PolicyError::ModelPath {
-            path: dir.to_path_buf(),
-            message: "has neither model.safetensors nor model.safetensors.index.json".into(),
-        })
+        Err(PolicyError::ModelPath { path: dir.to_path_buf(), message: "has neither model.safetensors nor model.safetensors.index.json".into() })
     }
 
     fn bytes_of(&mut self, file: &Path) -> Result<&[u8]> {
         if !self.files.contains_key(file) {
             let bytes = std::fs::read(file).map_err(|e| PolicyError::io(file, e))?;
             // Validate the header and data offsets once, so later lookups cannot fail on layout.
-            SafeTensors::deserialize(&bytes)
-                .map_err(|e| PolicyError::weights(file, "-", format!("not a valid safetensors file: {e}")))?;
+            SafeTensors::deserialize(&bytes).map_err(|e| PolicyError::weights(file, "-", format!("not a valid safetensors file: {e}")))?;
             self.files.insert(file.to_path_buf(), bytes);
         }
         Ok(&self.files[file])
@@ -92,8 +86,7 @@ impl SafetensorsSource {
 /// Reads only the tensor names of a safetensors file (header), validating the file.
 fn read_header_names(file: &Path) -> Result<Vec<String>> {
     let bytes = std::fs::read(file).map_err(|e| PolicyError::io(file, e))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| PolicyError::weights(file, "-", format!("not a valid safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| PolicyError::weights(file, "-", format!("not a valid safetensors file: {e}")))?;
     Ok(st.names().into_iter().map(|s| s.to_string()).collect())
 }
 
@@ -101,11 +94,8 @@ impl TensorSource for SafetensorsSource {
     fn take(&mut self, name: &str) -> Result<Option<HostTensor>> {
         let Some(file) = self.index.get(name).cloned() else { return Ok(None) };
         let bytes = self.bytes_of(&file)?;
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| PolicyError::weights(&file, name, format!("not a valid safetensors file: {e}")))?;
-        let view = st
-            .tensor(name)
-            .map_err(|e| PolicyError::weights(&file, name, format!("listed in the index but not readable: {e}")))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| PolicyError::weights(&file, name, format!("not a valid safetensors file: {e}")))?;
+        let view = st.tensor(name).map_err(|e| PolicyError::weights(&file, name, format!("listed in the index but not readable: {e}")))?;
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
             Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
@@ -133,10 +123,7 @@ pub struct GgufSource {
 impl GgufSource {
     /// Reads and dequantises every tensor of `file`.
     pub fn new(file: &crate::gguf::GgufFile) -> Result<GgufSource> {
-        let tensors = crate::gguf::llama::hf_tensors(file)?
-            .into_iter()
-            .map(|t| (t.name, HostTensor { shape: t.shape, data: t.data }))
-            .collect();
+        let tensors = crate::gguf::llama::hf_tensors(file)?.into_iter().map(|t| (t.name, HostTensor { shape: t.shape, data: t.data })).collect();
         Ok(GgufSource { path: file.path().to_path_buf(), tensors })
     }
 }
@@ -168,9 +155,7 @@ fn check_finite(file: &Path, name: &str, data: &[f32]) -> Result<()> {
 
 /// Takes a required tensor and checks its shape.
 fn required(src: &mut dyn TensorSource, name: &str, shape: &[usize]) -> Result<HostTensor> {
-    let t = src
-        .take(name)?
-        .ok_or_else(|| PolicyError::weights(src.file_of(name), name, format!("missing (expected shape {shape:?})")))?;
+    let t = src.take(name)?.ok_or_else(|| PolicyError::weights(src.file_of(name), name, format!("missing (expected shape {shape:?})")))?;
     check_shape(src, name, &t, shape)?;
     Ok(t)
 }

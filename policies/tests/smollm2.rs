@@ -5,22 +5,16 @@
 //! `scripts/fetch-model.sh` places it. A missing model fails the tests (run the script).
 
 mod common;
-use common::{gguf_path, fixture};
+use common::{fixture, gguf_path};
 
 use std::sync::{Arc, OnceLock};
 
-use memrl_policies::{
-    Backend, BurnBackend, Engine, EngineConfig, GenerationRequest, Llama, Tokenizer,
-    load_model, load_tokenizer,
-};
+use memrl_policies::{Backend, BurnBackend, Engine, EngineConfig, GenerationRequest, Llama, Tokenizer, load_model, load_tokenizer};
 use serde_json::Value;
-
-
 
 fn model() -> Arc<Llama<BurnBackend>> {
     static M: OnceLock<Arc<Llama<BurnBackend>>> = OnceLock::new();
-    M.get_or_init(|| Arc::new(load_model(BurnBackend::flex(), &gguf_path()).expect("loading SmolLM2")))
-        .clone()
+    M.get_or_init(|| Arc::new(load_model(BurnBackend::flex(), &gguf_path()).expect("loading SmolLM2"))).clone()
 }
 
 fn tokenizer() -> &'static Tokenizer {
@@ -117,10 +111,7 @@ fn mixed_prompts() -> Vec<Vec<u32>> {
         "Q: What is 2 + 2?\nA:",
         "Once upon a time, in a small village by the sea, there lived a fisherman named",
     ];
-    texts
-        .iter()
-        .map(|t| tok.encode_chat(&[serde_json::json!({"role": "user", "content": t})], None, true).unwrap())
-        .collect()
+    texts.iter().map(|t| tok.encode_chat(&[serde_json::json!({"role": "user", "content": t})], None, true).unwrap()).collect()
 }
 
 #[test]

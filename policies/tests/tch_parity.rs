@@ -8,7 +8,7 @@
 #![cfg(feature = "tch")]
 
 mod common;
-use common::{gguf_path, fixture};
+use common::{fixture, gguf_path};
 
 use std::sync::{Arc, OnceLock};
 
@@ -16,13 +16,8 @@ use memrl_policies::train::bench::mean_nll;
 use memrl_policies::train::params::llama_from_hf_tensors;
 use memrl_policies::train::tiny::random_hf_tensors;
 use memrl_policies::train::{AdamW, AdamWConfig, ModelGrads, TrainBackend};
-use memrl_policies::{
-    Backend, BurnBackend, Engine, EngineConfig, GenerationRequest, Llama, LlamaConfig, TchBackend, Tokenizer, load_model,
-    load_tokenizer,
-};
+use memrl_policies::{Backend, BurnBackend, Engine, EngineConfig, GenerationRequest, Llama, LlamaConfig, TchBackend, Tokenizer, load_model, load_tokenizer};
 use serde_json::{Value, json};
-
-
 
 fn tokenizer() -> &'static Tokenizer {
     static T: OnceLock<Tokenizer> = OnceLock::new();
@@ -108,10 +103,7 @@ fn greedy_continuation_matches_transformers() {
 fn batched_mixed_lengths_equal_decoding_alone() {
     // Padded prefill, per-row decode positions and slot moves as rows finish at different times.
     let texts = ["Hi", "The capital of France is", "Write a haiku about memory and forgetting.", "1, 2, 3,"];
-    let prompts: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| tokenizer().encode_chat(&[json!({"role": "user", "content": t})], None, true).unwrap())
-        .collect();
+    let prompts: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer().encode_chat(&[json!({"role": "user", "content": t})], None, true).unwrap()).collect();
     let cfg = EngineConfig { max_batch: 4, max_seq_len: 96 };
     let lens = [12, 5, 9, 3];
     let request = |i: usize| GenerationRequest::greedy(prompts[i].clone(), lens[i]);

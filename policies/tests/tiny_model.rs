@@ -72,10 +72,8 @@ fn encode(data: &[f32], dtype: Dtype) -> Vec<u8> {
 }
 
 fn write_safetensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>, dtype: Dtype) {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
-        tensors.iter().map(|(n, (s, d))| (n.clone(), s.clone(), encode(d, dtype))).collect();
-    let views: Vec<(String, TensorView)> =
-        bytes.iter().map(|(n, s, b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap())).collect();
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors.iter().map(|(n, (s, d))| (n.clone(), s.clone(), encode(d, dtype))).collect();
+    let views: Vec<(String, TensorView)> = bytes.iter().map(|(n, s, b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap())).collect();
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
@@ -229,11 +227,8 @@ fn rollout_logprobs_equal_teacher_forced_logprobs() {
     let model = Arc::new(load(dir.path()));
     let prompt = vec![4u32, 8, 15, 16, 23, 42];
     let mut e = Engine::new(model.clone(), None, EngineConfig { max_batch: 2, max_seq_len: 64 }).unwrap();
-    let req = GenerationRequest {
-        sampling: SamplingParams { temperature: 0.8, top_p: 0.9, top_k: 20 },
-        seed: 11,
-        ..GenerationRequest::greedy(prompt.clone(), 10)
-    };
+    let req =
+        GenerationRequest { sampling: SamplingParams { temperature: 0.8, top_p: 0.9, top_k: 20 }, seed: 11, ..GenerationRequest::greedy(prompt.clone(), 10) };
     let a = e.generate_batch(vec![req.clone()]).unwrap().remove(0);
     let again = e.generate_batch(vec![req]).unwrap().remove(0);
     assert_eq!(a.token_ids, again.token_ids, "same seed, same tokens");

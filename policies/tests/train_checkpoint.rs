@@ -15,15 +15,21 @@ use memrl_policies::train::lora::adapter_state_dict;
 use memrl_policies::train::params::llama_from_hf_tensors;
 use memrl_policies::train::tiny::random_hf_tensors;
 use memrl_policies::train::{
-    AdamW, AdamWConfig, BpeTrainingConfig, CheckpointOptions, LoraConfig, ModelGrads, TinyPreset, TokenizerFiles, TrainedTokenizer,
-    apply_lora, hf_state_dict, init_tiny, load_checkpoint_optimizer, load_lora_checkpoint, save_checkpoint, train_bpe_tokenizer,
+    AdamW, AdamWConfig, BpeTrainingConfig, CheckpointOptions, LoraConfig, ModelGrads, TinyPreset, TokenizerFiles, TrainedTokenizer, apply_lora, hf_state_dict,
+    init_tiny, load_checkpoint_optimizer, load_lora_checkpoint, save_checkpoint, train_bpe_tokenizer,
 };
 use memrl_policies::{Backend, BurnBackend, Llama, LlamaConfig, load_policy};
 use serde_json::Value;
 
 fn tokenizer() -> TrainedTokenizer {
     let text: Vec<String> = (0..200)
-        .map(|i| format!("<|im_start|>user\nNote {i}: the meeting moved to room {}.<|im_end|>\n<|im_start|>assistant\nmemory_add(\"room {}\")<|im_end|>", i % 13, i % 13))
+        .map(|i| {
+            format!(
+                "<|im_start|>user\nNote {i}: the meeting moved to room {}.<|im_end|>\n<|im_start|>assistant\nmemory_add(\"room {}\")<|im_end|>",
+                i % 13,
+                i % 13
+            )
+        })
         .collect();
     train_bpe_tokenizer(text, &BpeTrainingConfig { vocab_size: 400, min_frequency: 2, ..BpeTrainingConfig::default() }).unwrap()
 }
@@ -82,7 +88,16 @@ fn full_model_checkpoint_round_trips_with_identical_logits() {
     let files = TokenizerFiles::from_trained(&tok).unwrap();
     save_checkpoint(&dir, &model, &files, Some(&opt.state(&model.backend)), &options).unwrap();
     assert!(!root.join("tiny-full.tmp").exists());
-    for f in ["model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "optimizer.safetensors", "optimizer.json", "reference_logits.json"] {
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "optimizer.safetensors",
+        "optimizer.json",
+        "reference_logits.json",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     // Tied: no lm_head.weight, as transformers saves it; f32, PyTorch layout.
@@ -121,7 +136,10 @@ fn full_model_checkpoint_round_trips_with_identical_logits() {
         let g = ModelGrads::from_backward(m, raw);
         o.step(m, g, 1e-2).unwrap();
     }
-    assert_eq!(hf_state_dict(&model).into_iter().map(|(_, t)| t.data).collect::<Vec<_>>(), hf_state_dict(&resumed_model).into_iter().map(|(_, t)| t.data).collect::<Vec<_>>());
+    assert_eq!(
+        hf_state_dict(&model).into_iter().map(|(_, t)| t.data).collect::<Vec<_>>(),
+        hf_state_dict(&resumed_model).into_iter().map(|(_, t)| t.data).collect::<Vec<_>>()
+    );
 
     // Overwriting an existing checkpoint works and stays atomic.
     save_checkpoint(&dir, &model, &files, None, &options).unwrap();
@@ -239,7 +257,6 @@ fn damaged_checkpoints_give_clear_errors() {
     std::fs::remove_file(ck.join("optimizer.json")).unwrap();
     assert!(read_optimizer_state(&ck).unwrap_err().to_string().contains("optimizer.json"));
 }
-
 
 #[test]
 fn smollm2_from_gguf_exports_as_an_hf_checkpoint() {

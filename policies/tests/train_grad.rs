@@ -118,12 +118,7 @@ fn autodiff_matches_finite_differences_for_every_parameter_kind() {
     let (c1, d1, n1) = check_model(&config("Qwen2ForCausalLM", false), 1);
     // Llama tied: the embedding also serves as lm_head.
     let (c2, d2, n2) = check_model(&config("LlamaForCausalLM", true), 2);
-    eprintln!(
-        "finite differences: {} coordinates, worst |fd - autodiff| {:.2e} (coordinates), {:.2e} (directions)",
-        n1 + n2,
-        c1.max(c2),
-        d1.max(d2)
-    );
+    eprintln!("finite differences: {} coordinates, worst |fd - autodiff| {:.2e} (coordinates), {:.2e} (directions)", n1 + n2, c1.max(c2), d1.max(d2));
 }
 
 #[test]

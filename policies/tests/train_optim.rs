@@ -169,7 +169,10 @@ fn parameters_without_gradient_are_skipped_and_no_decay_is_honoured() {
     // Only two parameters have gradients (zero gradients: only decay moves them).
     let grads = ModelGrads::from_host(
         b.clone(),
-        vec![("model.norm.weight".into(), shape.clone(), vec![0.0; shape[0]]), ("model.layers.0.mlp.up_proj.weight".into(), b.shape(&model.layers[0].up_proj.weight), vec![0.0; 64 * 192])],
+        vec![
+            ("model.norm.weight".into(), shape.clone(), vec![0.0; shape[0]]),
+            ("model.layers.0.mlp.up_proj.weight".into(), b.shape(&model.layers[0].up_proj.weight), vec![0.0; 64 * 192]),
+        ],
     );
     let mut opt = AdamW::new(AdamWConfig { weight_decay: 0.5, no_decay: vec!["norm".into()], ..AdamWConfig::default() }).unwrap();
     let report = opt.step(&mut model, grads, 0.1).unwrap();

@@ -4,7 +4,6 @@
 mod common;
 use common::gguf_path;
 
-
 use memrl_policies::chat::{ChatTemplate, SpecialTokens};
 use memrl_policies::train::bpe::SPECIAL_TOKENS;
 use memrl_policies::train::{BpeTrainingConfig, CHATML_TEMPLATE, train_bpe_tokenizer};
@@ -71,7 +70,6 @@ fn saved_tokenizer_loads_with_special_tokens_and_chat_template() {
     assert_eq!(tok.decode(&ids, false).unwrap(), text);
     assert_eq!(ids.iter().filter(|&&i| i == 1).count(), 3);
 }
-
 
 #[test]
 fn chatml_template_renders_exactly_as_smollm2s() {

@@ -22,28 +22,12 @@ pub struct LocomoDate {
     pub value: NaiveDate,
 }
 
-const MONTHS: [&str; 12] = [
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-];
+const MONTHS: [&str; 12] = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"];
 
 /// Month number (1-12) from an English month name or its three-letter abbreviation.
 fn month_number(name: &str) -> Option<u32> {
     let lower = name.to_ascii_lowercase();
-    MONTHS
-        .iter()
-        .position(|full| *full == lower || (lower.len() == 3 && full.starts_with(&lower)))
-        .map(|index| index as u32 + 1)
+    MONTHS.iter().position(|full| *full == lower || (lower.len() == 3 && full.starts_with(&lower))).map(|index| index as u32 + 1)
 }
 
 /// Parses `"D Month, YYYY"` (the comma is optional).
@@ -86,9 +70,7 @@ impl<'de> Deserialize<'de> for LocomoDateTime {
         let raw = String::deserialize(deserializer)?;
         match parse_locomo_date_time(&raw) {
             Some(value) => Ok(Self { raw, value }),
-            None => Err(de::Error::custom(format!(
-                "expected a session time like \"1:56 pm on 8 May, 2023\", got {raw:?}"
-            ))),
+            None => Err(de::Error::custom(format!("expected a session time like \"1:56 pm on 8 May, 2023\", got {raw:?}"))),
         }
     }
 }
@@ -98,9 +80,7 @@ impl<'de> Deserialize<'de> for LocomoDate {
         let raw = String::deserialize(deserializer)?;
         match parse_locomo_date(&raw) {
             Some(value) => Ok(Self { raw, value }),
-            None => Err(de::Error::custom(format!(
-                "expected a date like \"8 May, 2023\", got {raw:?}"
-            ))),
+            None => Err(de::Error::custom(format!("expected a date like \"8 May, 2023\", got {raw:?}"))),
         }
     }
 }
@@ -130,19 +110,13 @@ mod tests {
             "1:61 pm on 8 May, 2023",
             "1:56 pm on 8 Mayo, 2023",
         ] {
-            assert!(
-                parse_locomo_date_time(bad).is_none(),
-                "{bad:?} should not parse"
-            );
+            assert!(parse_locomo_date_time(bad).is_none(), "{bad:?} should not parse");
         }
     }
 
     #[test]
     fn parses_event_dates() {
-        assert_eq!(
-            parse_locomo_date("8 May, 2023").unwrap().to_string(),
-            "2023-05-08"
-        );
+        assert_eq!(parse_locomo_date("8 May, 2023").unwrap().to_string(), "2023-05-08");
         assert!(parse_locomo_date("May 8, 2023").is_none());
     }
 }

@@ -20,10 +20,7 @@ impl DiaId {
         if !all_digits(session) || !all_digits(turn) {
             return None;
         }
-        Some(Self {
-            session: session.parse().ok()?,
-            turn: turn.parse().ok()?,
-        })
+        Some(Self { session: session.parse().ok()?, turn: turn.parse().ok()? })
     }
 }
 
@@ -54,10 +51,7 @@ impl Evidence {
         let mut parsed = Vec::new();
         let mut unparsed = Vec::new();
         for entry in &raw {
-            for fragment in entry
-                .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
-                .filter(|fragment| !fragment.is_empty())
-            {
+            for fragment in entry.split(|c: char| c == ';' || c == ',' || c.is_whitespace()).filter(|fragment| !fragment.is_empty()) {
                 match DiaId::parse(fragment) {
                     Some(id) => parsed.push(id),
                     None => unparsed.push(fragment.to_string()),
@@ -67,11 +61,7 @@ impl Evidence {
                 unparsed.push(entry.clone());
             }
         }
-        Self {
-            raw,
-            parsed,
-            unparsed,
-        }
+        Self { raw, parsed, unparsed }
     }
 
     /// The distinct session numbers the parsed evidence points to, ascending.
@@ -93,17 +83,9 @@ mod tests {
 
     #[test]
     fn parses_well_formed_ids() {
-        assert_eq!(
-            DiaId::parse("D12:3"),
-            Some(DiaId {
-                session: 12,
-                turn: 3
-            })
-        );
+        assert_eq!(DiaId::parse("D12:3"), Some(DiaId { session: 12, turn: 3 }));
         assert_eq!(DiaId::parse("D12:3").unwrap().to_string(), "D12:3");
-        for bad in [
-            "D", "D:11:26", "D1:", "d1:2", "D1:2x", "D-1:2", "", "D1:2:3",
-        ] {
+        for bad in ["D", "D:11:26", "D1:", "d1:2", "D1:2x", "D-1:2", "", "D1:2:3"] {
             assert_eq!(DiaId::parse(bad), None, "{bad:?}");
         }
     }

@@ -40,13 +40,7 @@ pub enum Category {
 
 impl Category {
     /// All categories in the official report order: 4, 1, 2, 3, 5.
-    pub const REPORT_ORDER: [Category; 5] = [
-        Category::SingleHop,
-        Category::MultiHop,
-        Category::Temporal,
-        Category::OpenDomain,
-        Category::Adversarial,
-    ];
+    pub const REPORT_ORDER: [Category; 5] = [Category::SingleHop, Category::MultiHop, Category::Temporal, Category::OpenDomain, Category::Adversarial];
 
     /// The category for an integer id 1-5.
     pub fn from_id(id: u64) -> Option<Self> {
@@ -257,10 +251,7 @@ impl LocomoDataset {
                 return Err(LoadError::Schema {
                     path: path.to_path_buf(),
                     json_path: format!("$[{index}].sample_id"),
-                    message: format!(
-                        "duplicate sample_id {:?}; expected every conversation to have its own id",
-                        sample.sample_id
-                    ),
+                    message: format!("duplicate sample_id {:?}; expected every conversation to have its own id", sample.sample_id),
                 });
             }
         }
@@ -269,46 +260,20 @@ impl LocomoDataset {
 
     /// The conversation with this `sample_id`.
     pub fn sample(&self, sample_id: &str) -> Option<&LocomoSample> {
-        self.samples
-            .iter()
-            .find(|sample| sample.sample_id == sample_id)
+        self.samples.iter().find(|sample| sample.sample_id == sample_id)
     }
 
     /// Every question with its conversation id and position in that conversation's `qa`.
     pub fn questions(&self) -> impl Iterator<Item = (&str, usize, &QaItem)> {
-        self.samples.iter().flat_map(|sample| {
-            sample
-                .qa
-                .iter()
-                .enumerate()
-                .map(move |(index, qa)| (sample.sample_id.as_str(), index, qa))
-        })
+        self.samples.iter().flat_map(|sample| sample.qa.iter().enumerate().map(move |(index, qa)| (sample.sample_id.as_str(), index, qa)))
     }
 
     /// Conversation, session, turn and question counts.
     pub fn counts(&self) -> LocomoCounts {
-        let sessions = self
-            .samples
-            .iter()
-            .map(|s| s.conversation.sessions.len())
-            .sum();
-        let turns_iter = || {
-            self.samples
-                .iter()
-                .flat_map(|s| &s.conversation.sessions)
-                .flat_map(|s| &s.turns)
-        };
-        let by_category = Category::REPORT_ORDER
-            .iter()
-            .map(|&category| {
-                (
-                    category,
-                    self.questions()
-                        .filter(|(_, _, qa)| qa.category == category)
-                        .count(),
-                )
-            })
-            .collect();
+        let sessions = self.samples.iter().map(|s| s.conversation.sessions.len()).sum();
+        let turns_iter = || self.samples.iter().flat_map(|s| &s.conversation.sessions).flat_map(|s| &s.turns);
+        let by_category =
+            Category::REPORT_ORDER.iter().map(|&category| (category, self.questions().filter(|(_, _, qa)| qa.category == category).count())).collect();
         LocomoCounts {
             conversations: self.samples.len(),
             sessions,
@@ -323,18 +288,12 @@ impl LocomoDataset {
 impl LocomoSample {
     /// The session with number `n`.
     pub fn session(&self, n: u32) -> Option<&Session> {
-        self.conversation
-            .sessions
-            .iter()
-            .find(|session| session.number == n)
+        self.conversation.sessions.iter().find(|session| session.number == n)
     }
 
     /// The turn with this dialogue id.
     pub fn turn(&self, id: DiaId) -> Option<&Turn> {
-        self.session(id.session)?
-            .turns
-            .iter()
-            .find(|turn| turn.id() == Some(id))
+        self.session(id.session)?.turns.iter().find(|turn| turn.id() == Some(id))
     }
 }
 

@@ -62,33 +62,21 @@ mod tests {
 
     #[test]
     fn plain_and_image_turns() {
-        assert_eq!(
-            render_turn(&turn("Hi Mel!", None)),
-            "Caroline said, \"Hi Mel!\"\n\n"
-        );
-        assert_eq!(
-            render_turn(&turn("Look!", Some("a photo of a dog"))),
-            "Caroline said, \"Look!\"\n and shared a photo of a dog.\n"
-        );
+        assert_eq!(render_turn(&turn("Hi Mel!", None)), "Caroline said, \"Hi Mel!\"\n\n");
+        assert_eq!(render_turn(&turn("Look!", Some("a photo of a dog"))), "Caroline said, \"Look!\"\n and shared a photo of a dog.\n");
     }
 
     #[test]
     fn full_context_is_newest_first() {
         let session = |number: u32, raw: &str, text: &str| Session {
             number,
-            date_time: LocomoDateTime {
-                raw: raw.into(),
-                value: parse_locomo_date_time(raw).unwrap(),
-            },
+            date_time: LocomoDateTime { raw: raw.into(), value: parse_locomo_date_time(raw).unwrap() },
             turns: vec![turn(text, None)],
         };
         let conversation = Conversation {
             speaker_a: "Caroline".into(),
             speaker_b: "Melanie".into(),
-            sessions: vec![
-                session(1, "1:56 pm on 8 May, 2023", "one"),
-                session(2, "1:14 pm on 25 May, 2023", "two"),
-            ],
+            sessions: vec![session(1, "1:56 pm on 8 May, 2023", "one"), session(2, "1:14 pm on 25 May, 2023", "two")],
             orphan_session_dates: vec![],
         };
         assert_eq!(

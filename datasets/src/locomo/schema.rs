@@ -12,8 +12,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use crate::answer::AnswerText;
 
 use super::{
-    Category, Conversation, Evidence, LocomoDate, LocomoDateTime, Observation, QaItem, Session,
-    SessionEvents, SessionObservations, SessionSummary, Turn,
+    Category, Conversation, Evidence, LocomoDate, LocomoDateTime, Observation, QaItem, Session, SessionEvents, SessionObservations, SessionSummary, Turn,
 };
 
 /// `N` from `<prefix>N<suffix>` with N a positive decimal number.
@@ -64,32 +63,19 @@ impl<'de> Visitor<'de> for ConversationVisitor {
                     return Err(duplicate());
                 }
             } else {
-                return Err(de::Error::custom(format!(
-                    "unexpected key {key:?}; expected speaker_a, speaker_b, session_<N> or session_<N>_date_time"
-                )));
+                return Err(de::Error::custom(format!("unexpected key {key:?}; expected speaker_a, speaker_b, session_<N> or session_<N>_date_time")));
             }
         }
         let speaker_a = speaker_a.ok_or_else(|| de::Error::missing_field("speaker_a"))?;
         let speaker_b = speaker_b.ok_or_else(|| de::Error::missing_field("speaker_b"))?;
         let mut sessions = Vec::with_capacity(turns.len());
         for (number, turns) in turns {
-            let date_time = dates.remove(&number).ok_or_else(|| {
-                de::Error::custom(format!(
-                    "session_{number} has no session_{number}_date_time; expected every session to have a date"
-                ))
-            })?;
-            sessions.push(Session {
-                number,
-                date_time,
-                turns,
-            });
+            let date_time = dates
+                .remove(&number)
+                .ok_or_else(|| de::Error::custom(format!("session_{number} has no session_{number}_date_time; expected every session to have a date")))?;
+            sessions.push(Session { number, date_time, turns });
         }
-        Ok(Conversation {
-            speaker_a,
-            speaker_b,
-            sessions,
-            orphan_session_dates: dates.into_iter().collect(),
-        })
+        Ok(Conversation { speaker_a, speaker_b, sessions, orphan_session_dates: dates.into_iter().collect() })
     }
 }
 
@@ -112,10 +98,7 @@ impl<'de, V: Deserialize<'de>> Visitor<'de> for SessionKeyed<V> {
         let mut entries = BTreeMap::new();
         while let Some(key) = map.next_key::<String>()? {
             let Some(n) = session_number(&key, self.prefix, self.suffix) else {
-                return Err(de::Error::custom(format!(
-                    "unexpected key {key:?}; expected {}<N>{}",
-                    self.prefix, self.suffix
-                )));
+                return Err(de::Error::custom(format!("unexpected key {key:?}; expected {}<N>{}", self.prefix, self.suffix)));
             };
             if entries.insert(n, map.next_value::<V>()?).is_some() {
                 return Err(de::Error::custom(format!("duplicate key {key:?}")));
@@ -130,52 +113,25 @@ fn session_keyed<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
     prefix: &'static str,
     suffix: &'static str,
 ) -> Result<Vec<(u32, V)>, D::Error> {
-    deserializer.deserialize_map(SessionKeyed {
-        prefix,
-        suffix,
-        value: PhantomData,
-    })
+    deserializer.deserialize_map(SessionKeyed { prefix, suffix, value: PhantomData })
 }
 
 /// `event_summary`: `events_session_N` -> `{speaker: [event], "date": "8 May, 2023"}`.
-pub(super) fn event_summary<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<SessionEvents>, D::Error> {
+pub(super) fn event_summary<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SessionEvents>, D::Error> {
     let entries: Vec<(u32, RawSessionEvents)> = session_keyed(deserializer, "events_session_", "")?;
-    Ok(entries
-        .into_iter()
-        .map(|(session, raw)| SessionEvents {
-            session,
-            date: raw.date,
-            by_speaker: raw.by_speaker,
-        })
-        .collect())
+    Ok(entries.into_iter().map(|(session, raw)| SessionEvents { session, date: raw.date, by_speaker: raw.by_speaker }).collect())
 }
 
 /// `observation`: `session_N_observation` -> `{speaker: [[fact, evidence], ...]}`.
-pub(super) fn observations<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<SessionObservations>, D::Error> {
-    let entries: Vec<(u32, SpeakerLists<Observation>)> =
-        session_keyed(deserializer, "session_", "_observation")?;
-    Ok(entries
-        .into_iter()
-        .map(|(session, lists)| SessionObservations {
-            session,
-            by_speaker: lists.0,
-        })
-        .collect())
+pub(super) fn observations<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SessionObservations>, D::Error> {
+    let entries: Vec<(u32, SpeakerLists<Observation>)> = session_keyed(deserializer, "session_", "_observation")?;
+    Ok(entries.into_iter().map(|(session, lists)| SessionObservations { session, by_speaker: lists.0 }).collect())
 }
 
 /// `session_summary`: `session_N_summary` -> summary text.
-pub(super) fn session_summaries<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<SessionSummary>, D::Error> {
+pub(super) fn session_summaries<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SessionSummary>, D::Error> {
     let entries: Vec<(u32, String)> = session_keyed(deserializer, "session_", "_summary")?;
-    Ok(entries
-        .into_iter()
-        .map(|(session, summary)| SessionSummary { session, summary })
-        .collect())
+    Ok(entries.into_iter().map(|(session, summary)| SessionSummary { session, summary }).collect())
 }
 
 /// One `events_session_N` object: the `date` key plus one event list per speaker.
@@ -192,10 +148,7 @@ impl<'de> Deserialize<'de> for RawSessionEvents {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object with a \"date\" and one event list per speaker")
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<RawSessionEvents, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSessionEvents, A::Error> {
                 let mut date = None;
                 let mut by_speaker: Vec<(String, Vec<String>)> = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
@@ -255,19 +208,12 @@ impl<'de> Deserialize<'de> for Observation {
                 f.write_str("a pair [fact, evidence] with evidence a dialogue id or a list of them")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Observation, A::Error> {
-                let fact: String = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let evidence: StringOrList = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let fact: String = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let evidence: StringOrList = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
                 if seq.next_element::<de::IgnoredAny>()?.is_some() {
                     return Err(de::Error::invalid_length(3, &self));
                 }
-                Ok(Observation {
-                    fact,
-                    evidence: evidence.0,
-                })
+                Ok(Observation { fact, evidence: evidence.0 })
             }
         }
         deserializer.deserialize_seq(ObservationVisitor)
@@ -303,8 +249,7 @@ impl<'de> Deserialize<'de> for StringOrList {
 impl<'de> Deserialize<'de> for Category {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let id = u64::deserialize(deserializer)?;
-        Category::from_id(id)
-            .ok_or_else(|| de::Error::custom(format!("expected a LoCoMo category 1-5, got {id}")))
+        Category::from_id(id).ok_or_else(|| de::Error::custom(format!("expected a LoCoMo category 1-5, got {id}")))
     }
 }
 
@@ -325,11 +270,7 @@ impl TryFrom<RawQaItem> for QaItem {
 
     fn try_from(raw: RawQaItem) -> Result<Self, String> {
         if raw.answer.is_none() && raw.category != Category::Adversarial {
-            return Err(format!(
-                "category {} ({}) question has no \"answer\"; expected one for categories 1-4",
-                raw.category.id(),
-                raw.category
-            ));
+            return Err(format!("category {} ({}) question has no \"answer\"; expected one for categories 1-4", raw.category.id(), raw.category));
         }
         Ok(QaItem {
             question: raw.question,

@@ -87,9 +87,7 @@ impl<'de> Deserialize<'de> for LongMemEvalDate {
         let raw = String::deserialize(deserializer)?;
         match parse_longmemeval_date(&raw) {
             Some(value) => Ok(Self { raw, value }),
-            None => Err(de::Error::custom(format!(
-                "expected a timestamp like \"2023/05/30 (Tue) 23:40\", got {raw:?}"
-            ))),
+            None => Err(de::Error::custom(format!("expected a timestamp like \"2023/05/30 (Tue) 23:40\", got {raw:?}"))),
         }
     }
 }
@@ -180,11 +178,7 @@ impl TryFrom<RawQuestion> for LongMemEvalQuestion {
     type Error = String;
 
     fn try_from(raw: RawQuestion) -> Result<Self, String> {
-        let (ids, dates, sessions) = (
-            raw.haystack_session_ids.len(),
-            raw.haystack_dates.len(),
-            raw.haystack_sessions.len(),
-        );
+        let (ids, dates, sessions) = (raw.haystack_session_ids.len(), raw.haystack_dates.len(), raw.haystack_sessions.len());
         if ids != dates || ids != sessions {
             return Err(format!(
                 "question {:?}: haystack_session_ids ({ids}), haystack_dates ({dates}) and \
@@ -250,10 +244,7 @@ impl LongMemEvalDataset {
                 return Err(LoadError::Schema {
                     path: path.to_path_buf(),
                     json_path: format!("$[{index}].question_id"),
-                    message: format!(
-                        "duplicate question_id {:?}; expected every question to have its own id",
-                        question.question_id
-                    ),
+                    message: format!("duplicate question_id {:?}; expected every question to have its own id", question.question_id),
                 });
             }
         }
@@ -262,26 +253,14 @@ impl LongMemEvalDataset {
 
     /// The question with this id.
     pub fn question(&self, question_id: &str) -> Option<&LongMemEvalQuestion> {
-        self.questions
-            .iter()
-            .find(|question| question.question_id == question_id)
+        self.questions.iter().find(|question| question.question_id == question_id)
     }
 
     /// Question, session and turn counts.
     pub fn counts(&self) -> LongMemEvalCounts {
         let sessions = self.questions.iter().map(|q| q.haystack.len()).sum();
-        let distinct_sessions = self
-            .questions
-            .iter()
-            .flat_map(|q| q.haystack.iter().map(|s| s.id.as_str()))
-            .collect::<HashSet<_>>()
-            .len();
-        let turns = self
-            .questions
-            .iter()
-            .flat_map(|q| &q.haystack)
-            .map(|s| s.turns.len())
-            .sum();
+        let distinct_sessions = self.questions.iter().flat_map(|q| q.haystack.iter().map(|s| s.id.as_str())).collect::<HashSet<_>>().len();
+        let turns = self.questions.iter().flat_map(|q| &q.haystack).map(|s| s.turns.len()).sum();
         let by_type = QuestionType::ALL
             .iter()
             .map(|&kind| {
@@ -310,12 +289,7 @@ mod tests {
     fn parses_dates() {
         let value = parse_longmemeval_date("2023/05/30 (Tue) 23:40").unwrap();
         assert_eq!(value.to_string(), "2023-05-30 23:40:00");
-        for bad in [
-            "2023/05/30 23:40",
-            "2023-05-30 (Tue) 23:40",
-            "2023/02/30 (Thu) 10:00",
-            "2023/05/30 (Tuesday) 23:40",
-        ] {
+        for bad in ["2023/05/30 23:40", "2023-05-30 (Tue) 23:40", "2023/02/30 (Thu) 10:00", "2023/05/30 (Tuesday) 23:40"] {
             assert!(parse_longmemeval_date(bad).is_none(), "{bad:?}");
         }
     }

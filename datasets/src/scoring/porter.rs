@@ -104,11 +104,7 @@ fn ends_double_consonant(word: &[char]) -> bool {
 /// or, NLTK's extension, a two-letter word vowel-consonant (any consonant).
 fn ends_cvc(word: &[char]) -> bool {
     let n = word.len();
-    (n >= 3
-        && is_consonant(word, n - 3)
-        && !is_consonant(word, n - 2)
-        && is_consonant(word, n - 1)
-        && !matches!(word[n - 1], 'w' | 'x' | 'y'))
+    (n >= 3 && is_consonant(word, n - 3) && !is_consonant(word, n - 2) && is_consonant(word, n - 1) && !matches!(word[n - 1], 'w' | 'x' | 'y'))
         || (n == 2 && !is_consonant(word, 0) && is_consonant(word, 1))
 }
 
@@ -144,9 +140,7 @@ fn holds(condition: Condition, word: &[char], stem: &[char]) -> bool {
         Condition::None => true,
         Condition::PositiveMeasure => has_positive_measure(stem),
         Condition::MeasureAboveOne => measure(stem) > 1,
-        Condition::MeasureAboveOneEndsSOrT => {
-            measure(stem) > 1 && matches!(stem.last(), Some('s') | Some('t'))
-        }
+        Condition::MeasureAboveOneEndsSOrT => measure(stem) > 1 && matches!(stem.last(), Some('s') | Some('t')),
         Condition::LogiStem => has_positive_measure(&word[..word.len() - 3]),
     }
 }
@@ -157,11 +151,7 @@ fn apply_rules(word: Vec<char>, rules: &[(&str, &str, Condition)]) -> Vec<char> 
     for &(suffix, replacement, condition) in rules {
         if ends_with(&word, suffix) {
             let stem = strip(&word, suffix.chars().count());
-            return if holds(condition, &word, &stem) {
-                with_suffix(stem, replacement)
-            } else {
-                word
-            };
+            return if holds(condition, &word, &stem) { with_suffix(stem, replacement) } else { word };
         }
     }
     word
@@ -171,15 +161,7 @@ fn step1a(word: Vec<char>) -> Vec<char> {
     if ends_with(&word, "ies") && word.len() == 4 {
         return with_suffix(strip(&word, 3), "ie");
     }
-    apply_rules(
-        word,
-        &[
-            ("sses", "ss", Condition::None),
-            ("ies", "i", Condition::None),
-            ("ss", "ss", Condition::None),
-            ("s", "", Condition::None),
-        ],
-    )
+    apply_rules(word, &[("sses", "ss", Condition::None), ("ies", "i", Condition::None), ("ss", "ss", Condition::None), ("s", "", Condition::None)])
 }
 
 fn step1b(word: Vec<char>) -> Vec<char> {
@@ -189,11 +171,7 @@ fn step1b(word: Vec<char>) -> Vec<char> {
     }
     if ends_with(&word, "eed") {
         let stem = strip(&word, 3);
-        return if measure(&stem) > 0 {
-            with_suffix(stem, "ee")
-        } else {
-            word
-        };
+        return if measure(&stem) > 0 { with_suffix(stem, "ee") } else { word };
     }
     let mut intermediate = None;
     for suffix in ["ed", "ing"] {
@@ -224,11 +202,7 @@ fn step1b_tidy(stem: Vec<char>) -> Vec<char> {
         return stem;
     };
     if ends_double_consonant(&stem) {
-        return if matches!(last, 'l' | 's' | 'z') {
-            stem
-        } else {
-            with_suffix(strip(&stem, 2), &last.to_string())
-        };
+        return if matches!(last, 'l' | 's' | 'z') { stem } else { with_suffix(strip(&stem, 2), &last.to_string()) };
     }
     // NLTK also tests the literal text "*d" as a suffix here (its rule-table marker);
     // a stem that really ends in "*d" gets "*d" replaced by "d".
@@ -246,11 +220,7 @@ fn step1c(word: Vec<char>) -> Vec<char> {
     if ends_with(&word, "y") {
         let stem = strip(&word, 1);
         let last = stem.len().wrapping_sub(1);
-        return if stem.len() > 1 && is_consonant(&stem, last) {
-            with_suffix(stem, "i")
-        } else {
-            word
-        };
+        return if stem.len() > 1 && is_consonant(&stem, last) { with_suffix(stem, "i") } else { word };
     }
     word
 }
@@ -291,18 +261,7 @@ fn step2(word: Vec<char>) -> Vec<char> {
 
 fn step3(word: Vec<char>) -> Vec<char> {
     use Condition::PositiveMeasure as M;
-    apply_rules(
-        word,
-        &[
-            ("icate", "ic", M),
-            ("ative", "", M),
-            ("alize", "al", M),
-            ("iciti", "ic", M),
-            ("ical", "ic", M),
-            ("ful", "", M),
-            ("ness", "", M),
-        ],
-    )
+    apply_rules(word, &[("icate", "ic", M), ("ative", "", M), ("alize", "al", M), ("iciti", "ic", M), ("ical", "ic", M), ("ful", "", M), ("ness", "", M)])
 }
 
 fn step4(word: Vec<char>) -> Vec<char> {
@@ -346,11 +305,7 @@ fn step5a(word: Vec<char>) -> Vec<char> {
 
 fn step5b(word: Vec<char>) -> Vec<char> {
     if ends_with(&word, "ll") {
-        return if measure(&word[..word.len() - 1]) > 1 {
-            strip(&word, 1)
-        } else {
-            word
-        };
+        return if measure(&word[..word.len() - 1]) > 1 { strip(&word, 1) } else { word };
     }
     word
 }
@@ -408,9 +363,7 @@ mod tests {
 
     #[test]
     fn odd_input_does_not_panic() {
-        for word in [
-            "", "y", "yyyyyyyy", "ing", "eed", "ed", "*ded", "ÉTÉ", "naïve", "2023", "'s",
-        ] {
+        for word in ["", "y", "yyyyyyyy", "ing", "eed", "ed", "*ded", "ÉTÉ", "naïve", "2023", "'s"] {
             let _ = stem(word);
         }
         // Long runs of `y` are classified in one pass (no recursion, no quadratic walk).

@@ -24,29 +24,77 @@ pub struct Attribute {
 
 /// The attribute catalogue.
 pub const ATTRIBUTES: &[Attribute] = &[
-    Attribute { key: "city", question: "Where does {e} live?", state: "{e} lives in {v}.", update: "{e} moved to {v}.", retract: "{e} no longer lives in {v}.",
-        values: &["Paris", "Rome", "Lima", "Oslo", "Cairo", "Tokyo", "Dublin", "Quito", "Austin", "Seoul", "Lisbon", "Nairobi"] },
-    Attribute { key: "job", question: "What is {e}'s job?", state: "{e} works as a {v}.", update: "{e} is now a {v}.", retract: "{e} quit working as a {v}.",
-        values: &["baker", "nurse", "pilot", "teacher", "lawyer", "plumber", "chef", "farmer", "dentist", "writer"] },
-    Attribute { key: "pet", question: "What pet does {e} have?", state: "{e} has a {v}.", update: "{e} got a {v} instead.", retract: "{e} no longer has a {v}.",
-        values: &["cat", "dog", "parrot", "rabbit", "hamster", "turtle", "goldfish", "lizard"] },
-    Attribute { key: "sport", question: "Which sport does {e} play?", state: "{e} plays {v}.", update: "{e} switched to {v}.", retract: "{e} stopped playing {v}.",
-        values: &["tennis", "soccer", "golf", "hockey", "rugby", "cricket", "baseball", "badminton"] },
-    Attribute { key: "color", question: "What is {e}'s favorite color?", state: "{e}'s favorite color is {v}.", update: "{e}'s favorite color is now {v}.", retract: "{v} is no longer {e}'s favorite color.",
-        values: &["red", "blue", "green", "yellow", "purple", "orange", "black", "white", "pink", "gray"] },
-    Attribute { key: "drink", question: "What does {e} drink?", state: "{e} drinks {v}.", update: "{e} now drinks {v}.", retract: "{e} gave up {v}.",
-        values: &["coffee", "tea", "juice", "milk", "cocoa", "lemonade", "cider", "water"] },
-    Attribute { key: "car", question: "What car does {e} drive?", state: "{e} drives a {v}.", update: "{e} now drives a {v}.", retract: "{e} sold the {v}.",
-        values: &["Toyota", "Volvo", "Honda", "Ford", "Tesla", "Fiat", "Mazda", "Skoda"] },
-    Attribute { key: "instrument", question: "What instrument does {e} play?", state: "{e} plays the {v}.", update: "{e} switched to the {v}.", retract: "{e} stopped playing the {v}.",
-        values: &["piano", "violin", "guitar", "drums", "flute", "cello", "trumpet", "harp"] },
+    Attribute {
+        key: "city",
+        question: "Where does {e} live?",
+        state: "{e} lives in {v}.",
+        update: "{e} moved to {v}.",
+        retract: "{e} no longer lives in {v}.",
+        values: &["Paris", "Rome", "Lima", "Oslo", "Cairo", "Tokyo", "Dublin", "Quito", "Austin", "Seoul", "Lisbon", "Nairobi"],
+    },
+    Attribute {
+        key: "job",
+        question: "What is {e}'s job?",
+        state: "{e} works as a {v}.",
+        update: "{e} is now a {v}.",
+        retract: "{e} quit working as a {v}.",
+        values: &["baker", "nurse", "pilot", "teacher", "lawyer", "plumber", "chef", "farmer", "dentist", "writer"],
+    },
+    Attribute {
+        key: "pet",
+        question: "What pet does {e} have?",
+        state: "{e} has a {v}.",
+        update: "{e} got a {v} instead.",
+        retract: "{e} no longer has a {v}.",
+        values: &["cat", "dog", "parrot", "rabbit", "hamster", "turtle", "goldfish", "lizard"],
+    },
+    Attribute {
+        key: "sport",
+        question: "Which sport does {e} play?",
+        state: "{e} plays {v}.",
+        update: "{e} switched to {v}.",
+        retract: "{e} stopped playing {v}.",
+        values: &["tennis", "soccer", "golf", "hockey", "rugby", "cricket", "baseball", "badminton"],
+    },
+    Attribute {
+        key: "color",
+        question: "What is {e}'s favorite color?",
+        state: "{e}'s favorite color is {v}.",
+        update: "{e}'s favorite color is now {v}.",
+        retract: "{v} is no longer {e}'s favorite color.",
+        values: &["red", "blue", "green", "yellow", "purple", "orange", "black", "white", "pink", "gray"],
+    },
+    Attribute {
+        key: "drink",
+        question: "What does {e} drink?",
+        state: "{e} drinks {v}.",
+        update: "{e} now drinks {v}.",
+        retract: "{e} gave up {v}.",
+        values: &["coffee", "tea", "juice", "milk", "cocoa", "lemonade", "cider", "water"],
+    },
+    Attribute {
+        key: "car",
+        question: "What car does {e} drive?",
+        state: "{e} drives a {v}.",
+        update: "{e} now drives a {v}.",
+        retract: "{e} sold the {v}.",
+        values: &["Toyota", "Volvo", "Honda", "Ford", "Tesla", "Fiat", "Mazda", "Skoda"],
+    },
+    Attribute {
+        key: "instrument",
+        question: "What instrument does {e} play?",
+        state: "{e} plays the {v}.",
+        update: "{e} switched to the {v}.",
+        retract: "{e} stopped playing the {v}.",
+        values: &["piano", "violin", "guitar", "drums", "flute", "cello", "trumpet", "harp"],
+    },
 ];
 
 /// First names used for entities.
 pub const NAMES: &[&str] = &[
-    "Alice", "Bob", "Carol", "David", "Erin", "Frank", "Grace", "Hector", "Irene", "Jack", "Karen", "Liam", "Maya", "Nina", "Oscar",
-    "Paula", "Quinn", "Rosa", "Sam", "Tara", "Umar", "Vera", "Walt", "Xena", "Yusuf", "Zoe", "Aiden", "Bella", "Caleb", "Dana",
-    "Elias", "Fiona", "Gavin", "Hana", "Ivan", "Jade", "Kofi", "Lena", "Milo", "Noor",
+    "Alice", "Bob", "Carol", "David", "Erin", "Frank", "Grace", "Hector", "Irene", "Jack", "Karen", "Liam", "Maya", "Nina", "Oscar", "Paula", "Quinn", "Rosa",
+    "Sam", "Tara", "Umar", "Vera", "Walt", "Xena", "Yusuf", "Zoe", "Aiden", "Bella", "Caleb", "Dana", "Elias", "Fiona", "Gavin", "Hana", "Ivan", "Jade",
+    "Kofi", "Lena", "Milo", "Noor",
 ];
 
 /// Answer expected when the last statement about a key retracted it.
@@ -170,13 +218,7 @@ fn key_statements(rng: &mut ChaCha8Rng, entity: &str, attribute: usize, n_update
 
 /// The statement that retracts `last` (the key's current value).
 fn retraction(entity: &str, attribute: usize, last: &str, tracked: bool) -> Statement {
-    Statement {
-        entity: entity.into(),
-        attribute,
-        change: Change::Retract(last.into()),
-        text: fill(ATTRIBUTES[attribute].retract, entity, last),
-        tracked,
-    }
+    Statement { entity: entity.into(), attribute, change: Change::Retract(last.into()), text: fill(ATTRIBUTES[attribute].retract, entity, last), tracked }
 }
 
 fn last_value(s: &[Statement]) -> String {
@@ -266,7 +308,18 @@ mod tests {
     use crate::env::Split;
 
     fn params() -> GenParams {
-        GenParams { names: NAMES, entities: 2, distractor_entities: 2, attributes: 2, updates_per_key: 2, distractor_ratio: 1.0, retraction_prob: 0.0, questions: 4, chunk_size: 6, seed: 1 }
+        GenParams {
+            names: NAMES,
+            entities: 2,
+            distractor_entities: 2,
+            attributes: 2,
+            updates_per_key: 2,
+            distractor_ratio: 1.0,
+            retraction_prob: 0.0,
+            questions: 4,
+            chunk_size: 6,
+            seed: 1,
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@
 pub mod generator;
 mod scripted;
 
-use crate::env::{ActionLog, ContextEdit, EnvError, Env, EpisodeStats, Next, ScriptedKind, Split, Step, TaskId, Termination, Turn};
+use crate::env::{ActionLog, ContextEdit, Env, EnvError, EpisodeStats, Next, ScriptedKind, Split, Step, TaskId, Termination, Turn};
 use crate::ids::IdStyle;
 use crate::ledger::{Budget, Ledger, Penalties, Question, QuestionSheet};
 use crate::memory::{BudgetMode, MemoryBank, MemoryCapacity};
@@ -26,7 +26,7 @@ use crate::scratchpad::Scratchpad;
 use crate::text::exact_match;
 use crate::tokens::TokenCounter;
 use crate::tools::{Action, ToolKind, ToolSet};
-use generator::{FactsTask, GenParams, ATTRIBUTES, NAMES};
+use generator::{ATTRIBUTES, FactsTask, GenParams, NAMES};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -172,7 +172,11 @@ impl FactsKnobs {
             return err(format!("attributes must be at most {}", ATTRIBUTES.len()));
         }
         if self.entities + self.distractor_entities > self.names().len() {
-            return err(format!("entities + distractor_entities must be at most {} (name_pool, or the {} names when it is 0)", self.names().len(), NAMES.len()));
+            return err(format!(
+                "entities + distractor_entities must be at most {} (name_pool, or the {} names when it is 0)",
+                self.names().len(),
+                NAMES.len()
+            ));
         }
         if self.name_pool > NAMES.len() {
             return err(format!("name_pool must be at most {} (0: all names)", NAMES.len()));
@@ -280,7 +284,11 @@ impl FactsEnv {
         let mut body = String::new();
         if k.announce_tracked {
             let names = ep.task.tracked.join(", ");
-            body.push_str(&if terse { format!("Track: {names}.\n\n") } else { format!("Track these people: {names}. You will be asked about their current attributes.\n\n") });
+            body.push_str(&if terse {
+                format!("Track: {names}.\n\n")
+            } else {
+                format!("Track these people: {names}. You will be asked about their current attributes.\n\n")
+            });
         }
         let overwrite = k.memory_mode == MemoryMode::Overwrite;
         if overwrite {
@@ -288,7 +296,11 @@ impl FactsEnv {
             body.push_str(&format!("<memory>\n{mem}\n</memory>\n\n"));
         } else {
             let (used, entries) = (ep.bank.entries().len(), MemoryBank::render(ep.bank.entries()));
-            body.push_str(&if terse { format!("Memory ({used}/{}):\n{entries}\n\n", k.capacity) } else { format!("Memory ({used}/{} entries):\n{entries}\n\n", k.capacity) });
+            body.push_str(&if terse {
+                format!("Memory ({used}/{}):\n{entries}\n\n", k.capacity)
+            } else {
+                format!("Memory ({used}/{} entries):\n{entries}\n\n", k.capacity)
+            });
             if !ep.last_results.is_empty() {
                 let label = if terse { "Results" } else { "Results of your last operations" };
                 body.push_str(&format!("{label}:\n{}\n\n", ep.last_results.join("\n")));
@@ -327,7 +339,8 @@ impl FactsEnv {
             (false, true) => SYSTEM_TERSE,
             (false, false) => SYSTEM_BANK,
         };
-        let messages = vec![ChatMessage::new(Role::System, system), ChatMessage { role: Role::User, content: body, record_id: Some(format!("c{}", ep.chunk + 1)) }];
+        let messages =
+            vec![ChatMessage::new(Role::System, system), ChatMessage { role: Role::User, content: body, record_id: Some(format!("c{}", ep.chunk + 1)) }];
         let edit = match (ep.turn, overwrite) {
             (0, _) => ContextEdit::Initial,
             (_, true) => ContextEdit::Overwritten,
@@ -420,7 +433,17 @@ impl Env for FactsEnv {
                 .collect(),
         };
         let bank = MemoryBank::new(MemoryCapacity { max_entries: k.capacity, max_tokens: k.memory_tokens }, k.budget_mode, k.id_style, seed);
-        let ep = Episode { task: t, bank, pad: Scratchpad::default(), ledger: Ledger::new(k.penalties, 0), sheet, chunk: 0, turn: 0, last_results: Vec::new(), done: false };
+        let ep = Episode {
+            task: t,
+            bank,
+            pad: Scratchpad::default(),
+            ledger: Ledger::new(k.penalties, 0),
+            sheet,
+            chunk: 0,
+            turn: 0,
+            last_results: Vec::new(),
+            done: false,
+        };
         let turn = self.render_turn(&ep);
         self.ep = Some(ep);
         let ep = self.ep.as_mut().ok_or(EnvError::NotStarted)?;

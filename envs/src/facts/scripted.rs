@@ -8,7 +8,7 @@
 //! - no-memory: `noop()` and "unknown" answers.
 //! - full-context: stores every statement and never edits or deletes, ignoring capacity.
 
-use super::generator::{canonical_line, parse_canonical, Change, Statement, UNKNOWN};
+use super::generator::{Change, Statement, UNKNOWN, canonical_line, parse_canonical};
 use super::{Episode, Eviction, FactsKnobs, MemoryMode};
 use crate::env::ScriptedKind;
 use crate::tokens::TokenCounter;
@@ -52,7 +52,12 @@ fn bank_ops(ep: &Episode, keep: impl FnMut(&Statement) -> bool, mut when_full: W
         .iter()
         .map(|e| {
             let parsed = parse_canonical(&e.content);
-            SimEntry { id: Some(e.id.clone()), key: parsed.as_ref().map(|(n, a, _)| (n.clone(), *a)), value: parsed.map(|p| p.2).unwrap_or_default(), updated: e.updated_turn }
+            SimEntry {
+                id: Some(e.id.clone()),
+                key: parsed.as_ref().map(|(n, a, _)| (n.clone(), *a)),
+                value: parsed.map(|p| p.2).unwrap_or_default(),
+                updated: e.updated_turn,
+            }
         })
         .collect();
     let now = ep.turn + 1;

@@ -8,7 +8,10 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const SYLLABLES: &[&str] = &["vor", "nak", "tel", "mir", "kas", "del", "bri", "zu", "lo", "pen", "rath", "quil", "sen", "dor", "ma", "ve", "li", "tor", "gan", "fen", "ul", "ost", "ka", "rin", "bel", "mon", "tha", "gri"];
+const SYLLABLES: &[&str] = &[
+    "vor", "nak", "tel", "mir", "kas", "del", "bri", "zu", "lo", "pen", "rath", "quil", "sen", "dor", "ma", "ve", "li", "tor", "gan", "fen", "ul", "ost", "ka",
+    "rin", "bel", "mon", "tha", "gri",
+];
 const KINDS: &[&str] = &["Institute", "Bridge", "Museum", "Library", "Observatory", "Theater", "Tower", "Academy"];
 const FIRST: &[&str] = &["Lisa", "Omar", "Petra", "Jonas", "Mei", "Ravi", "Ines", "Tomas", "Aya", "Felix", "Nadia", "Karl", "Sofia", "Hugo", "Lena", "Marco"];
 const FILLER: &[&str] = &[
@@ -183,10 +186,7 @@ pub fn generate(p: &KbParams, id: TaskId) -> KbTask {
         docs[i] = Some(Doc { id: format!("d{}", pos + 1), text, entity: entity.clone(), relation: *relation, value: value.clone() });
     }
     let docs: Vec<Doc> = docs.into_iter().flatten().collect();
-    let questions = questions
-        .into_iter()
-        .map(|(text, answer, entity, i)| KbQuestion { text, answer, entity, gold_doc: docs[i].id.clone() })
-        .collect();
+    let questions = questions.into_iter().map(|(text, answer, entity, i)| KbQuestion { text, answer, entity, gold_doc: docs[i].id.clone() }).collect();
     let mut docs = docs;
     docs.sort_by_key(|d| d.id[1..].parse::<usize>().unwrap_or(0));
     KbTask { docs, questions }

@@ -17,7 +17,7 @@ mod scripted;
 
 use crate::bm25::{Bm25Index, Bm25Params};
 use crate::context::{AssistantHandle, WorkingContext};
-use crate::env::{ActionLog, ContextEdit, EnvError, Env, EpisodeStats, Next, ScriptedKind, Split, Step, TaskId, Termination, Turn};
+use crate::env::{ActionLog, ContextEdit, Env, EnvError, EpisodeStats, Next, ScriptedKind, Split, Step, TaskId, Termination, Turn};
 use crate::ids::IdStyle;
 use crate::ledger::{Budget, Ledger, Penalties, Question, QuestionSheet};
 use crate::memory::BudgetMode;
@@ -227,7 +227,9 @@ impl MultiObjectiveEnv {
                 let doc_ids: Vec<String> = hits.iter().map(|(i, _)| ep.task.docs[*i].id.clone()).collect();
                 let body: String = hits.iter().map(|(i, _)| format!("\n({}) {}", ep.task.docs[*i].id, ep.task.docs[*i].text)).collect();
                 let summary = format!("search {query:?}: {} results", hits.len());
-                let id = ep.ctx.push_tool(h, call, |id| format!("[{id}] search {query:?}{usage}:{}", if body.is_empty() { "\n(no results)".to_string() } else { body }));
+                let id = ep
+                    .ctx
+                    .push_tool(h, call, |id| format!("[{id}] search {query:?}{usage}:{}", if body.is_empty() { "\n(no results)".to_string() } else { body }));
                 ep.records.insert(id, RecordInfo::Search { query: query.clone(), doc_ids });
                 (true, summary, None)
             }
@@ -319,7 +321,12 @@ impl Env for MultiObjectiveEnv {
         let texts: Vec<&str> = t.docs.iter().map(|d| d.text.as_str()).collect();
         let index = Bm25Index::new(&texts, self.knobs.bm25);
         let sheet = QuestionSheet {
-            questions: t.questions.iter().enumerate().map(|(i, q)| Question { id: format!("q{}", i + 1), text: q.text.clone(), gold: q.answer.clone(), category: None, prediction: None }).collect(),
+            questions: t
+                .questions
+                .iter()
+                .enumerate()
+                .map(|(i, q)| Question { id: format!("q{}", i + 1), text: q.text.clone(), gold: q.answer.clone(), category: None, prediction: None })
+                .collect(),
         };
         let listing: String = sheet.questions.iter().map(|q| format!("\n{}: {}", q.id, q.text)).collect();
         let prompt = format!(
@@ -335,7 +342,16 @@ impl Env for MultiObjectiveEnv {
             ContextTool::Prune | ContextTool::Both => SYSTEM,
         };
         let ctx = WorkingContext::new(system.into(), prompt, self.knobs.id_style, seed);
-        let ep = Episode { task: t, index, ctx, records: HashMap::new(), sheet, ledger: Ledger::new(self.knobs.penalties, self.knobs.max_context_tokens), turn: 0, done: false };
+        let ep = Episode {
+            task: t,
+            index,
+            ctx,
+            records: HashMap::new(),
+            sheet,
+            ledger: Ledger::new(self.knobs.penalties, self.knobs.max_context_tokens),
+            turn: 0,
+            done: false,
+        };
         let turn = self.turn(&ep, ContextEdit::Initial);
         self.ep = Some(ep);
         Ok(turn)

@@ -3,7 +3,7 @@
 
 use memrl_envs::env::{Env, ScriptedKind, Split, TaskId};
 use memrl_envs::policy::ScriptedPolicy;
-use memrl_envs::rollout::{run_episode, EpisodeResult};
+use memrl_envs::rollout::{EpisodeResult, run_episode};
 
 /// A file of the data directory: `$MEMRL_DATA_DIR/<relative>`, else the `shared/data` beside
 /// this checkout (tests run in the crate's folder, where `../shared/data` is not it).

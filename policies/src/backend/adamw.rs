@@ -32,20 +32,13 @@ pub struct AdamWScalars {
 /// `param -= step_size · exp_avg / (sqrt(exp_avg_sq) / sqrt(bc2) + eps)`.
 /// Runs in parallel over chunks (rayon). Slices must have equal lengths.
 pub fn adamw_kernel(param: &mut [f32], grad: &[f32], exp_avg: &mut [f32], exp_avg_sq: &mut [f32], s: &AdamWScalars) {
-    assert!(
-        grad.len() == param.len() && exp_avg.len() == param.len() && exp_avg_sq.len() == param.len(),
-        "adamw_kernel: slice lengths differ"
-    );
+    assert!(grad.len() == param.len() && exp_avg.len() == param.len() && exp_avg_sq.len() == param.len(), "adamw_kernel: slice lengths differ");
     // Large enough that the per-task overhead is negligible, small enough to balance 2–64 threads.
     const CHUNK: usize = 1 << 15;
     let s = *s;
     let (one_minus_b1, one_minus_b2) = (s.one_minus_beta1, s.one_minus_beta2);
-    param
-        .par_chunks_mut(CHUNK)
-        .zip(grad.par_chunks(CHUNK))
-        .zip(exp_avg.par_chunks_mut(CHUNK))
-        .zip(exp_avg_sq.par_chunks_mut(CHUNK))
-        .for_each(|(((p, g), m), v)| {
+    param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(exp_avg.par_chunks_mut(CHUNK)).zip(exp_avg_sq.par_chunks_mut(CHUNK)).for_each(
+        |(((p, g), m), v)| {
             for i in 0..p.len() {
                 let g = g[i] * s.grad_scale;
                 let mut pi = p[i] * s.decay_factor;
@@ -57,5 +50,6 @@ pub fn adamw_kernel(param: &mut [f32], grad: &[f32], exp_avg: &mut [f32], exp_av
                 m[i] = mi;
                 v[i] = vi;
             }
-        });
+        },
+    );
 }

@@ -259,22 +259,10 @@ impl Backend for BurnBackend {
 
     fn kv_cache(&self, layers: usize, slots: usize, kv_heads: usize, capacity: usize, head_dim: usize) -> BurnKvCache {
         let zeros = || Some(Tensor::<4>::zeros([slots, kv_heads, capacity, head_dim], &self.device));
-        BurnKvCache {
-            keys: (0..layers).map(|_| zeros()).collect(),
-            values: (0..layers).map(|_| zeros()).collect(),
-            capacity,
-        }
+        BurnKvCache { keys: (0..layers).map(|_| zeros()).collect(), values: (0..layers).map(|_| zeros()).collect(), capacity }
     }
 
-    fn kv_write(
-        &self,
-        cache: &mut BurnKvCache,
-        layer: usize,
-        slots: &[usize],
-        positions: &[usize],
-        k: BurnTensor,
-        v: BurnTensor,
-    ) {
+    fn kv_write(&self, cache: &mut BurnKvCache, layer: usize, slots: &[usize], positions: &[usize], k: BurnTensor, v: BurnTensor) {
         let [n, hkv, s, d] = k.inner.dims();
         assert_eq!(n, slots.len());
         for (i, (&slot, &pos)) in slots.iter().zip(positions).enumerate() {

@@ -151,32 +151,17 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     /// `q` is `[B, H, S, D]`, `k`/`v` are `[B, Hkv, L, D]` with `H` a multiple of `Hkv`
     /// (query head `h` uses key/value head `h / (H / Hkv)`, as transformers' `repeat_kv`).
     /// Scale is `1/sqrt(D)`. Returns `[B, H, S, D]`.
-    fn attention(
-        &self,
-        q: Self::Tensor,
-        k: Self::Tensor,
-        v: Self::Tensor,
-        mask: &AttentionMask,
-    ) -> Self::Tensor;
+    fn attention(&self, q: Self::Tensor, k: Self::Tensor, v: Self::Tensor, mask: &AttentionMask) -> Self::Tensor;
 
     // ---- key/value cache ---------------------------------------------------------------
     /// A zeroed cache for `layers` layers × `slots` sequences × `capacity` positions.
     fn kv_cache(&self, layers: usize, slots: usize, kv_heads: usize, capacity: usize, head_dim: usize) -> Self::KvCache;
     /// Writes `k`/`v` (`[n, Hkv, S, D]`) of `n` sequences into `slots[i]` at positions
     /// `positions[i] .. positions[i] + S`.
-    fn kv_write(
-        &self,
-        cache: &mut Self::KvCache,
-        layer: usize,
-        slots: &[usize],
-        positions: &[usize],
-        k: Self::Tensor,
-        v: Self::Tensor,
-    );
+    fn kv_write(&self, cache: &mut Self::KvCache, layer: usize, slots: &[usize], positions: &[usize], k: Self::Tensor, v: Self::Tensor);
     /// Keys and values of slots `first .. first + n` for positions `0 .. len`:
     /// `([n, Hkv, len, D], [n, Hkv, len, D])`.
-    fn kv_read(&self, cache: &Self::KvCache, layer: usize, first: usize, n: usize, len: usize)
-    -> (Self::Tensor, Self::Tensor);
+    fn kv_read(&self, cache: &Self::KvCache, layer: usize, first: usize, n: usize, len: usize) -> (Self::Tensor, Self::Tensor);
     /// Copies the first `len` positions of slot `from` into slot `to` in every layer (used to
     /// keep active sequences packed in slots `0 .. n`).
     fn kv_move(&self, cache: &mut Self::KvCache, from: usize, to: usize, len: usize);

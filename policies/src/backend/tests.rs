@@ -101,11 +101,7 @@ fn rope_rotates_halves<B: Backend>(b: B) {
     let x = values(d * s, 1);
     let cos = values(d * s, 2);
     let sin = values(d * s, 3);
-    let out = b.to_vec(&b.rope(
-        b.tensor(x.clone(), &[1, 1, s, d]),
-        &b.tensor(cos.clone(), &[1, 1, s, d]),
-        &b.tensor(sin.clone(), &[1, 1, s, d]),
-    ));
+    let out = b.to_vec(&b.rope(b.tensor(x.clone(), &[1, 1, s, d]), &b.tensor(cos.clone(), &[1, 1, s, d]), &b.tensor(sin.clone(), &[1, 1, s, d])));
     let mut want = vec![];
     for p in 0..s {
         let r = &x[p * d..p * d + d];
@@ -169,12 +165,7 @@ fn grouped_query_attention_with_masks_matches_reference<B: Backend>(b: B) {
             let q = values(bsz * h * s * d, 7);
             let k = values(bsz * hkv * l * d, 8);
             let v = values(bsz * hkv * l * d, 9);
-            let out = b.attention(
-                b.tensor(q.clone(), &[bsz, h, s, d]),
-                b.tensor(k.clone(), &[bsz, hkv, l, d]),
-                b.tensor(v.clone(), &[bsz, hkv, l, d]),
-                mask,
-            );
+            let out = b.attention(b.tensor(q.clone(), &[bsz, h, s, d]), b.tensor(k.clone(), &[bsz, hkv, l, d]), b.tensor(v.clone(), &[bsz, hkv, l, d]), mask);
             assert_eq!(b.shape(&out), vec![bsz, h, s, d]);
             close(&b.to_vec(&out), &attention_ref(&q, &k, &v, (bsz, h, hkv, s, l), mask), 1e-5);
         }

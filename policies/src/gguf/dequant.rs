@@ -137,11 +137,7 @@ fn q8_0(b: &[u8], y: &mut [f32]) {
 
 /// The 6-bit scale and minimum of sub-block `j` packed in the 12 `scales` bytes of a Q4_K block.
 fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
-    }
+    if j < 4 { (q[j] & 63, q[j + 4] & 63) } else { ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)) }
 }
 
 /// `block_q4_K { d: f16, dmin: f16, scales: [u8; 12], qs: [u8; 128] }`.

@@ -72,10 +72,8 @@ pub fn hf_config(file: &GgufFile) -> Result<Value, GgufError> {
         None => 10_000.0,
     };
     if file.tensor_info("rope_freqs.weight").is_some() {
-        return Err(file.metadata_error(
-            "rope_freqs.weight",
-            "per-frequency RoPE factors (Llama 3.1 style) are not supported from GGUF; load the HF safetensors instead",
-        ));
+        return Err(file
+            .metadata_error("rope_freqs.weight", "per-frequency RoPE factors (Llama 3.1 style) are not supported from GGUF; load the HF safetensors instead"));
     }
     let rope_scaling = match file.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
         None | Some("none") => Value::Null,

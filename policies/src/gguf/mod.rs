@@ -221,12 +221,7 @@ impl GgufFile {
         let io = |source| GgufError::Io { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
-        let mut r = HeaderReader {
-            inner: BufReader::new(file),
-            pos: 0,
-            len: file_len,
-            path: path.to_path_buf(),
-        };
+        let mut r = HeaderReader { inner: BufReader::new(file), pos: 0, len: file_len, path: path.to_path_buf() };
         let mut magic = [0u8; 4];
         r.read_exact(&mut magic, "magic")?;
         if &magic != MAGIC {
@@ -354,18 +349,10 @@ impl GgufFile {
 
     /// Reads the tensor called `name` and dequantises it to `f32`, in row-major order.
     pub fn read_tensor_f32(&self, name: &str) -> Result<Vec<f32>, GgufError> {
-        let info = self
-            .tensor_info(name)
-            .ok_or_else(|| GgufError::MissingTensor { path: self.path.clone(), name: name.to_string() })?;
+        let info = self.tensor_info(name).ok_or_else(|| GgufError::MissingTensor { path: self.path.clone(), name: name.to_string() })?;
         let end = info.offset + info.n_bytes;
         if end > self.file_len {
-            return Err(GgufError::TruncatedTensor {
-                path: self.path.clone(),
-                name: name.to_string(),
-                start: info.offset,
-                end,
-                len: self.file_len,
-            });
+            return Err(GgufError::TruncatedTensor { path: self.path.clone(), name: name.to_string(), start: info.offset, end, len: self.file_len });
         }
         let io = |source| GgufError::Io { path: self.path.clone(), source };
         let mut file = File::open(&self.path).map_err(io)?;

@@ -234,13 +234,7 @@ pub struct DecodeBenchReport {
 /// Greedy decode throughput of the engine on `batch` random prompts of `prompt_tokens` tokens,
 /// `new_tokens` new tokens each (no stop tokens, so every row produces exactly that many);
 /// fastest of `repeats` runs after one warm-up.
-pub fn decode_throughput<B: Backend>(
-    model: Arc<Llama<B>>,
-    batch: usize,
-    prompt_tokens: usize,
-    new_tokens: usize,
-    repeats: usize,
-) -> Result<DecodeBenchReport> {
+pub fn decode_throughput<B: Backend>(model: Arc<Llama<B>>, batch: usize, prompt_tokens: usize, new_tokens: usize, repeats: usize) -> Result<DecodeBenchReport> {
     if batch == 0 || prompt_tokens == 0 || new_tokens < 2 || repeats == 0 {
         return Err(TrainError::config("decode benchmark", "needs batch ≥ 1, prompt ≥ 1, new tokens ≥ 2, repeats ≥ 1"));
     }

@@ -12,14 +12,14 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use serde_json::{Value, json};
+use tokenizers::AddedToken;
+use tokenizers::SplitDelimiterBehavior;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::SplitDelimiterBehavior;
-use tokenizers::AddedToken;
 
 use crate::train::error::{Result, TrainError};
 
@@ -95,10 +95,7 @@ where
 {
     let base = SPECIAL_TOKENS.len() + 256;
     if config.vocab_size < base {
-        return Err(TrainError::config(
-            "BPE tokenizer",
-            format!("vocab_size {} is below the {base} special and byte tokens", config.vocab_size),
-        ));
+        return Err(TrainError::config("BPE tokenizer", format!("vocab_size {} is below the {base} special and byte tokens", config.vocab_size)));
     }
     let alphabet: HashSet<char> = ByteLevel::alphabet().into_iter().collect();
     let specials = SPECIAL_TOKENS.iter().map(|s| AddedToken::from(s.to_string(), true).normalized(false)).collect();

@@ -65,11 +65,7 @@ impl TokenizerFiles {
         let path = dir.join("tokenizer.json");
         let tokenizer_json = std::fs::read_to_string(&path).map_err(|e| TrainError::io("reading", &path, e))?;
         let cfg_path = dir.join("tokenizer_config.json");
-        let tokenizer_config = if cfg_path.is_file() {
-            read_json(&cfg_path)?
-        } else {
-            json!({})
-        };
+        let tokenizer_config = if cfg_path.is_file() { read_json(&cfg_path)? } else { json!({}) };
         Ok(TokenizerFiles { tokenizer_json, tokenizer_config })
     }
 
@@ -181,12 +177,10 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Serialises f32 tensors as safetensors bytes with `metadata` (transformers wants `format: pt`).
 pub fn safetensors_bytes(tensors: &[(String, HostTensor)], metadata: BTreeMap<String, String>) -> Result<Vec<u8>> {
-    let raw: Vec<(&str, &HostTensor, Vec<u8>)> =
-        tensors.iter().map(|(n, t)| (n.as_str(), t, t.data.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
+    let raw: Vec<(&str, &HostTensor, Vec<u8>)> = tensors.iter().map(|(n, t)| (n.as_str(), t, t.data.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
     let mut views = Vec::with_capacity(raw.len());
     for (name, t, bytes) in &raw {
-        let view = TensorView::new(Dtype::F32, t.shape.clone(), bytes)
-            .map_err(|e| TrainError::parameter(*name, format!("cannot serialise: {e}")))?;
+        let view = TensorView::new(Dtype::F32, t.shape.clone(), bytes).map_err(|e| TrainError::parameter(*name, format!("cannot serialise: {e}")))?;
         views.push((name.to_string(), view));
     }
     let metadata: std::collections::HashMap<String, String> = metadata.into_iter().collect();
@@ -306,11 +300,7 @@ pub fn write_checkpoint_files<M: TrainBackend>(
         write_synced(&tmp.join("model.safetensors"), &safetensors_bytes(&weights.model, meta.clone())?)?;
         write_synced(&tmp.join("config.json"), pretty(&config_to_hf_json(&model.config)).as_bytes())?;
         let c = &model.config;
-        let pad = tokenizer
-            .tokenizer_config
-            .get("pad_token")
-            .and_then(Value::as_str)
-            .and_then(|p| token_id_in_json(&tokenizer.tokenizer_json, p));
+        let pad = tokenizer.tokenizer_config.get("pad_token").and_then(Value::as_str).and_then(|p| token_id_in_json(&tokenizer.tokenizer_json, p));
         let generation = json!({
             "bos_token_id": c.bos_token_id,
             "eos_token_id": c.eos_token_ids.first(),
@@ -378,21 +368,16 @@ pub fn read_optimizer_state(dir: &Path) -> Result<AdamWState> {
     let json_path = dir.join("optimizer.json");
     let info = read_json(&json_path)?;
     let step = info.get("step").and_then(Value::as_u64).ok_or_else(|| TrainError::checkpoint(&json_path, "missing integer `step`"))?;
-    let config: AdamWConfig = serde_json::from_value(info.get("config").cloned().unwrap_or(Value::Null))
-        .map_err(|e| TrainError::checkpoint(&json_path, format!("`config`: {e}")))?;
-    let steps = info
-        .get("param_steps")
-        .and_then(Value::as_object)
-        .ok_or_else(|| TrainError::checkpoint(&json_path, "missing object `param_steps`"))?;
+    let config: AdamWConfig =
+        serde_json::from_value(info.get("config").cloned().unwrap_or(Value::Null)).map_err(|e| TrainError::checkpoint(&json_path, format!("`config`: {e}")))?;
+    let steps = info.get("param_steps").and_then(Value::as_object).ok_or_else(|| TrainError::checkpoint(&json_path, "missing object `param_steps`"))?;
     let st_path = dir.join("optimizer.safetensors");
     let mut tensors: BTreeMap<String, HostTensor> = read_safetensors(&st_path)?.into_iter().collect();
     let mut params = BTreeMap::new();
     for (name, s) in steps {
         let step = s.as_u64().ok_or_else(|| TrainError::checkpoint(&json_path, format!("`param_steps.{name}` must be an integer")))?;
         let mut take = |suffix: &str| {
-            tensors
-                .remove(&format!("{name}.{suffix}"))
-                .ok_or_else(|| TrainError::checkpoint(&st_path, format!("missing tensor `{name}.{suffix}`")))
+            tensors.remove(&format!("{name}.{suffix}")).ok_or_else(|| TrainError::checkpoint(&st_path, format!("missing tensor `{name}.{suffix}`")))
         };
         let (m, v) = (take("exp_avg")?, take("exp_avg_sq")?);
         if m.shape != v.shape {
@@ -431,12 +416,7 @@ mod tests {
     fn config_json_round_trips() {
         let base = crate::train::tiny::TinyPreset::L2D64.config(300).unwrap();
         let scaled = LlamaConfig {
-            rope_scaling: RopeScaling::Llama3 {
-                factor: 8.0,
-                low_freq_factor: 1.0,
-                high_freq_factor: 4.0,
-                original_max_position_embeddings: 8192.0,
-            },
+            rope_scaling: RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192.0 },
             eos_token_ids: vec![2, 0],
             ..base.clone()
         };

@@ -42,10 +42,7 @@ impl<L: Backend> ModelGrads<L> {
     /// different pending scales, both are applied first.
     pub fn accumulate(&mut self, other: ModelGrads<L>) -> Result<()> {
         if other.entries.len() != self.entries.len() {
-            return Err(TrainError::parameter(
-                "-",
-                format!("cannot accumulate gradients of {} parameters into {}", other.entries.len(), self.entries.len()),
-            ));
+            return Err(TrainError::parameter("-", format!("cannot accumulate gradients of {} parameters into {}", other.entries.len(), self.entries.len())));
         }
         for ((name, _), (other_name, _)) in self.entries.iter().zip(&other.entries) {
             if name != other_name {

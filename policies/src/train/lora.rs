@@ -50,13 +50,7 @@ pub struct LoraConfig {
 impl Default for LoraConfig {
     /// Rank 8, alpha 16, no dropout, every projection, seed 0.
     fn default() -> Self {
-        LoraConfig {
-            rank: 8,
-            alpha: 16.0,
-            dropout: 0.0,
-            target_modules: LORA_TARGETS.iter().map(|s| s.to_string()).collect(),
-            seed: 0,
-        }
+        LoraConfig { rank: 8, alpha: 16.0, dropout: 0.0, target_modules: LORA_TARGETS.iter().map(|s| s.to_string()).collect(), seed: 0 }
     }
 }
 
@@ -339,15 +333,7 @@ impl<B: Backend> Backend for Lora<B> {
     fn kv_cache(&self, layers: usize, slots: usize, kv_heads: usize, capacity: usize, head_dim: usize) -> Self::KvCache {
         self.inner.kv_cache(layers, slots, kv_heads, capacity, head_dim)
     }
-    fn kv_write(
-        &self,
-        cache: &mut Self::KvCache,
-        layer: usize,
-        slots: &[usize],
-        positions: &[usize],
-        k: Self::Tensor,
-        v: Self::Tensor,
-    ) {
+    fn kv_write(&self, cache: &mut Self::KvCache, layer: usize, slots: &[usize], positions: &[usize], k: Self::Tensor, v: Self::Tensor) {
         self.inner.kv_write(cache, layer, slots, positions, self.plain(k), self.plain(v))
     }
     fn kv_read(&self, cache: &Self::KvCache, layer: usize, first: usize, n: usize, len: usize) -> (Self::Tensor, Self::Tensor) {
@@ -379,13 +365,8 @@ impl<B: Backend> Backend for Lora<B> {
         exp_avg_sq: Option<Self::Tensor>,
         scalars: &crate::train::optim::AdamWScalars,
     ) -> (Self::Tensor, Self::Tensor, Self::Tensor) {
-        let (a, m, v) = self.inner.adamw_update(
-            self.plain(param),
-            self.plain(grad),
-            exp_avg.map(|t| self.plain(t)),
-            exp_avg_sq.map(|t| self.plain(t)),
-            scalars,
-        );
+        let (a, m, v) =
+            self.inner.adamw_update(self.plain(param), self.plain(grad), exp_avg.map(|t| self.plain(t)), exp_avg_sq.map(|t| self.plain(t)), scalars);
         (p(a), p(m), p(v))
     }
 }
@@ -477,17 +458,7 @@ pub fn apply_lora<B: Backend>(model: Llama<B>, config: &LoraConfig) -> Result<Ll
             }));
             Linear { weight, bias }
         };
-        let DecoderLayer {
-            input_layernorm,
-            q_proj,
-            k_proj,
-            v_proj,
-            o_proj,
-            post_attention_layernorm,
-            gate_proj,
-            up_proj,
-            down_proj,
-        } = layer;
+        let DecoderLayer { input_layernorm, q_proj, k_proj, v_proj, o_proj, post_attention_layernorm, gate_proj, up_proj, down_proj } = layer;
         new_layers.push(DecoderLayer {
             input_layernorm: freeze(input_layernorm),
             q_proj: adapt("self_attn.q_proj", q_proj),
@@ -503,11 +474,7 @@ pub fn apply_lora<B: Backend>(model: Llama<B>, config: &LoraConfig) -> Result<Ll
     let embed = freeze(embed_tokens);
     let norm = freeze(norm);
     let tied = model_config.tie_word_embeddings;
-    let lm_head = if tied {
-        embed.clone()
-    } else {
-        freeze(lm_head)
-    };
+    let lm_head = if tied { embed.clone() } else { freeze(lm_head) };
     Ok(Llama::new(lora, model_config, embed, new_layers, norm, lm_head))
 }
 
@@ -560,20 +527,14 @@ fn find_adapted<'a, B: Backend>(model: &'a Llama<Lora<B>>, name: &str) -> Option
 
 /// Replaces the adapters of `model` with host values in PEFT layout and names (as
 /// [`adapter_state_dict`] produces). Every adapter of the model must be present with its shape.
-pub fn load_adapters<B: Backend>(
-    model: &mut Llama<Lora<B>>,
-    tensors: Vec<(String, crate::weights::HostTensor)>,
-    origin: &std::path::Path,
-) -> Result<()> {
+pub fn load_adapters<B: Backend>(model: &mut Llama<Lora<B>>, tensors: Vec<(String, crate::weights::HostTensor)>, origin: &std::path::Path) -> Result<()> {
     let mut by_name: std::collections::BTreeMap<String, crate::weights::HostTensor> = tensors.into_iter().collect();
     let inner = model.backend.inner().clone();
     for (name, leaf) in Lora::<B>::trainable_leaves_mut(model) {
         let key = format!("{PEFT_PREFIX}{name}");
         let shape = inner.shape(leaf);
         let want = vec![shape[1], shape[0]];
-        let t = by_name
-            .remove(&key)
-            .ok_or_else(|| TrainError::checkpoint(origin, format!("adapter tensor `{key}` is missing (expected shape {want:?})")))?;
+        let t = by_name.remove(&key).ok_or_else(|| TrainError::checkpoint(origin, format!("adapter tensor `{key}` is missing (expected shape {want:?})")))?;
         if t.shape != want || t.data.len() != want.iter().product::<usize>() {
             return Err(TrainError::checkpoint(origin, format!("adapter tensor `{key}` has shape {:?}, expected {want:?}", t.shape)));
         }

@@ -77,7 +77,6 @@ impl AdamWScalars {
     }
 }
 
-
 /// One parameter's moments on the backend.
 struct ParamState<T> {
     /// Updates applied to this parameter so far.
@@ -174,10 +173,7 @@ impl<L: Backend> AdamW<L> {
                 match shapes.get(name.as_str()) {
                     None => return Err(TrainError::parameter(name, "has a gradient but is not a trainable parameter of this model")),
                     Some(shape) if *shape != leaf.shape(g) => {
-                        return Err(TrainError::parameter(
-                            name,
-                            format!("gradient shape {:?} does not match the parameter's {shape:?}", leaf.shape(g)),
-                        ));
+                        return Err(TrainError::parameter(name, format!("gradient shape {:?} does not match the parameter's {shape:?}", leaf.shape(g))));
                     }
                     Some(_) => {}
                 }
@@ -242,8 +238,7 @@ impl<L: Backend> AdamW<L> {
     {
         state.config.validate()?;
         let leaf = model.backend.leaf_backend();
-        let shapes: BTreeMap<String, Vec<usize>> =
-            M::trainable_leaves(model).into_iter().map(|(n, t)| (n, leaf.shape(t))).collect();
+        let shapes: BTreeMap<String, Vec<usize>> = M::trainable_leaves(model).into_iter().map(|(n, t)| (n, leaf.shape(t))).collect();
         let mut states = BTreeMap::new();
         for (name, m) in state.params {
             let Some(shape) = shapes.get(&name) else {
@@ -253,7 +248,12 @@ impl<L: Backend> AdamW<L> {
             if &m.shape != shape || m.exp_avg.len() != n || m.exp_avg_sq.len() != n {
                 return Err(TrainError::parameter(
                     &name,
-                    format!("optimizer state of shape {:?} ({} / {} values) does not match the parameter's {shape:?}", m.shape, m.exp_avg.len(), m.exp_avg_sq.len()),
+                    format!(
+                        "optimizer state of shape {:?} ({} / {} values) does not match the parameter's {shape:?}",
+                        m.shape,
+                        m.exp_avg.len(),
+                        m.exp_avg_sq.len()
+                    ),
                 ));
             }
             if m.step == 0 {
@@ -293,8 +293,7 @@ mod tests {
         let c = AdamWConfig { weight_decay: 0.1, ..AdamWConfig::default() };
         let n = 70_000; // spans several parallel chunks
         let init: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64 / 500.0 - 1.0).collect();
-        let grads: Vec<Vec<f64>> =
-            (0..4).map(|s| (0..n).map(|i| (((i + 31 * s) * 104729) % 997) as f64 / 300.0 - 1.6).collect()).collect();
+        let grads: Vec<Vec<f64>> = (0..4).map(|s| (0..n).map(|i| (((i + 31 * s) * 104729) % 997) as f64 / 300.0 - 1.6).collect()).collect();
         let lr = 1e-2;
         let mut want = init.clone();
         reference(&mut want, &grads, lr, &c);

@@ -190,10 +190,6 @@ impl TensorSource for MemorySource {
 
 /// Builds a model on `backend` from host tensors in HF names and layout (e.g. from
 /// [`hf_state_dict`] of a trained model, to hand merged weights to an inference engine).
-pub fn llama_from_hf_tensors<B: Backend>(
-    backend: B,
-    config: LlamaConfig,
-    tensors: Vec<(String, HostTensor)>,
-) -> PolicyResult<Llama<B>> {
+pub fn llama_from_hf_tensors<B: Backend>(backend: B, config: LlamaConfig, tensors: Vec<(String, HostTensor)>) -> PolicyResult<Llama<B>> {
     build_llama(backend, config, &mut MemorySource::new(tensors))
 }

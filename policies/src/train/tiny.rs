@@ -84,7 +84,10 @@ impl TinyPreset {
         }
         let bad = |why: &str| {
             let names: Vec<String> = TinyPreset::ALL.iter().map(|p| p.name()).collect();
-            TrainError::config("tiny preset", format!("unknown preset `{name}` ({why}); expected one of {names:?} or tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>], e.g. tiny-2l-128d-2h"))
+            TrainError::config(
+                "tiny preset",
+                format!("unknown preset `{name}` ({why}); expected one of {names:?} or tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>], e.g. tiny-2l-128d-2h"),
+            )
         };
         let mut parts: Vec<&str> = name.strip_prefix("tiny-").ok_or_else(|| bad("no `tiny-` prefix"))?.split('-').collect();
         let rope_theta = match parts.last().and_then(|p| p.strip_prefix("rope")) {
@@ -272,7 +275,18 @@ mod tests {
         assert_eq!(TinyPreset::parse("tiny-2l-64d-8h-2kv-rope500").unwrap().name(), "tiny-2l-64d-8h-2kv-rope500");
         assert_eq!(TinyPreset::parse("tiny-2l-64d-4h-rope10000").unwrap().name(), "tiny-2l-64d-4h");
         assert_eq!(TinyPreset::L2D64.config(500).unwrap().rope_theta, 10000.0);
-        for bad in ["tiny-2l-128d", "tiny-2l-100d-3h", "tiny-2l-96d-4h-3kv", "tiny-0l-64d-2h", "tiny-2l-64d-2h-2kv-x", "tiny-2l-66d-6h", "tiny-2l-64d-8h-rope1", "tiny-2l-64d-8h-ropex", "tiny-2l-64d-rope100", "tiny-2l-64d-8h-rope100-2kv"] {
+        for bad in [
+            "tiny-2l-128d",
+            "tiny-2l-100d-3h",
+            "tiny-2l-96d-4h-3kv",
+            "tiny-0l-64d-2h",
+            "tiny-2l-64d-2h-2kv-x",
+            "tiny-2l-66d-6h",
+            "tiny-2l-64d-8h-rope1",
+            "tiny-2l-64d-8h-ropex",
+            "tiny-2l-64d-rope100",
+            "tiny-2l-64d-8h-rope100-2kv",
+        ] {
             assert!(TinyPreset::parse(bad).is_err(), "{bad}");
         }
         assert!(TinyPreset::L2D64.config(2).is_err());

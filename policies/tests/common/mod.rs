@@ -12,14 +12,9 @@ use serde_json::Value;
 pub fn gguf_path() -> PathBuf {
     let path = match std::env::var_os("MEMRL_SMOLLM2_GGUF") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../.cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
     };
-    assert!(
-        path.is_file(),
-        "SmolLM2 GGUF not found at {} — run scripts/fetch-model.sh or set MEMRL_SMOLLM2_GGUF",
-        path.display()
-    );
+    assert!(path.is_file(), "SmolLM2 GGUF not found at {} — run scripts/fetch-model.sh or set MEMRL_SMOLLM2_GGUF", path.display());
     path
 }
 

@@ -59,27 +59,23 @@ pub struct MetricsLogger {
 impl MetricsLogger {
     /// Opens (creating if needed) `path` for appending.
     pub fn open(path: &Path) -> Result<MetricsLogger, MetricsError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| MetricsError::Io { action: "opening", path: path.to_path_buf(), source })?;
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|source| MetricsError::Io {
+            action: "opening",
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(MetricsLogger { file, path: path.to_path_buf() })
     }
 
     /// Appends `{"step", "wall_time", fields...}` as one line (one `write` call) and flushes.
-    pub fn log<S: AsRef<str>>(
-        &mut self,
-        step: u64,
-        fields: impl IntoIterator<Item = (S, f64)>,
-    ) -> Result<(), MetricsError> {
-        let wall_time =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    pub fn log<S: AsRef<str>>(&mut self, step: u64, fields: impl IntoIterator<Item = (S, f64)>) -> Result<(), MetricsError> {
+        let wall_time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         let line = format_line(step, wall_time, fields)?;
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|_| self.file.flush())
-            .map_err(|source| MetricsError::Io { action: "appending to", path: self.path.clone(), source })
+        self.file.write_all(line.as_bytes()).and_then(|_| self.file.flush()).map_err(|source| MetricsError::Io {
+            action: "appending to",
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
@@ -91,11 +87,7 @@ impl MetricsLogger {
 }
 
 /// Formats one metrics line (with its trailing newline).
-pub fn format_line<S: AsRef<str>>(
-    step: u64,
-    wall_time: f64,
-    fields: impl IntoIterator<Item = (S, f64)>,
-) -> Result<String, MetricsError> {
+pub fn format_line<S: AsRef<str>>(step: u64, wall_time: f64, fields: impl IntoIterator<Item = (S, f64)>) -> Result<String, MetricsError> {
     let mut sorted: BTreeMap<String, f64> = BTreeMap::new();
     for (k, v) in fields {
         let k = k.as_ref();
@@ -129,8 +121,7 @@ pub struct MetricsRow {
 /// Reads a metrics file. A final line without a newline that does not parse (a write cut short
 /// by a crash) is ignored; any other malformed line is an error naming its line number.
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, MetricsError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| MetricsError::Io { action: "reading", path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| MetricsError::Io { action: "reading", path: path.to_path_buf(), source })?;
     let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
     let mut rows = Vec::with_capacity(lines.len());

@@ -64,8 +64,7 @@ impl DirLock {
     /// waiting: [`OwnedDirError::InUse`] if another process (or another handle) holds it.
     pub fn acquire(dir: &Path) -> Result<DirLock, OwnedDirError> {
         let marker = dir.join(OWNED_MARKER);
-        let mut file =
-            OpenOptions::new().read(true).append(true).create(true).open(&marker).map_err(io_err("open", &marker))?;
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&marker).map_err(io_err("open", &marker))?;
         try_lock_exclusive(&file).map_err(|e| match e.kind() {
             std::io::ErrorKind::WouldBlock => OwnedDirError::InUse(dir.to_path_buf()),
             _ => OwnedDirError::Io { action: "lock", path: marker.clone(), source: e },

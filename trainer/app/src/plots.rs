@@ -28,7 +28,12 @@ pub struct PlotSpec {
 pub const STANDARD_PLOTS: &[PlotSpec] = &[
     PlotSpec { file_stem: "reward", title: "Training reward", y_label: "reward", series: &[names::REWARD_MEAN] },
     PlotSpec { file_stem: "eval_reward", title: "Evaluation reward", y_label: "reward", series: &[names::EVAL_REWARD] },
-    PlotSpec { file_stem: "task_score", title: "Task score (train rollouts, held-out evaluation)", y_label: "task score", series: &[names::TASK_SCORE, names::EVAL_TASK_SCORE] },
+    PlotSpec {
+        file_stem: "task_score",
+        title: "Task score (train rollouts, held-out evaluation)",
+        y_label: "task score",
+        series: &[names::TASK_SCORE, names::EVAL_TASK_SCORE],
+    },
     PlotSpec { file_stem: "kl", title: "KL", y_label: "nats", series: &[names::KL_REF, names::KL_APPROX] },
     PlotSpec { file_stem: "entropy", title: "Token entropy", y_label: "nats", series: &[names::ENTROPY] },
     PlotSpec {
@@ -111,9 +116,7 @@ pub type Series = (String, Vec<(f64, f64)>);
 
 /// Extracts the finite points of `name` from the rows.
 pub fn series_of(rows: &[MetricsRow], name: &str) -> Vec<(f64, f64)> {
-    rows.iter()
-        .filter_map(|r| r.fields.get(name).filter(|v| v.is_finite()).map(|&v| (r.step as f64, v)))
-        .collect()
+    rows.iter().filter_map(|r| r.fields.get(name).filter(|v| v.is_finite()).map(|&v| (r.step as f64, v))).collect()
 }
 
 /// Axis range covering `values` with 5% padding (a unit range around a single value).
@@ -135,12 +138,7 @@ pub(crate) fn padded_range(values: impl Iterator<Item = f64> + Clone) -> std::op
     (lo - pad)..(hi + pad)
 }
 
-fn draw_chart<DB: DrawingBackend>(
-    root: DrawingArea<DB, plotters::coord::Shift>,
-    title: &str,
-    y_label: &str,
-    series: &[Series],
-) -> Result<(), String> {
+fn draw_chart<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, title: &str, y_label: &str, series: &[Series]) -> Result<(), String> {
     let points = || series.iter().flat_map(|(_, p)| p.iter());
     let x = padded_range(points().map(|p| p.0));
     let y = padded_range(points().map(|p| p.1));
@@ -208,11 +206,7 @@ pub fn plot_series(path: &Path, title: &str, y_label: &str, series: &[Series], f
                 let root = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
                 draw_chart(root, title, y_label, series).map_err(draw_err)?;
             }
-            std::fs::rename(&tmp, path).map_err(|source| crate::run_dir::RunDirError::Io {
-                action: "rename into",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            std::fs::rename(&tmp, path).map_err(|source| crate::run_dir::RunDirError::Io { action: "rename into", path: path.to_path_buf(), source })?;
         }
     }
     Ok(())
@@ -220,19 +214,10 @@ pub fn plot_series(path: &Path, title: &str, y_label: &str, series: &[Series], f
 
 /// Draws every [`STANDARD_PLOTS`] figure that has data, into `out_dir`. Returns the files written.
 pub fn plot_rows(rows: &[MetricsRow], out_dir: &Path, format: PlotFormat) -> Result<Vec<PathBuf>, PlotError> {
-    std::fs::create_dir_all(out_dir).map_err(|source| crate::run_dir::RunDirError::Io {
-        action: "create directory",
-        path: out_dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(out_dir).map_err(|source| crate::run_dir::RunDirError::Io { action: "create directory", path: out_dir.to_path_buf(), source })?;
     let mut written = Vec::new();
     for spec in STANDARD_PLOTS {
-        let series: Vec<Series> = spec
-            .series
-            .iter()
-            .map(|name| (name.to_string(), series_of(rows, name)))
-            .filter(|(_, pts)| !pts.is_empty())
-            .collect();
+        let series: Vec<Series> = spec.series.iter().map(|name| (name.to_string(), series_of(rows, name))).filter(|(_, pts)| !pts.is_empty()).collect();
         if series.is_empty() {
             continue;
         }

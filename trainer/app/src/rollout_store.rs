@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float32Builder, Float64Array, ListBuilder, RecordBatch, StringArray,
-    UInt8Builder, UInt32Array, UInt32Builder, UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float32Builder, Float64Array, ListBuilder, RecordBatch, StringArray, UInt8Builder, UInt32Array, UInt32Builder,
+    UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Float32Type, Schema, UInt8Type, UInt32Type};
 use parquet::arrow::ArrowWriter;
@@ -139,8 +139,7 @@ pub fn to_record_batch(records: &[RolloutRecord]) -> Result<RecordBatch, Rollout
     }
     let segs = || records.iter().map(|r| &r.segment);
     let mut mask = ListBuilder::new(UInt8Builder::new()).with_field(Field::new("item", DataType::UInt8, false));
-    let mut logprobs =
-        ListBuilder::new(Float32Builder::new()).with_field(Field::new("item", DataType::Float32, false));
+    let mut logprobs = ListBuilder::new(Float32Builder::new()).with_field(Field::new("item", DataType::Float32, false));
     for s in segs() {
         mask.values().append_slice(&s.loss_mask);
         mask.append(true);
@@ -162,8 +161,7 @@ pub fn to_record_batch(records: &[RolloutRecord]) -> Result<RecordBatch, Rollout
         Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.prompt_text.as_str()))),
         Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.response_text.as_str()))),
     ];
-    RecordBatch::try_new(Arc::new(schema()), columns)
-        .map_err(|e| RolloutStoreError::Encode { path: PathBuf::new(), message: e.to_string() })
+    RecordBatch::try_new(Arc::new(schema()), columns).map_err(|e| RolloutStoreError::Encode { path: PathBuf::new(), message: e.to_string() })
 }
 
 /// Writes `records` to `path` as zstd-compressed Parquet, atomically.

@@ -59,11 +59,8 @@ fn refusals_name_the_key_and_touch_nothing() {
     let seeds: Vec<String> = (0..100).map(|i| i.to_string()).collect();
     let lrs: Vec<String> = (1..=101).map(|i| format!("{}e-6", i)).collect();
     let sweep = root.join("huge-sweep.toml");
-    std::fs::write(
-        &sweep,
-        format!("name = \"huge\"\nbase = \"{}\"\nseeds = [{}]\n[grid]\n\"trainer.lr\" = [{}]\n", s(&cfg), seeds.join(", "), lrs.join(", ")),
-    )
-    .unwrap();
+    std::fs::write(&sweep, format!("name = \"huge\"\nbase = \"{}\"\nseeds = [{}]\n[grid]\n\"trainer.lr\" = [{}]\n", s(&cfg), seeds.join(", "), lrs.join(", ")))
+        .unwrap();
     // The default metric, eval/reward, is never logged by a base config without evaluation.
     let unlogged = root.join("unlogged-metric.toml");
     std::fs::write(&unlogged, format!("name = \"unlogged\"\nbase = \"{}\"\n", s(&cfg))).unwrap();
@@ -102,7 +99,10 @@ fn refusals_name_the_key_and_touch_nothing() {
         (["env", "play", "--env", "facts", "--policy", "oracle", "--episodes", "1000000000000"].map(String::from).to_vec(), vec!["--episodes"]),
         (["env", "play", "--env", "facts", "--policy", "oracle", "--episodes", "0"].map(String::from).to_vec(), vec!["--episodes 0"]),
         // An environment knob of the wrong type is named.
-        (["env", "play", "--env", "facts", "--policy", "oracle", "--set", "chunk_size=\"many\""].map(String::from).to_vec(), vec!["chunk_size", "invalid type"]),
+        (
+            ["env", "play", "--env", "facts", "--policy", "oracle", "--set", "chunk_size=\"many\""].map(String::from).to_vec(),
+            vec!["chunk_size", "invalid type"],
+        ),
         (vec!["sweep".into(), s(&sweep)], vec!["huge-sweep.toml", "grid", "10100 trials"]),
         (vec!["sweep".into(), s(&unlogged)], vec!["unlogged-metric.toml", "`metric`", "never be logged", "eval.episodes = 0"]),
         // Configs that cannot run, refused naming the key.
@@ -111,10 +111,7 @@ fn refusals_name_the_key_and_touch_nothing() {
             ["train", cfg.as_str(), "--set", "policy.model=some-model-dir", "--set", "policy.tokenizer_spaces=isolated"].map(String::from).to_vec(),
             vec!["policy.tokenizer_spaces = \"isolated\"", "tiny preset", "some-model-dir"],
         ),
-        (
-            vec!["train".into(), cfg.clone(), "--set".into(), "rollout.max_context_tokens=100000000".into()],
-            vec!["rollout.max_context_tokens", "window"],
-        ),
+        (vec!["train".into(), cfg.clone(), "--set".into(), "rollout.max_context_tokens=100000000".into()], vec!["rollout.max_context_tokens", "window"]),
         (["generate", "--model", "m.gguf", "--prompt", "hi", "--max-tokens", "0"].map(String::from).to_vec(), vec!["--max-tokens"]),
         // Special files as a model: said to be what they are, not "does not exist".
         (["generate", "--model", "/dev/null", "--prompt", "hi"].map(String::from).to_vec(), vec!["/dev/null", "not a regular file"]),
@@ -224,11 +221,8 @@ fn a_metric_spanning_all_of_f64_still_plots() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     std::fs::create_dir_all(&run).unwrap();
-    std::fs::write(
-        run.join("metrics.jsonl"),
-        "{\"step\":1,\"wall_time\":1.0,\"reward/mean\":9e307}\n{\"step\":2,\"wall_time\":2.0,\"reward/mean\":-9e307}\n",
-    )
-    .unwrap();
+    std::fs::write(run.join("metrics.jsonl"), "{\"step\":1,\"wall_time\":1.0,\"reward/mean\":9e307}\n{\"step\":2,\"wall_time\":2.0,\"reward/mean\":-9e307}\n")
+        .unwrap();
     let figs = tmp.path().join("figs");
     let child = Command::new(MEMRL)
         .args(["plot", run.to_str().unwrap(), "--metric", "reward/mean", "--out", figs.to_str().unwrap()])
@@ -348,7 +342,8 @@ fn eval_episodes_beyond_the_split_are_refused_before_any_work() {
     let data = tmp.path().join("locomo.json");
     std::fs::write(&data, std::fs::read_to_string(&fixture).unwrap().replacen("\"mini-1\"", "\"conv-26\"", 1)).unwrap();
     let run = tmp.path().join("run");
-    let facts_env = "[env]\nname = \"facts\"\n\n[env.options]\nentities = 1\ndistractor_entities = 1\ncapacity = 2\nchunk_size = 2\nquestions = 1\nupdates_per_key = 1\n";
+    let facts_env =
+        "[env]\nname = \"facts\"\n\n[env.options]\nentities = 1\ndistractor_entities = 1\ncapacity = 2\nchunk_size = 2\nquestions = 1\nupdates_per_key = 1\n";
     let text = config_text(&run, 1);
     assert!(text.contains(facts_env), "{text}");
     let text = text

@@ -116,7 +116,10 @@ fn quick_json_measures_memrl_and_compares_with_the_peer() {
     // The table: memrl next to the peer, ratio = memrl / peer.
     let rows = r["rows"].as_array().unwrap();
     let measures: Vec<&str> = rows.iter().map(|x| x["measure"].as_str().unwrap()).collect();
-    assert_eq!(measures, ["learner tok/s (fwd+bwd+AdamW, 1×64)", "learner tok per CPU-second", "decode tok/s, batch 1 (16 + 16 new)", "decode tok/s, batch 8 (16 + 16 new)"]);
+    assert_eq!(
+        measures,
+        ["learner tok/s (fwd+bwd+AdamW, 1×64)", "learner tok per CPU-second", "decode tok/s, batch 1 (16 + 16 new)", "decode tok/s, batch 8 (16 + 16 new)"]
+    );
     let peers = [7.810082997636234, 9.081025101960854, 2.95, 9.26];
     let memrls = [f(&l["tokens_per_s"]), f(&l["tokens_per_cpu_s"]), f(&d[0]["decode_tokens_per_s"]), f(&d[1]["decode_tokens_per_s"])];
     for ((row, peer), memrl) in rows.iter().zip(peers).zip(memrls) {
@@ -166,10 +169,8 @@ fn a_peer_that_cannot_run_gives_its_reason_and_no_ratio() {
 
 #[test]
 fn a_missing_model_says_how_to_fetch_it() {
-    let out = Command::new(env!("CARGO_BIN_EXE_memrl"))
-        .args(["bench", "policy", "--quick", "--no-peer", "--model", "/nonexistent/model.gguf"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_memrl")).args(["bench", "policy", "--quick", "--no-peer", "--model", "/nonexistent/model.gguf"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("/nonexistent/model.gguf") && err.contains("scripts/fetch-model.sh"), "{err}");
 }

@@ -53,7 +53,26 @@ fn binary_traces_are_byte_identical_across_runs_and_thread_counts() {
     let run = |name: &str, seed: &str, threads: &str| {
         let path = dir.path().join(name);
         let p = path.to_str().unwrap();
-        let out = memrl(&["env", "play", "--env", "multiobjective", "--policy", "heuristic", "--episodes", "12", "--seed", seed, "--set", "id_style=random", "--trace", p, "--json"], threads);
+        let out = memrl(
+            &[
+                "env",
+                "play",
+                "--env",
+                "multiobjective",
+                "--policy",
+                "heuristic",
+                "--episodes",
+                "12",
+                "--seed",
+                seed,
+                "--set",
+                "id_style=random",
+                "--trace",
+                p,
+                "--json",
+            ],
+            threads,
+        );
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(summary["episodes"], 12);

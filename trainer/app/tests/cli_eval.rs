@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::Parser;
+use memrl_datasets::locomo::LocomoDataset;
+use memrl_datasets::scoring::locomo::{aggregate, score_qa};
 use memrl_envs::env::{Next, ScriptedKind, Split, TaskId};
 use memrl_envs::registry::build_env;
 use memrl_envs::tokens::WhitespaceCounter;
@@ -10,9 +13,6 @@ use memrl_policies::BurnBackend;
 use memrl_policies::train::bpe::{BpeTrainingConfig, train_bpe_tokenizer};
 use memrl_policies::train::checkpoint::{CheckpointOptions, TokenizerFiles, save_checkpoint};
 use memrl_policies::train::tiny::{TinyPreset, init_tiny};
-use clap::Parser;
-use memrl_datasets::locomo::LocomoDataset;
-use memrl_datasets::scoring::locomo::{aggregate, score_qa};
 use memrl_trainer::cli::eval::{EvalArgs, format_report, options, write_report};
 use memrl_trainer::eval::bench::BenchKind;
 use memrl_trainer::eval::output::default_output;
@@ -67,7 +67,9 @@ fn read_json(path: &Path) -> Value {
 /// `locomo`, saved as `<root>/runs/tiny/checkpoints/step-3`.
 fn tiny_checkpoint(root: &Path) -> PathBuf {
     let mut corpus = Vec::new();
-    for (env_name, knobs) in [("facts", Value::Null), ("locomo", serde_json::json!({"max_sessions": 2, "questions_per_episode": 2, "data_path": locomo_data()}))] {
+    for (env_name, knobs) in
+        [("facts", Value::Null), ("locomo", serde_json::json!({"max_sessions": 2, "questions_per_episode": 2, "data_path": locomo_data()}))]
+    {
         let mut env = build_env(env_name, knobs, std::sync::Arc::new(WhitespaceCounter)).unwrap();
         let split = if env_name == "locomo" { Split::Validation } else { Split::Train };
         let mut turn = env.reset(TaskId { split, index: 0 }, 1).unwrap();
@@ -83,7 +85,9 @@ fn tiny_checkpoint(root: &Path) -> PathBuf {
             }
         }
     }
-    let tokenizer = train_bpe_tokenizer(corpus.iter().map(String::as_str), &BpeTrainingConfig { vocab_size: 700, min_frequency: 2, ..BpeTrainingConfig::default() }).unwrap();
+    let tokenizer =
+        train_bpe_tokenizer(corpus.iter().map(String::as_str), &BpeTrainingConfig { vocab_size: 700, min_frequency: 2, ..BpeTrainingConfig::default() })
+            .unwrap();
     let model = init_tiny(BurnBackend::flex(), TinyPreset::L2D64, tokenizer.vocab_size(), 7).unwrap();
     let dir = root.join("runs/tiny/checkpoints/step-3");
     std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
@@ -115,11 +119,34 @@ fn locomo_oracle_with_limit_prints_the_table_and_writes_json_that_memrl_score_ag
     let out = dir.path().join("res/locomo-oracle.json");
     let data = format!("data_path={}", locomo_data().display());
     let stdout = memrl_eval(
-        &["--bench", "locomo", "--policy", "oracle", "--limit", "40", "--set", "conversations=[\"conv-41\"]", "--set", &data, "--out", out.to_str().unwrap(), "--no-progress"],
+        &[
+            "--bench",
+            "locomo",
+            "--policy",
+            "oracle",
+            "--limit",
+            "40",
+            "--set",
+            "conversations=[\"conv-41\"]",
+            "--set",
+            &data,
+            "--out",
+            out.to_str().unwrap(),
+            "--no-progress",
+        ],
         dir.path(),
     )
     .unwrap();
-    for needle in ["single-hop (4)", "multi-hop (1)", "temporal (2)", "adversarial (5)", "overall (all categories)", "overall w/o adversarial", "questions: 40 (--limit 40)", "BLEU-1"] {
+    for needle in [
+        "single-hop (4)",
+        "multi-hop (1)",
+        "temporal (2)",
+        "adversarial (5)",
+        "overall (all categories)",
+        "overall w/o adversarial",
+        "questions: 40 (--limit 40)",
+        "BLEU-1",
+    ] {
         assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
     }
     let report = read_json(&out);
@@ -175,9 +202,27 @@ fn tiny_model_as_reader_judge_and_agent() {
     let data = format!("data_path={}", locomo_data().display());
     let stdout = memrl_eval(
         &[
-            "--checkpoint", ckpt_arg, "--bench", "locomo", "--policy", "bm25-rag", "--limit", "3",
-            "--set", "conversations=[\"conv-41\"]", "--set", &data, "--judge-model", ckpt_arg, "--judge-max-tokens", "8",
-            "--answer-tokens", "6", "--top-k", "3", "--no-progress",
+            "--checkpoint",
+            ckpt_arg,
+            "--bench",
+            "locomo",
+            "--policy",
+            "bm25-rag",
+            "--limit",
+            "3",
+            "--set",
+            "conversations=[\"conv-41\"]",
+            "--set",
+            &data,
+            "--judge-model",
+            ckpt_arg,
+            "--judge-max-tokens",
+            "8",
+            "--answer-tokens",
+            "6",
+            "--top-k",
+            "3",
+            "--no-progress",
         ],
         dir.path(),
     )
@@ -247,7 +292,11 @@ fn config_file_supplies_the_judge_and_base_knobs() {
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("eval.toml");
-    std::fs::write(&config, "[run]\nname = \"ignored\"\n[judge]\nmodel = \"judge.gguf\"\nmax_new_tokens = 5\n[env]\nname = \"facts\"\n[env.options]\nentities = 2\ncapacity = 3\n").unwrap();
+    std::fs::write(
+        &config,
+        "[run]\nname = \"ignored\"\n[judge]\nmodel = \"judge.gguf\"\nmax_new_tokens = 5\n[env]\nname = \"facts\"\n[env.options]\nentities = 2\ncapacity = 3\n",
+    )
+    .unwrap();
     let parse = |extra: &[&str]| {
         let mut argv = vec!["memrl-eval", "--bench", "facts", "--config", config.to_str().unwrap()];
         argv.extend_from_slice(extra);

@@ -14,13 +14,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn memrl(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memrl"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("MEMRL_DATA_DIR")
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("memrl runs")
+    Command::new(env!("CARGO_BIN_EXE_memrl")).args(args).current_dir(dir).env_remove("MEMRL_DATA_DIR").env("RUST_BACKTRACE", "1").output().expect("memrl runs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -29,16 +23,8 @@ fn text(bytes: &[u8]) -> String {
 
 fn assert_one_line_error(output: &Output, needles: &[&str]) {
     let err = text(&output.stderr);
-    assert!(
-        !output.status.success(),
-        "expected failure, stdout: {}",
-        text(&output.stdout)
-    );
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "error is not one line: {err}"
-    );
+    assert!(!output.status.success(), "expected failure, stdout: {}", text(&output.stdout));
+    assert_eq!(err.trim_end().lines().count(), 1, "error is not one line: {err}");
     assert!(!err.contains("panicked"), "{err}");
     for needle in needles {
         assert!(err.contains(needle), "missing {needle:?} in: {err}");
@@ -52,15 +38,7 @@ fn write_lines(path: &Path, lines: &[Value]) {
 
 fn score_mini(dir: &Path, predictions: &Path, extra: &[&str]) -> Output {
     let data = fixture("locomo_mini.json");
-    let mut args = vec![
-        "score",
-        "--bench",
-        "locomo",
-        "--data",
-        data.to_str().unwrap(),
-        "--predictions",
-        predictions.to_str().unwrap(),
-    ];
+    let mut args = vec!["score", "--bench", "locomo", "--data", data.to_str().unwrap(), "--predictions", predictions.to_str().unwrap()];
     args.extend_from_slice(extra);
     memrl(dir, &args)
 }
@@ -84,30 +62,14 @@ fn locomo_scores_missing_and_out_file() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(stdout.contains("official scorer"), "{stdout}");
-    assert!(
-        stdout.contains("3 questions have no prediction: excluded from the means"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("3 questions have no prediction: excluded from the means"), "{stdout}");
 
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(
-        leftovers.len(),
-        2,
-        "no temporary files left behind: {leftovers:?}"
-    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "no temporary files left behind: {leftovers:?}");
     let questions = report["questions"].as_array().unwrap();
     assert_eq!(questions.len(), 8);
-    let score = |sample: &str, index: u64| {
-        questions
-            .iter()
-            .find(|q| q["sample_id"] == sample && q["qa_index"] == index)
-            .unwrap()["score"]
-            .clone()
-    };
+    let score = |sample: &str, index: u64| questions.iter().find(|q| q["sample_id"] == sample && q["qa_index"] == index).unwrap()["score"].clone();
     assert_eq!(score("mini-1", 0), json!(1.0));
     assert_eq!(score("mini-1", 1), json!(0.667), "two of three list items");
     assert_eq!(score("mini-1", 2), json!(1.0), "integer gold");
@@ -118,30 +80,17 @@ fn locomo_scores_missing_and_out_file() {
     assert_eq!(report["overall"]["count"], 5);
     assert_eq!(report["overall"]["missing"], 3);
     let single_hop = &report["by_category"][0];
-    assert_eq!(
-        (single_hop["id"].as_u64(), single_hop["count"].as_u64()),
-        (Some(4), Some(2))
-    );
+    assert_eq!((single_hop["id"].as_u64(), single_hop["count"].as_u64()), (Some(4), Some(2)));
     assert_eq!(single_hop["mean"], json!(0.75));
     let expected_overall = (1.0 + 0.5 + 0.667 + 1.0 + 1.0) / 5.0;
-    assert_eq!(
-        report["overall"]["mean"].as_f64().unwrap(),
-        expected_overall
-    );
+    assert_eq!(report["overall"]["mean"].as_f64().unwrap(), expected_overall);
 
-    let output = score_mini(
-        dir.path(),
-        &predictions,
-        &["--missing-as-zero", "--out", out.to_str().unwrap()],
-    );
+    let output = score_mini(dir.path(), &predictions, &["--missing-as-zero", "--out", out.to_str().unwrap()]);
     assert!(output.status.success());
     assert!(text(&output.stdout).contains("counted as 0"));
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(report["overall"]["count"], 8);
-    assert_eq!(
-        report["overall"]["mean"].as_f64().unwrap(),
-        (1.0 + 0.5 + 0.667 + 1.0 + 1.0) / 8.0
-    );
+    assert_eq!(report["overall"]["mean"].as_f64().unwrap(), (1.0 + 0.5 + 0.667 + 1.0 + 1.0) / 8.0);
 }
 
 #[test]
@@ -149,55 +98,14 @@ fn locomo_prediction_errors_are_one_line_and_name_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let good = r#"{"sample_id": "mini-1", "qa_index": 0, "prediction": "x"}"#;
     let cases: [(&str, &[&str]); 8] = [
-        (
-            "{\"sample_id\": \"mini-1\", \"qa_index\": 1, \"prediction\": \"x\"",
-            &["preds.jsonl:2:", "not valid JSON", "EOF"],
-        ),
-        (
-            "{sample_id: 1}",
-            &["preds.jsonl:2:", "not valid JSON", "column"],
-        ),
-        (
-            r#"{"sample_id": "mini-1", "qa_index": 1}"#,
-            &[
-                "preds.jsonl:2:",
-                "missing field `prediction`",
-                "expected {\"sample_id\"",
-            ],
-        ),
-        (
-            r#"{"sample_id": "mini-1", "qa_index": "1", "prediction": "x"}"#,
-            &["preds.jsonl:2:", "at $.qa_index", "expected usize"],
-        ),
-        (
-            r#"{"sample_id": "mini-1", "qa_index": 1, "prediction": null}"#,
-            &["preds.jsonl:2:", "at $.prediction", "expected a string"],
-        ),
-        (
-            r#"{"sample_id": "conv-99", "qa_index": 1, "prediction": "x"}"#,
-            &[
-                "preds.jsonl:2:",
-                "unknown sample_id \"conv-99\"",
-                "mini-1, mini-2",
-            ],
-        ),
-        (
-            r#"{"sample_id": "mini-1", "qa_index": 7, "prediction": "x"}"#,
-            &[
-                "preds.jsonl:2:",
-                "qa_index 7 is out of range for mini-1",
-                "(0-6)",
-            ],
-        ),
-        (
-            good,
-            &[
-                "preds.jsonl:2:",
-                "duplicate prediction for mini-1 qa_index 0",
-                "first given at",
-                "preds.jsonl:1)",
-            ],
-        ),
+        ("{\"sample_id\": \"mini-1\", \"qa_index\": 1, \"prediction\": \"x\"", &["preds.jsonl:2:", "not valid JSON", "EOF"]),
+        ("{sample_id: 1}", &["preds.jsonl:2:", "not valid JSON", "column"]),
+        (r#"{"sample_id": "mini-1", "qa_index": 1}"#, &["preds.jsonl:2:", "missing field `prediction`", "expected {\"sample_id\""]),
+        (r#"{"sample_id": "mini-1", "qa_index": "1", "prediction": "x"}"#, &["preds.jsonl:2:", "at $.qa_index", "expected usize"]),
+        (r#"{"sample_id": "mini-1", "qa_index": 1, "prediction": null}"#, &["preds.jsonl:2:", "at $.prediction", "expected a string"]),
+        (r#"{"sample_id": "conv-99", "qa_index": 1, "prediction": "x"}"#, &["preds.jsonl:2:", "unknown sample_id \"conv-99\"", "mini-1, mini-2"]),
+        (r#"{"sample_id": "mini-1", "qa_index": 7, "prediction": "x"}"#, &["preds.jsonl:2:", "qa_index 7 is out of range for mini-1", "(0-6)"]),
+        (good, &["preds.jsonl:2:", "duplicate prediction for mini-1 qa_index 0", "first given at", "preds.jsonl:1)"]),
     ];
     for (second_line, needles) in cases {
         let predictions = dir.path().join("preds.jsonl");
@@ -242,10 +150,7 @@ fn gold_plus_noise(qa: &Value) -> String {
 #[test]
 fn locomo_real_data_matches_the_python_reference() {
     let data_path = repo_root().join("../shared/data/locomo/locomo10.json");
-    let raw: Value = serde_json::from_str(
-        &std::fs::read_to_string(&data_path).expect("locomo10.json is present"),
-    )
-    .unwrap();
+    let raw: Value = serde_json::from_str(&std::fs::read_to_string(&data_path).expect("locomo10.json is present")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let predictions = dir.path().join("preds.jsonl");
     let mut lines = Vec::new();
@@ -257,50 +162,22 @@ fn locomo_real_data_matches_the_python_reference() {
     write_lines(&predictions, &lines);
     let out = dir.path().join("scores.json");
     // Default data path, from the repository root.
-    let output = memrl(
-        &repo_root(),
-        &[
-            "score",
-            "--bench",
-            "locomo",
-            "--predictions",
-            predictions.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let output = memrl(&repo_root(), &["score", "--bench", "locomo", "--predictions", predictions.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
 
-    let header_line = include_str!("../../../datasets/tests/fixtures/locomo_scores_real.jsonl")
-        .lines()
-        .next()
-        .unwrap();
+    let header_line = include_str!("../../../datasets/tests/fixtures/locomo_scores_real.jsonl").lines().next().unwrap();
     let header: Value = serde_json::from_str(header_line).unwrap();
     let expected = &header["aggregates"]["gold_plus_noise"];
     assert_eq!(report["overall"]["count"], expected["count"]);
-    assert_eq!(
-        report["overall"]["mean"].as_f64(),
-        expected["overall"].as_f64()
-    );
+    assert_eq!(report["overall"]["mean"].as_f64(), expected["overall"].as_f64());
     for category in report["by_category"].as_array().unwrap() {
         let want = &expected["by_category"][category["id"].to_string()];
         assert_eq!(category["count"], want["count"]);
-        assert_eq!(
-            category["mean"].as_f64(),
-            want["mean"].as_f64(),
-            "category {}",
-            category["id"]
-        );
+        assert_eq!(category["mean"].as_f64(), want["mean"].as_f64(), "category {}", category["id"]);
     }
     let stdout = text(&output.stdout);
-    assert!(
-        stdout.contains(&format!(
-            "overall         1986        0  {:>8.3}",
-            expected["overall"].as_f64().unwrap()
-        )),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("overall         1986        0  {:>8.3}", expected["overall"].as_f64().unwrap())), "{stdout}");
 }
 
 #[test]
@@ -321,35 +198,14 @@ fn longmemeval_proxy_from_jsonl_and_array() {
         let out = dir.path().join("lme.json");
         let output = memrl(
             dir.path(),
-            &[
-                "score",
-                "--bench",
-                "longmemeval",
-                "--data",
-                data.to_str().unwrap(),
-                "--predictions",
-                file.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ],
+            &["score", "--bench", "longmemeval", "--data", data.to_str().unwrap(), "--predictions", file.to_str().unwrap(), "--out", out.to_str().unwrap()],
         );
         assert!(output.status.success(), "{}", text(&output.stderr));
         let stdout = text(&output.stdout);
-        assert!(
-            stdout.contains("PROXY metric, NOT the official judge accuracy"),
-            "{stdout}"
-        );
-        assert!(
-            stdout.contains("4 questions have no hypothesis: excluded."),
-            "{stdout}"
-        );
+        assert!(stdout.contains("PROXY metric, NOT the official judge accuracy"), "{stdout}");
+        assert!(stdout.contains("4 questions have no hypothesis: excluded."), "{stdout}");
         let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-        assert!(
-            report["metric"]
-                .as_str()
-                .unwrap()
-                .starts_with("PROXY (NOT the official")
-        );
+        assert!(report["metric"].as_str().unwrap().starts_with("PROXY (NOT the official"));
         assert_eq!(report["proxy_overall"], json!(0.75));
         assert_eq!(report["proxy_abstention"], json!(1.0));
         assert_eq!(report["missing"], 4);
@@ -362,60 +218,15 @@ fn longmemeval_errors() {
     let data = fixture("longmemeval_sample.json");
     let hyp = dir.path().join("hyp.jsonl");
     std::fs::write(&hyp, "{\"question_id\": \"zzz\", \"hypothesis\": \"x\"}\n").unwrap();
-    let output = memrl(
-        dir.path(),
-        &[
-            "score",
-            "--bench",
-            "longmemeval",
-            "--predictions",
-            hyp.to_str().unwrap(),
-        ],
-    );
+    let output = memrl(dir.path(), &["score", "--bench", "longmemeval", "--predictions", hyp.to_str().unwrap()]);
     assert_one_line_error(&output, &["needs --data PATH"]);
-    let output = memrl(
-        dir.path(),
-        &[
-            "score",
-            "--bench",
-            "longmemeval",
-            "--data",
-            data.to_str().unwrap(),
-            "--predictions",
-            hyp.to_str().unwrap(),
-        ],
-    );
+    let output = memrl(dir.path(), &["score", "--bench", "longmemeval", "--data", data.to_str().unwrap(), "--predictions", hyp.to_str().unwrap()]);
     assert_one_line_error(&output, &["hyp.jsonl:1:", "unknown question_id \"zzz\""]);
     std::fs::write(&hyp, "[{\"question_id\": \"a1b2c3d4\", \"hypothesis\": 3}]").unwrap();
-    let output = memrl(
-        dir.path(),
-        &[
-            "score",
-            "--bench",
-            "longmemeval",
-            "--data",
-            data.to_str().unwrap(),
-            "--predictions",
-            hyp.to_str().unwrap(),
-        ],
-    );
-    assert_one_line_error(
-        &output,
-        &["hyp.jsonl:", "at $[0].hypothesis", "expected a string"],
-    );
+    let output = memrl(dir.path(), &["score", "--bench", "longmemeval", "--data", data.to_str().unwrap(), "--predictions", hyp.to_str().unwrap()]);
+    assert_one_line_error(&output, &["hyp.jsonl:", "at $[0].hypothesis", "expected a string"]);
     std::fs::write(&hyp, "{\"question_id\": \"a1b2c3d4\", \"hypothesis\": \"x\"}\n{\"question_id\": \"a1b2c3d4\", \"hypothesis\": \"y\"}\n").unwrap();
-    let output = memrl(
-        dir.path(),
-        &[
-            "score",
-            "--bench",
-            "longmemeval",
-            "--data",
-            data.to_str().unwrap(),
-            "--predictions",
-            hyp.to_str().unwrap(),
-        ],
-    );
+    let output = memrl(dir.path(), &["score", "--bench", "longmemeval", "--data", data.to_str().unwrap(), "--predictions", hyp.to_str().unwrap()]);
     assert_one_line_error(&output, &["hyp.jsonl:2:", "duplicate hypothesis"]);
 }
 
@@ -424,13 +235,7 @@ fn score_help() {
     let output = memrl(&repo_root(), &["score", "--help"]);
     let help = text(&output.stdout);
     assert!(output.status.success());
-    for needle in [
-        "--predictions",
-        "--missing-as-zero",
-        "--out",
-        "qa_index",
-        "PROXY",
-    ] {
+    for needle in ["--predictions", "--missing-as-zero", "--out", "qa_index", "PROXY"] {
         assert!(help.contains(needle), "missing {needle} in:\n{help}");
     }
 }

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use memrl_rl::metrics::is_timing_key;
 use memrl_trainer::metrics::read_metrics;
 use memrl_trainer::run_dir::latest_complete_checkpoint;
-use memrl_rl::metrics::is_timing_key;
 
 const MEMRL: &str = env!("CARGO_BIN_EXE_memrl");
 
@@ -126,7 +126,18 @@ fn train_writes_the_run_directory() {
     let teachers: Vec<bool> = baselines.iter().map(|b| b["teacher"].as_bool().unwrap()).collect();
     assert_eq!(teachers.iter().filter(|t| **t).count(), 1, "exactly the SFT source is the teacher: {baselines:?}");
     let run = tmp.path().join("full");
-    for file in ["config.toml", "metrics.jsonl", "sft_metrics.jsonl", "tokenizer/tokenizer.json", "plots/reward.png", "plots/task_score.png", "plots/sft_nll.png", "eval/facts-step-0.json", "eval/facts-step-4.json", "eval/facts-baselines.json"] {
+    for file in [
+        "config.toml",
+        "metrics.jsonl",
+        "sft_metrics.jsonl",
+        "tokenizer/tokenizer.json",
+        "plots/reward.png",
+        "plots/task_score.png",
+        "plots/sft_nll.png",
+        "eval/facts-step-0.json",
+        "eval/facts-step-4.json",
+        "eval/facts-baselines.json",
+    ] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
     // Checkpoints after SFT (step 0) and every step, each complete with trainer state and optimizer.
@@ -141,14 +152,33 @@ fn train_writes_the_run_directory() {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = |f: &str| std::fs::metadata(run.join(f)).unwrap().permissions().mode() & 0o777;
-        for file in ["config.toml", "checkpoints/step-4/trainer_state.json", "checkpoints/step-4/model.safetensors", "eval/facts-step-4.json", "eval/facts-baselines.json", "plots/reward.png"] {
+        for file in [
+            "config.toml",
+            "checkpoints/step-4/trainer_state.json",
+            "checkpoints/step-4/model.safetensors",
+            "eval/facts-step-4.json",
+            "eval/facts-baselines.json",
+            "plots/reward.png",
+        ] {
             assert_eq!(mode(file), mode("metrics.jsonl"), "{file}: mode {:o}", mode(file));
         }
     }
     let rows = comparable(&run);
     assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
     let step1: std::collections::BTreeMap<String, f64> = rows[1].1.iter().map(|(k, v)| (k.clone(), f64::from_bits(*v))).collect();
-    for key in ["reward/mean", "reward/std", "adv/mean", "segments/count", "segments/fractures", "loss/pg", "clip/frac_high", "kl/approx", "grad_norm", "lr", "rollout/context_tokens_mean"] {
+    for key in [
+        "reward/mean",
+        "reward/std",
+        "adv/mean",
+        "segments/count",
+        "segments/fractures",
+        "loss/pg",
+        "clip/frac_high",
+        "kl/approx",
+        "grad_norm",
+        "lr",
+        "rollout/context_tokens_mean",
+    ] {
         assert!(step1.contains_key(key), "metrics lack {key}: {:?}", step1.keys());
     }
     // facts rebuilds the context every chunk: every trajectory has fractures under DCPO.
@@ -185,12 +215,7 @@ fn same_seed_same_metrics_whatever_the_thread_count() {
 
 /// Kills a run with SIGKILL once `ready` holds (polled), then resumes it to the end.
 fn kill_then_resume(cfg: &Path, run: &Path, ready: impl Fn() -> bool, extra_delay: Duration) -> String {
-    let mut child = Command::new(MEMRL)
-        .args(["train", cfg.to_str().unwrap(), "--quiet"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(MEMRL).args(["train", cfg.to_str().unwrap(), "--quiet"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = Instant::now();
     while !ready() {
         assert!(start.elapsed() < Duration::from_secs(300), "run never reached the kill point");
@@ -232,12 +257,10 @@ fn sigkill_at_an_epoch_boundary_then_resume_matches() {
     // task_pool 4 / batch 2: step 2 ends the sampler's first epoch. Kill as soon as its checkpoint is complete.
     let ckpts = run.join("checkpoints");
     kill_then_resume(&cfg, &run, || latest_complete_checkpoint(&ckpts).ok().flatten().is_some_and(|(s, _)| s >= 2), Duration::ZERO);
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/step-2/trainer_state.json")).unwrap()).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/step-2/trainer_state.json")).unwrap()).unwrap();
     // Step 2 drew the last two tasks of epoch 0: the next draw starts epoch 1.
     assert_eq!((state["sampler"]["epoch"].as_u64(), state["sampler"]["position"].as_u64()), (Some(0), Some(4)), "{state}");
-    let after: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/step-3/trainer_state.json")).unwrap()).unwrap();
+    let after: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/step-3/trainer_state.json")).unwrap()).unwrap();
     assert_eq!(after["sampler"]["epoch"], 1, "{after}");
     assert_eq!(comparable(&tmp.path().join("reference")), comparable(&run));
 }
@@ -371,11 +394,15 @@ fn sigkill_during_sft_then_resume_matches_an_uninterrupted_run() {
     assert!(stderr.contains("sft: resuming after step") && stderr.contains("sft-step-999.memrl-tmp"), "{stderr}");
     assert_eq!(sft_comparable(&reference), sft_comparable(&run));
     assert_eq!(comparable(&reference), comparable(&run));
-    for file in ["checkpoints/step-0/model.safetensors", "checkpoints/step-2/model.safetensors", "checkpoints/step-2/optimizer.safetensors", "checkpoints/step-0/trainer_state.json"] {
+    for file in [
+        "checkpoints/step-0/model.safetensors",
+        "checkpoints/step-2/model.safetensors",
+        "checkpoints/step-2/optimizer.safetensors",
+        "checkpoints/step-0/trainer_state.json",
+    ] {
         assert!(std::fs::read(reference.join(file)).unwrap() == std::fs::read(run.join(file)).unwrap(), "{file} differs");
     }
-    let mut left: Vec<String> =
-        std::fs::read_dir(run.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut left: Vec<String> = std::fs::read_dir(run.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     left.sort();
     assert_eq!(left, ["my-notes", "step-0", "step-1", "step-2"]);
 }

@@ -1,10 +1,10 @@
 //! Configuration: defaults, files, `--set` overrides, and error messages that name the key.
 
 use memrl_rl::advantage::AdvantageEstimator;
-use memrl_trainer::config::{self, Config, ConfigError, Device, defaults_toml, from_toml_str};
 use memrl_rl::loss::{KlEstimator, LossAggregation};
 use memrl_rl::schedule::ScheduleKind;
 use memrl_rl::segments::SegmentationMode;
+use memrl_trainer::config::{self, Config, ConfigError, Device, defaults_toml, from_toml_str};
 
 fn set(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
@@ -109,10 +109,7 @@ fn unknown_keys_are_rejected_with_their_path() {
     assert!(err.to_string().contains("trainers"), "{err}");
 
     let err = from_toml_str("", "t", &set(&["trainer.learning_rate=1"])).unwrap_err();
-    assert!(
-        matches!(&err, ConfigError::UnknownKey { key, .. } if key == "trainer.learning_rate"),
-        "{err}"
-    );
+    assert!(matches!(&err, ConfigError::UnknownKey { key, .. } if key == "trainer.learning_rate"), "{err}");
     assert!(err.to_string().contains("lr"), "the known keys are listed: {err}");
     let err = from_toml_str("", "t", &set(&["policy.lora.rank.x=1"])).unwrap_err();
     assert!(matches!(err, ConfigError::BadOverride { .. }), "{err}");
@@ -161,5 +158,8 @@ fn derived_settings() {
     assert_eq!((d.dual_clip, d.tis_cap), (Some(3.0), Some(2.0)));
     let s = c.trainer.schedule(100);
     assert_eq!((s.base_lr, s.total_steps), (1e-6, 100));
-    assert_eq!(Config { run: config::RunConfig { dir: "out/x".into(), ..Default::default() }, ..Default::default() }.run_dir(), std::path::PathBuf::from("out/x"));
+    assert_eq!(
+        Config { run: config::RunConfig { dir: "out/x".into(), ..Default::default() }, ..Default::default() }.run_dir(),
+        std::path::PathBuf::from("out/x")
+    );
 }

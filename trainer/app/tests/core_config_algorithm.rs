@@ -23,12 +23,9 @@ fn combinations_that_cannot_train_name_their_key() {
     assert_names(&refused(&["rollout.top_p=0.9"]), "rollout.top_p", "off-policy");
     assert_names(&refused(&["rollout.top_k=40"]), "rollout.top_k", "off-policy");
     assert_names(&refused(&["rollout.temperature=0"]), "rollout.temperature", "greedy");
-    for (agg, weighting) in [
-        ("token_mean", "trajectory_equal"),
-        ("token_mean", "token_proportional"),
-        ("trajectory_mean", "trajectory_equal"),
-        ("dr_grpo", "token_proportional"),
-    ] {
+    for (agg, weighting) in
+        [("token_mean", "trajectory_equal"), ("token_mean", "token_proportional"), ("trajectory_mean", "trajectory_equal"), ("dr_grpo", "token_proportional")]
+    {
         let err = refused(&[&format!("algorithm.loss_agg={agg}"), &format!("algorithm.segment_weighting={weighting}")]);
         assert_names(&err, "algorithm.segment_weighting", "segment weighting");
     }

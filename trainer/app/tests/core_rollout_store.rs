@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
-use memrl_trainer::rollout_store::{RolloutRecord, RolloutStoreError, read_rollouts, write_rollouts};
 use memrl_rl::segments::{SegmentationMode, TrajectoryRecorder};
+use memrl_trainer::rollout_store::{RolloutRecord, RolloutStoreError, read_rollouts, write_rollouts};
 use parquet::arrow::ArrowWriter;
 
 fn records() -> Vec<RolloutRecord> {
@@ -20,11 +20,7 @@ fn records() -> Vec<RolloutRecord> {
         .into_iter()
         .enumerate()
         .map(|(i, segment)| RolloutRecord {
-            segment,
-            advantage: -0.75,
-            reward: 0.25,
-            prompt_text: format!("prompt {i} ünïcode"),
-            response_text: String::new(),
+            segment, advantage: -0.75, reward: 0.25, prompt_text: format!("prompt {i} ünïcode"), response_text: String::new()
         })
         .collect()
 }
@@ -88,9 +84,7 @@ fn foreign_files_give_errors_naming_the_column() {
 #[test]
 fn write_sample_for_python_check() {
     let dir = tempfile::tempdir().unwrap();
-    let path = std::env::var("MEMRL_WRITE_SAMPLE_PARQUET")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| dir.path().join("sample.parquet"));
+    let path = std::env::var("MEMRL_WRITE_SAMPLE_PARQUET").map(std::path::PathBuf::from).unwrap_or_else(|_| dir.path().join("sample.parquet"));
     write_rollouts(&path, &records()).unwrap();
     assert_eq!(read_rollouts(&path).unwrap(), records());
     let required = std::env::var("MEMRL_CHECK_TRANSFORMERS").is_ok_and(|v| v == "1");
@@ -101,11 +95,5 @@ fn write_sample_for_python_check() {
     };
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_parquet.py");
     let out = std::process::Command::new(&python).arg(&script).arg(&path).output().expect("run the Python interpreter");
-    assert!(
-        out.status.success(),
-        "{python} {}: {}{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{python} {}: {}{}", script.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }

@@ -3,12 +3,11 @@
 use std::fs;
 use std::path::Path;
 
-use memrl_trainer::run_dir::{
-    ExistingRun, RunDir, RunDirError, checkpoint_dir_name, complete_checkpoints, complete_sft_checkpoints,
-    latest_complete_checkpoint, prune_checkpoints, recover_checkpoints, remove_sft_checkpoints, sft_checkpoint_dir_name,
-    write_checkpoint, write_file_atomic,
-};
 use memrl_trainer::owned_dir::{OWNED_MARKER, OwnedDirError};
+use memrl_trainer::run_dir::{
+    ExistingRun, RunDir, RunDirError, checkpoint_dir_name, complete_checkpoints, complete_sft_checkpoints, latest_complete_checkpoint, prune_checkpoints,
+    recover_checkpoints, remove_sft_checkpoints, sft_checkpoint_dir_name, write_checkpoint, write_file_atomic,
+};
 
 #[test]
 fn existing_directories_need_resume_or_overwrite() {
@@ -160,8 +159,10 @@ fn recovery_removes_only_memrls_own_temporaries() {
     }
     let mut removed = recover_checkpoints(dir).unwrap();
     removed.sort();
-    let mut expected: Vec<_> =
-        ["sft-step-8.memrl-tmp", "step-3.memrl-tmp", "step-3.tmp", "step-4.tmp.old", "step-4.tmp.tmp", "step-5.replaced.tmp"].iter().map(|d| dir.join(d)).collect();
+    let mut expected: Vec<_> = ["sft-step-8.memrl-tmp", "step-3.memrl-tmp", "step-3.tmp", "step-4.tmp.old", "step-4.tmp.tmp", "step-5.replaced.tmp"]
+        .iter()
+        .map(|d| dir.join(d))
+        .collect();
     expected.sort();
     assert_eq!(removed, expected);
     let mut left: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();

@@ -172,8 +172,7 @@ impl Advantages {
 
     /// Summary statistics for logging.
     pub fn summary(&self) -> AdvantageSummary {
-        let live: Vec<f64> =
-            self.by_trajectory.values().filter(|a| !a.masked).map(|a| a.advantage).collect();
+        let live: Vec<f64> = self.by_trajectory.values().filter(|a| !a.masked).map(|a| a.advantage).collect();
         let masked = self.by_trajectory.len() - live.len();
         if live.is_empty() {
             return AdvantageSummary { masked, ..Default::default() };
@@ -256,11 +255,7 @@ fn distinct_outcomes(outcomes: &[TrajectoryOutcome]) -> Result<Vec<TrajectoryOut
 
 /// Computes one advantage per distinct trajectory with an outcome estimator (the single dispatch
 /// point over [`AdvantageEstimator`] for outcome rewards). `Gae` returns [`AdvantageError::NeedsValues`].
-pub fn outcome_advantages(
-    estimator: AdvantageEstimator,
-    outcomes: &[TrajectoryOutcome],
-    options: AdvantageOptions,
-) -> Result<Advantages, AdvantageError> {
+pub fn outcome_advantages(estimator: AdvantageEstimator, outcomes: &[TrajectoryOutcome], options: AdvantageOptions) -> Result<Advantages, AdvantageError> {
     if estimator == AdvantageEstimator::Gae {
         return Err(AdvantageError::NeedsValues);
     }
@@ -277,10 +272,7 @@ pub fn outcome_advantages(
     let mut live: Vec<TrajectoryOutcome> = Vec::new();
     for o in &distinct {
         if options.mask_overlong && o.truncated {
-            result.by_trajectory.insert(
-                o.trajectory_id,
-                TrajectoryAdvantage { group_id: o.group_id, advantage: 0.0, masked: true },
-            );
+            result.by_trajectory.insert(o.trajectory_id, TrajectoryAdvantage { group_id: o.group_id, advantage: 0.0, masked: true });
         } else {
             live.push(*o);
         }
@@ -302,10 +294,7 @@ pub fn outcome_advantages(
             AdvantageEstimator::Gae => unreachable!("rejected above"),
         };
         for (o, a) in members.iter().zip(advantages) {
-            result.by_trajectory.insert(
-                o.trajectory_id,
-                TrajectoryAdvantage { group_id: o.group_id, advantage: a, masked: false },
-            );
+            result.by_trajectory.insert(o.trajectory_id, TrajectoryAdvantage { group_id: o.group_id, advantage: a, masked: false });
         }
     }
     Ok(result)
@@ -322,21 +311,14 @@ pub struct TokenAdvantages {
 
 /// Broadcasts each trajectory's advantage onto every policy token of each of its segments.
 /// Output is aligned with `segments`.
-pub fn broadcast_to_segments(
-    segments: &[Segment],
-    advantages: &Advantages,
-) -> Result<Vec<TokenAdvantages>, AdvantageError> {
+pub fn broadcast_to_segments(segments: &[Segment], advantages: &Advantages) -> Result<Vec<TokenAdvantages>, AdvantageError> {
     segments
         .iter()
         .map(|s| {
-            let a = advantages.get(s.trajectory_id).ok_or(AdvantageError::MissingTrajectory {
-                trajectory_id: s.trajectory_id,
-                index: s.index,
-            })?;
+            let a = advantages.get(s.trajectory_id).ok_or(AdvantageError::MissingTrajectory { trajectory_id: s.trajectory_id, index: s.index })?;
             let keep = !a.masked;
             let loss_mask: Vec<u8> = s.loss_mask.iter().map(|&m| u8::from(m != 0 && keep)).collect();
-            let advantages =
-                loss_mask.iter().map(|&m| if m == 1 { a.advantage as f32 } else { 0.0 }).collect();
+            let advantages = loss_mask.iter().map(|&m| if m == 1 { a.advantage as f32 } else { 0.0 }).collect();
             Ok(TokenAdvantages { advantages, loss_mask })
         })
         .collect()
@@ -355,11 +337,7 @@ pub struct GaeOutput {
 /// V after it is 0). `rewards` and `values` must have the same length.
 pub fn gae(rewards: &[f64], values: &[f64], gamma: f64, lam: f64) -> Result<GaeOutput, AdvantageError> {
     if rewards.len() != values.len() {
-        return Err(AdvantageError::LengthMismatch {
-            what: "values".into(),
-            got: values.len(),
-            expected: rewards.len(),
-        });
+        return Err(AdvantageError::LengthMismatch { what: "values".into(), got: values.len(), expected: rewards.len() });
     }
     let n = rewards.len();
     let mut advantages = vec![0.0; n];
@@ -387,10 +365,7 @@ pub struct GaeTokens {
 /// Per-token rewards for GAE from outcome rewards: each trajectory's reward sits on its last
 /// policy token (the last 1 in the loss mask of its highest-index segment), 0 elsewhere.
 /// Output is aligned with `segments`; trajectories missing from `outcomes` are an error.
-pub fn outcome_token_rewards(
-    segments: &[Segment],
-    outcomes: &[TrajectoryOutcome],
-) -> Result<Vec<Vec<f32>>, AdvantageError> {
+pub fn outcome_token_rewards(segments: &[Segment], outcomes: &[TrajectoryOutcome]) -> Result<Vec<Vec<f32>>, AdvantageError> {
     let outcomes = distinct_outcomes(outcomes)?;
     let reward: BTreeMap<u64, f64> = outcomes.iter().map(|o| (o.trajectory_id, o.reward)).collect();
     // (segment position in `segments`, token) of each trajectory's last policy token.
@@ -433,19 +408,11 @@ pub fn gae_batch(
         }
         for (i, (row, s)) in list.iter().zip(segments).enumerate() {
             if row.len() != s.response_ids.len() {
-                return Err(AdvantageError::LengthMismatch {
-                    what: format!("{what}[{i}]"),
-                    got: row.len(),
-                    expected: s.response_ids.len(),
-                });
+                return Err(AdvantageError::LengthMismatch { what: format!("{what}[{i}]"), got: row.len(), expected: s.response_ids.len() });
             }
         }
     }
-    let masked: BTreeSet<u64> = distinct_outcomes(outcomes)?
-        .iter()
-        .filter(|o| mask_overlong && o.truncated)
-        .map(|o| o.trajectory_id)
-        .collect();
+    let masked: BTreeSet<u64> = distinct_outcomes(outcomes)?.iter().filter(|o| mask_overlong && o.truncated).map(|o| o.trajectory_id).collect();
     let known: BTreeSet<u64> = outcomes.iter().map(|o| o.trajectory_id).collect();
     let mut by_trajectory: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (pos, s) in segments.iter().enumerate() {
@@ -532,8 +499,7 @@ mod tests {
     #[test]
     fn groups_are_normalised_separately_and_duplicates_count_once() {
         // Group 0: [1, 0] (trajectory 1 listed twice, e.g. once per segment); group 1: [2, 4].
-        let outcomes =
-            [outcome(1, 0, 1.0, false), outcome(1, 0, 1.0, false), outcome(2, 0, 0.0, false), outcome(3, 1, 2.0, false), outcome(4, 1, 4.0, false)];
+        let outcomes = [outcome(1, 0, 1.0, false), outcome(1, 0, 1.0, false), outcome(2, 0, 0.0, false), outcome(3, 1, 2.0, false), outcome(4, 1, 4.0, false)];
         let a = outcome_advantages(AdvantageEstimator::DrGrpo, &outcomes, AdvantageOptions::default()).unwrap();
         let adv: Vec<f64> = (1..=4).map(|i| a.get(i).unwrap().advantage).collect();
         assert_eq!(adv, vec![0.5, -0.5, -1.0, 1.0]);
@@ -563,11 +529,7 @@ mod tests {
     fn bad_outcomes_are_errors() {
         let e = outcome_advantages(AdvantageEstimator::Grpo, &[outcome(1, 0, f64::NAN, false)], AdvantageOptions::default());
         assert!(matches!(e, Err(AdvantageError::NonFiniteReward { trajectory_id: 1, .. })));
-        let e = outcome_advantages(
-            AdvantageEstimator::Grpo,
-            &[outcome(1, 0, 1.0, false), outcome(1, 0, 0.0, false)],
-            AdvantageOptions::default(),
-        );
+        let e = outcome_advantages(AdvantageEstimator::Grpo, &[outcome(1, 0, 1.0, false), outcome(1, 0, 0.0, false)], AdvantageOptions::default());
         assert_eq!(e, Err(AdvantageError::ConflictingOutcome { trajectory_id: 1 }));
         let e = outcome_advantages(AdvantageEstimator::Gae, &[], AdvantageOptions::default());
         assert_eq!(e, Err(AdvantageError::NeedsValues));

@@ -188,14 +188,7 @@ mod tests {
         };
         let end = end.map(|termination| EpisodeEnd {
             reward,
-            breakdown: RewardBreakdown {
-                task_score: reward,
-                penalty: 0.0,
-                total: reward,
-                termination,
-                questions: Vec::new(),
-                stats: EpisodeStats::default(),
-            },
+            breakdown: RewardBreakdown { task_score: reward, penalty: 0.0, total: reward, termination, questions: Vec::new(), stats: EpisodeStats::default() },
         });
         Trajectory { index, task: TaskId { split: Split::Train, index: 0 }, turns: vec![turn], truncated: end.is_none(), end }
     }
@@ -210,16 +203,14 @@ mod tests {
             ended(4, 0.0, None),
         ];
         assert_eq!(trajs.iter().map(is_overlong).collect::<Vec<_>>(), vec![false, false, true, true, true]);
-        let data = collect(1, &trajs, 5, SegmentationMode::Dcpo, AdvantageEstimator::Grpo, AdvantageOptions::default(), RolloutLogprobs::Policy, 0)
-            .unwrap();
+        let data = collect(1, &trajs, 5, SegmentationMode::Dcpo, AdvantageEstimator::Grpo, AdvantageOptions::default(), RolloutLogprobs::Policy, 0).unwrap();
         assert_eq!(data.trajectory_advantages.summary().masked, 3);
         let masks: Vec<&Vec<u8>> = data.segments.iter().map(|s| &s.loss_mask).collect();
         assert_eq!(masks, vec![&vec![1, 1], &vec![1, 1], &vec![0, 0], &vec![0, 0], &vec![0, 0]]);
         // The learner's importance weights compare with the log-probs the collection asked for.
         assert_eq!(data.segments[0].rollout_logprobs, vec![-0.7, -0.35]);
         let sampled =
-            collect(1, &trajs, 5, SegmentationMode::Dcpo, AdvantageEstimator::Grpo, AdvantageOptions::default(), RolloutLogprobs::Sampled, 0)
-                .unwrap();
+            collect(1, &trajs, 5, SegmentationMode::Dcpo, AdvantageEstimator::Grpo, AdvantageOptions::default(), RolloutLogprobs::Sampled, 0).unwrap();
         assert_eq!(sampled.segments[0].rollout_logprobs, vec![-0.5, -0.25]);
         assert_eq!(RolloutLogprobs::for_temperature(1.0), RolloutLogprobs::Policy);
         assert_eq!(RolloutLogprobs::for_temperature(0.7), RolloutLogprobs::Sampled);

@@ -92,12 +92,7 @@ pub fn loss_fields(d: &LossDiagnostics) -> Vec<(&'static str, f64)> {
 
 /// The metric fields of an advantage summary, under the standard names.
 pub fn advantage_fields(s: &AdvantageSummary) -> Vec<(&'static str, f64)> {
-    vec![
-        (names::ADV_MEAN, s.mean),
-        (names::ADV_STD, s.std),
-        (names::ADV_MASKED, s.masked as f64),
-        (names::ADV_ZERO, s.zero as f64),
-    ]
+    vec![(names::ADV_MEAN, s.mean), (names::ADV_STD, s.std), (names::ADV_MASKED, s.masked as f64), (names::ADV_ZERO, s.zero as f64)]
 }
 
 /// Wall time of one step's phases, in seconds.

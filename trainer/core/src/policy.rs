@@ -2,8 +2,8 @@
 //! live on the backend itself, with an inference twin for the rollout engine and the KL reference.
 
 use memrl_policies::BurnBackend;
-use memrl_policies::model::Llama;
 use memrl_policies::PolicyError;
+use memrl_policies::model::Llama;
 use memrl_policies::train::params::{TrainBackend, hf_state_dict, llama_from_hf_tensors};
 
 /// A backend the run loop can train on: its trainable leaves live on the backend itself (no

@@ -37,9 +37,7 @@ impl Schedule {
     pub fn lr(&self, step: u64) -> f64 {
         match self.kind {
             ScheduleKind::Constant => constant(self.base_lr, self.warmup_steps, step),
-            ScheduleKind::Cosine => {
-                warmup_cosine(self.base_lr, self.warmup_steps, self.total_steps, self.min_lr_ratio, step)
-            }
+            ScheduleKind::Cosine => warmup_cosine(self.base_lr, self.warmup_steps, self.total_steps, self.min_lr_ratio, step),
         }
     }
 }
@@ -61,11 +59,7 @@ pub fn warmup_cosine(base_lr: f64, warmup_steps: u64, total_steps: u64, min_lr_r
         return base_lr * warmup_factor(warmup_steps, step);
     }
     let decay_steps = total_steps.saturating_sub(warmup_steps);
-    let progress = if decay_steps <= 1 {
-        1.0
-    } else {
-        ((step - warmup_steps) as f64 / (decay_steps - 1) as f64).min(1.0)
-    };
+    let progress = if decay_steps <= 1 { 1.0 } else { ((step - warmup_steps) as f64 / (decay_steps - 1) as f64).min(1.0) };
     let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
     base_lr * (min_lr_ratio + (1.0 - min_lr_ratio) * cosine)
 }
@@ -87,7 +81,16 @@ mod tests {
         // base 1, warmup 2, total 7 → 5 decay steps, progress 0, 1/4, 1/2, 3/4, 1 at steps 2..=6.
         // min ratio 0.1: lr = 0.1 + 0.9·0.5·(1 + cos(π p)).
         let s = Schedule { kind: ScheduleKind::Cosine, base_lr: 1.0, warmup_steps: 2, total_steps: 7, min_lr_ratio: 0.1 };
-        let expected = [0.5, 1.0, 1.0, 0.1 + 0.45 * (1.0 + (0.25f64 * std::f64::consts::PI).cos()), 0.55, 0.1 + 0.45 * (1.0 - (0.25f64 * std::f64::consts::PI).cos()), 0.1, 0.1];
+        let expected = [
+            0.5,
+            1.0,
+            1.0,
+            0.1 + 0.45 * (1.0 + (0.25f64 * std::f64::consts::PI).cos()),
+            0.55,
+            0.1 + 0.45 * (1.0 - (0.25f64 * std::f64::consts::PI).cos()),
+            0.1,
+            0.1,
+        ];
         for (step, e) in expected.iter().enumerate() {
             assert!((s.lr(step as u64) - e).abs() < 1e-12, "step {step}: {} vs {e}", s.lr(step as u64));
         }

@@ -89,9 +89,7 @@ pub struct Turn {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SegmentError {
     /// A turn's log-probs do not line up with its completion tokens.
-    #[error(
-        "trajectory {trajectory_id} turn {turn}: {logprobs} completion log-probs for {completion} completion tokens"
-    )]
+    #[error("trajectory {trajectory_id} turn {turn}: {logprobs} completion log-probs for {completion} completion tokens")]
     LogprobLengthMismatch {
         /// The trajectory.
         trajectory_id: u64,
@@ -219,12 +217,7 @@ fn validate_turn(trajectory_id: u64, turn_index: usize, turn: &Turn) -> Result<(
 }
 
 /// Segments `turns` with the chosen mode (the single dispatch point over [`SegmentationMode`]).
-pub fn segment_trajectory(
-    mode: SegmentationMode,
-    trajectory_id: u64,
-    group_id: u64,
-    turns: &[Turn],
-) -> Result<Segmentation, SegmentError> {
+pub fn segment_trajectory(mode: SegmentationMode, trajectory_id: u64, group_id: u64, turns: &[Turn]) -> Result<Segmentation, SegmentError> {
     for (i, turn) in turns.iter().enumerate() {
         validate_turn(trajectory_id, i, turn)?;
     }
@@ -291,11 +284,7 @@ impl SegmentBuilder {
 
     fn push_completion(&mut self, turn: &Turn) {
         let segment = self.segments.last_mut().expect("push_completion needs an open segment");
-        self.turn_spans.push(TurnSpan {
-            segment: segment.index,
-            response_start: segment.response_ids.len(),
-            len: turn.completion_ids.len(),
-        });
+        self.turn_spans.push(TurnSpan { segment: segment.index, response_start: segment.response_ids.len(), len: turn.completion_ids.len() });
         segment.response_ids.extend_from_slice(&turn.completion_ids);
         segment.loss_mask.extend(std::iter::repeat_n(1u8, turn.completion_ids.len()));
         segment.rollout_logprobs.extend_from_slice(&turn.completion_logprobs);
@@ -343,11 +332,7 @@ pub fn per_turn(trajectory_id: u64, group_id: u64, turns: &[Turn]) -> Segmentati
 }
 
 /// Single-sequence segmentation: one segment per trajectory; a broken prefix is an error.
-pub fn prefix_only(
-    trajectory_id: u64,
-    group_id: u64,
-    turns: &[Turn],
-) -> Result<Segmentation, SegmentError> {
+pub fn prefix_only(trajectory_id: u64, group_id: u64, turns: &[Turn]) -> Result<Segmentation, SegmentError> {
     let mut builder = SegmentBuilder::new(trajectory_id, group_id);
     for (i, turn) in turns.iter().enumerate() {
         if i == 0 {
@@ -395,11 +380,7 @@ mod tests {
     #[test]
     fn an_edited_context_fractures() {
         // Turn 1's context drops token 2 (a prune): a new segment starts at its context.
-        let turns = vec![
-            turn(&[1, 2], &[10]),
-            turn(&[1, 10, 30], &[11]),
-            turn(&[1, 10, 30, 11, 31], &[12]),
-        ];
+        let turns = vec![turn(&[1, 2], &[10]), turn(&[1, 10, 30], &[11]), turn(&[1, 10, 30, 11, 31], &[12])];
         let s = dcpo(0, 0, &turns);
         assert_eq!(s.fractures, 1);
         assert_eq!(s.segments.len(), 2);
@@ -422,10 +403,7 @@ mod tests {
         // dropped the completion's last token): not an extension.
         let turns = vec![turn(&[1, 2], &[10, 11]), turn(&[1, 2, 10], &[12])];
         assert_eq!(dcpo(0, 0, &turns).fractures, 1);
-        assert_eq!(
-            prefix_only(0, 0, &turns).unwrap_err(),
-            SegmentError::PrefixBroken { trajectory_id: 0, turn: 1, position: 3 }
-        );
+        assert_eq!(prefix_only(0, 0, &turns).unwrap_err(), SegmentError::PrefixBroken { trajectory_id: 0, turn: 1, position: 3 });
     }
 
     #[test]

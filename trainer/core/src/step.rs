@@ -7,9 +7,9 @@
 use std::time::Instant;
 
 use memrl_envs::env::{EnvError, Split};
+use memrl_policies::PolicyError;
 use memrl_policies::model::Llama;
 use memrl_policies::sampling::SamplingParams;
-use memrl_policies::PolicyError;
 use memrl_policies::train::optim::AdamW;
 
 use crate::advantage::{AdvantageEstimator, AdvantageOptions};
@@ -21,8 +21,8 @@ use crate::rollout::EnvFactory;
 use crate::rollout::adapters::play_policy;
 use crate::rollout::context::ChatCodec;
 use crate::rollout::driver::{RolloutError, RolloutLimits, Trajectory};
-use memrl_envs::sampler::TaskSampler;
 use crate::segments::SegmentationMode;
+use memrl_envs::sampler::TaskSampler;
 
 /// The step's hyper-parameters (from the run's config).
 #[derive(Debug, Clone)]
@@ -109,8 +109,7 @@ pub fn rl_step<B: RunBackend>(
     // 2. Roll out each task `group_size` times with the current weights (exact token contexts).
     let episodes = envs.episodes(Split::Train, &tasks, s.group_size, s.seed ^ step)?;
     let model = inference_copy(policy.model)?;
-    let (trajectories, play) =
-        play_policy(model, policy.codec, policy.stop_ids, episodes, s.sampling.clone(), s.limits, s.seed.wrapping_add(step))?;
+    let (trajectories, play) = play_policy(model, policy.codec, policy.stop_ids, episodes, s.sampling.clone(), s.limits, s.seed.wrapping_add(step))?;
     let rollout = t0.elapsed().as_secs_f64();
 
     // 3. Segment each trajectory (a fracture wherever a context edit breaks the prefix) and

@@ -2,8 +2,8 @@
 //! vectors aligned with every segment; GAE over segmented trajectories.
 
 use memrl_rl::advantage::{
-    AdvantageError, AdvantageEstimator, AdvantageOptions, TrajectoryAdvantage, TrajectoryOutcome, broadcast_to_segments, gae, gae_batch,
-    outcome_advantages, outcome_token_rewards,
+    AdvantageError, AdvantageEstimator, AdvantageOptions, TrajectoryAdvantage, TrajectoryOutcome, broadcast_to_segments, gae, gae_batch, outcome_advantages,
+    outcome_token_rewards,
 };
 use memrl_rl::segments::{Segment, SegmentationMode, TrajectoryRecorder};
 
@@ -43,10 +43,7 @@ fn the_trajectory_advantage_lands_on_every_policy_token_of_every_segment() {
     }
     // A segment whose trajectory has no advantage is an error, not a silent zero.
     let only_two = outcome_advantages(AdvantageEstimator::Grpo, &outcomes[2..], AdvantageOptions::default()).unwrap();
-    assert_eq!(
-        broadcast_to_segments(&segs, &only_two).unwrap_err(),
-        AdvantageError::MissingTrajectory { trajectory_id: 1, index: 0 }
-    );
+    assert_eq!(broadcast_to_segments(&segs, &only_two).unwrap_err(), AdvantageError::MissingTrajectory { trajectory_id: 1, index: 0 });
 }
 
 #[test]

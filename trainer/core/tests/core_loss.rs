@@ -1,9 +1,7 @@
 //! The f64 reference loss on hand-made batches (expected values computed by hand in comments)
 //! and its analytical gradient against finite differences.
 
-use memrl_rl::loss::{
-    KlEstimator, LossAggregation, LossBatch, LossConfig, LossError, SegmentWeighting, aggregation_weights, policy_loss,
-};
+use memrl_rl::loss::{KlEstimator, LossAggregation, LossBatch, LossConfig, LossError, SegmentWeighting, aggregation_weights, policy_loss};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -59,11 +57,7 @@ fn clipped_surrogate_with_dual_clip_hand_computed() {
     // t4: A=−2, ρ=1 → ℓ = 2, grad = −A·ρ = 2.
     // t5: masked out.
     // token mean over 5: (−1.28 − 1.1 + 0.8 + 3 + 2)/5 = 3.42/5 = 0.684; grads /5.
-    let b = batch(
-        &[1.5f64.ln(), 1.1f64.ln(), 0.5f64.ln(), 4f64.ln(), 0.0, 7.0],
-        &[1.0, 1.0, -1.0, -1.0, -2.0, 5.0],
-        &[1, 1, 1, 1, 1, 0],
-    );
+    let b = batch(&[1.5f64.ln(), 1.1f64.ln(), 0.5f64.ln(), 4f64.ln(), 0.0, 7.0], &[1.0, 1.0, -1.0, -1.0, -2.0, 5.0], &[1, 1, 1, 1, 1, 0]);
     let out = policy_loss(&b, &plain_config()).unwrap();
     assert!(close(out.loss, 0.684, 1e-12), "{}", out.loss);
     assert_vec_close(&out.grad_new_logprobs, &[0.0, -0.22, 0.0, 0.0, 0.4, 0.0], 1e-12);
@@ -176,10 +170,7 @@ fn masked_segments_do_not_count_in_segment_means() {
 fn malformed_inputs_are_errors() {
     let mut b = batch(&[0.0; 2], &[1.0, 1.0], &[1, 1]);
     b.advantages.pop();
-    assert_eq!(
-        policy_loss(&b, &plain_config()).unwrap_err(),
-        LossError::LengthMismatch { field: "advantages", got: 1, expected: 2 }
-    );
+    assert_eq!(policy_loss(&b, &plain_config()).unwrap_err(), LossError::LengthMismatch { field: "advantages", got: 1, expected: 2 });
     let mut b = batch(&[0.0; 2], &[1.0, 1.0], &[1, 0]);
     b.new_logprobs[1] = f64::NAN; // unmasked: ignored
     assert!(policy_loss(&b, &plain_config()).is_ok());
@@ -213,12 +204,7 @@ fn analytical_gradient_matches_finite_differences() {
             segment_ids: (0..n as u64).map(|i| i / 4).collect(),
             trajectory_ids: (0..n as u64).map(|i| i / 6).collect(),
         };
-        let aggregation = [
-            LossAggregation::TokenMean,
-            LossAggregation::SeqMeanTokenMean,
-            LossAggregation::TrajectoryMean,
-            LossAggregation::DrGrpo,
-        ][trial % 4];
+        let aggregation = [LossAggregation::TokenMean, LossAggregation::SeqMeanTokenMean, LossAggregation::TrajectoryMean, LossAggregation::DrGrpo][trial % 4];
         let config = LossConfig {
             clip_low: 0.2,
             clip_high: 0.28,

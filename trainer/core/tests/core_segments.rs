@@ -40,12 +40,7 @@ fn build_turns(first: Vec<u32>, steps: &[(Vec<u32>, Next)]) -> Vec<Turn> {
                 -counter / 64.0
             })
             .collect();
-        turns.push(Turn {
-            prompt_ids: context.clone(),
-            completion_ids: completion.clone(),
-            completion_logprobs: logprobs,
-            policy_version: i as u64,
-        });
+        turns.push(Turn { prompt_ids: context.clone(), completion_ids: completion.clone(), completion_logprobs: logprobs, policy_version: i as u64 });
         let mut running = context.clone();
         running.extend(completion);
         context = match next {

@@ -23,16 +23,12 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-static TOKEN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\w+|[^\w\s]").expect("the token pattern is valid"));
+static TOKEN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\w+|[^\w\s]").expect("the token pattern is valid"));
 
 /// Lowercases and splits into word runs and single non-space symbols (see the module doc).
 pub fn bleu_tokens(text: &str) -> Vec<String> {
     let lowered = text.to_lowercase();
-    TOKEN
-        .find_iter(&lowered)
-        .map(|m| m.as_str().to_string())
-        .collect()
+    TOKEN.find_iter(&lowered).map(|m| m.as_str().to_string()).collect()
 }
 
 /// Sentence-level BLEU-1 of `prediction` against one `reference` (Mem0's definition,
@@ -51,19 +47,12 @@ pub fn bleu1(prediction: &str, reference: &str) -> f64 {
     for token in &hypothesis {
         *hypothesis_counts.entry(token).or_default() += 1;
     }
-    let matches: usize = hypothesis_counts
-        .iter()
-        .map(|(token, &count)| count.min(reference_counts.get(token).copied().unwrap_or(0)))
-        .sum();
+    let matches: usize = hypothesis_counts.iter().map(|(token, &count)| count.min(reference_counts.get(token).copied().unwrap_or(0))).sum();
     if matches == 0 {
         return 0.0;
     }
     let (c, r) = (hypothesis.len(), reference.len());
-    let brevity_penalty = if c > r {
-        1.0
-    } else {
-        (1.0 - r as f64 / c as f64).exp()
-    };
+    let brevity_penalty = if c > r { 1.0 } else { (1.0 - r as f64 / c as f64).exp() };
     let precision = matches as f64 / c as f64;
     brevity_penalty * precision.ln().exp()
 }
@@ -74,10 +63,7 @@ mod tests {
 
     #[test]
     fn tokenisation() {
-        assert_eq!(
-            bleu_tokens("Hello, World! It's 3.5"),
-            ["hello", ",", "world", "!", "it", "'", "s", "3", ".", "5"]
-        );
+        assert_eq!(bleu_tokens("Hello, World! It's 3.5"), ["hello", ",", "world", "!", "it", "'", "s", "3", ".", "5"]);
         assert!(bleu_tokens("  ").is_empty());
     }
 

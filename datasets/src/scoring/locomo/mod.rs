@@ -22,9 +22,7 @@ use std::collections::HashMap;
 use crate::locomo::{Category, QaItem};
 
 pub use bleu::{bleu_tokens, bleu1};
-pub use normalize::{
-    answer_tokens, is_python_whitespace, normalize_answer, python_split, python_strip,
-};
+pub use normalize::{answer_tokens, is_python_whitespace, normalize_answer, python_split, python_strip};
 
 /// The option text the official category-5 prompt offers beside the adversarial answer.
 pub const NOT_MENTIONED_OPTION: &str = "Not mentioned in the conversation";
@@ -42,10 +40,7 @@ pub fn token_f1(prediction: &str, gold: &str) -> f64 {
     for token in &prediction_tokens {
         *prediction_counts.entry(token).or_default() += 1;
     }
-    let same: usize = prediction_counts
-        .iter()
-        .map(|(token, &count)| count.min(gold_counts.get(token).copied().unwrap_or(0)))
-        .sum();
+    let same: usize = prediction_counts.iter().map(|(token, &count)| count.min(gold_counts.get(token).copied().unwrap_or(0))).sum();
     if same == 0 {
         return 0.0;
     }
@@ -58,16 +53,8 @@ pub fn token_f1(prediction: &str, gold: &str) -> f64 {
 /// trimmed), and average over gold parts the best [`token_f1`] of any prediction part.
 pub fn multi_answer_f1(prediction: &str, gold: &str) -> f64 {
     let predictions: Vec<&str> = prediction.split(',').map(python_strip).collect();
-    let best_per_gold: Vec<f64> = gold
-        .split(',')
-        .map(python_strip)
-        .map(|gold_part| {
-            predictions
-                .iter()
-                .map(|p| token_f1(p, gold_part))
-                .fold(f64::NEG_INFINITY, f64::max)
-        })
-        .collect();
+    let best_per_gold: Vec<f64> =
+        gold.split(',').map(python_strip).map(|gold_part| predictions.iter().map(|p| token_f1(p, gold_part)).fold(f64::NEG_INFINITY, f64::max)).collect();
     numpy_mean(&best_per_gold)
 }
 
@@ -151,8 +138,7 @@ fn pairwise_sum(values: &[f64]) -> f64 {
             }
             i += 8;
         }
-        let mut sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
-            + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+        let mut sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
         for &x in &values[whole..] {
             sum += x;
         }
@@ -171,18 +157,8 @@ fn pairwise_sum(values: &[f64]) -> f64 {
 pub fn resolve_two_option_reply(reply: &str, option_a: &str, option_b: &str) -> String {
     let reply = python_strip(reply).to_lowercase();
     match reply.chars().count() {
-        1 => if reply.contains('a') {
-            option_a
-        } else {
-            option_b
-        }
-        .to_string(),
-        3 => if reply.contains("(a)") {
-            option_a
-        } else {
-            option_b
-        }
-        .to_string(),
+        1 => if reply.contains('a') { option_a } else { option_b }.to_string(),
+        3 => if reply.contains("(a)") { option_a } else { option_b }.to_string(),
         _ => reply,
     }
 }
@@ -227,21 +203,11 @@ pub fn aggregate<I: IntoIterator<Item = (Category, f64)>>(scores: I) -> LocomoAg
     for category in Category::REPORT_ORDER {
         let slot = usize::from(category.id() - 1);
         let (n, s) = (counts[slot], sums[slot]);
-        by_category.push(CategoryScore {
-            category,
-            count: n,
-            sum: s,
-            mean: (n > 0).then(|| s / n as f64),
-        });
+        by_category.push(CategoryScore { category, count: n, sum: s, mean: (n > 0).then(|| s / n as f64) });
         count += n;
         sum += s;
     }
-    LocomoAggregate {
-        by_category,
-        count,
-        sum,
-        overall: (count > 0).then(|| sum / count as f64),
-    }
+    LocomoAggregate { by_category, count, sum, overall: (count > 0).then(|| sum / count as f64) }
 }
 
 #[cfg(test)]
@@ -263,53 +229,16 @@ mod tests {
 
     #[test]
     fn categories() {
-        assert_eq!(
-            score_answer(Category::SingleHop, "7 May 2023", "7 May 2023"),
-            1.0
-        );
+        assert_eq!(score_answer(Category::SingleHop, "7 May 2023", "7 May 2023"), 1.0);
         assert_eq!(score_answer(Category::Temporal, "2022", "2022."), 1.0);
         assert!((score_answer(Category::Temporal, "2022", "In 2022.") - 2.0 / 3.0).abs() < 1e-12);
-        assert_eq!(
-            score_answer(
-                Category::OpenDomain,
-                "Likely yes; she loves it",
-                "likely yes"
-            ),
-            1.0
-        );
-        assert!(
-            score_answer(
-                Category::OpenDomain,
-                "Likely yes; she loves it",
-                "she loves it"
-            ) == 0.0
-        );
+        assert_eq!(score_answer(Category::OpenDomain, "Likely yes; she loves it", "likely yes"), 1.0);
+        assert!(score_answer(Category::OpenDomain, "Likely yes; she loves it", "she loves it") == 0.0);
         // Gold parts {lisbon, porto, faro}; prediction covers two: mean(1, 1, 0) = 2/3.
-        assert!(
-            (score_answer(Category::MultiHop, "Lisbon, Porto, Faro", "Porto, Lisbon") - 2.0 / 3.0)
-                .abs()
-                < 1e-12
-        );
-        assert_eq!(
-            score_answer(
-                Category::Adversarial,
-                "ignored",
-                "Not mentioned in the conversation"
-            ),
-            1.0
-        );
-        assert_eq!(
-            score_answer(
-                Category::Adversarial,
-                "ignored",
-                "No information available."
-            ),
-            1.0
-        );
-        assert_eq!(
-            score_answer(Category::Adversarial, "ignored", "Yes, she did"),
-            0.0
-        );
+        assert!((score_answer(Category::MultiHop, "Lisbon, Porto, Faro", "Porto, Lisbon") - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(score_answer(Category::Adversarial, "ignored", "Not mentioned in the conversation"), 1.0);
+        assert_eq!(score_answer(Category::Adversarial, "ignored", "No information available."), 1.0);
+        assert_eq!(score_answer(Category::Adversarial, "ignored", "Yes, she did"), 0.0);
         assert_eq!(score_answer(Category::Adversarial, "ignored", ""), 0.0);
     }
 
@@ -335,29 +264,18 @@ mod tests {
 
     #[test]
     fn two_option_replies() {
-        let (a, b) = (
-            "Not mentioned in the conversation",
-            "self-care is important",
-        );
+        let (a, b) = ("Not mentioned in the conversation", "self-care is important");
         assert_eq!(resolve_two_option_reply(" A ", a, b), a);
         assert_eq!(resolve_two_option_reply("b", a, b), b);
         assert_eq!(resolve_two_option_reply("x", a, b), b);
         assert_eq!(resolve_two_option_reply("(a)", a, b), a);
         assert_eq!(resolve_two_option_reply("(B)\n", a, b), b);
-        assert_eq!(
-            resolve_two_option_reply("(a) Not mentioned", a, b),
-            "(a) not mentioned"
-        );
+        assert_eq!(resolve_two_option_reply("(a) Not mentioned", a, b), "(a) not mentioned");
     }
 
     #[test]
     fn aggregation_is_micro_averaged_in_report_order() {
-        let scores = [
-            (Category::SingleHop, 1.0),
-            (Category::SingleHop, 0.5),
-            (Category::MultiHop, 0.25),
-            (Category::Adversarial, 0.0),
-        ];
+        let scores = [(Category::SingleHop, 1.0), (Category::SingleHop, 0.5), (Category::MultiHop, 0.25), (Category::Adversarial, 0.0)];
         let result = aggregate(scores);
         let order: Vec<u8> = result.by_category.iter().map(|c| c.category.id()).collect();
         assert_eq!(order, [4, 1, 2, 3, 5]);

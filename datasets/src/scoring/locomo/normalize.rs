@@ -11,8 +11,7 @@ use crate::scoring::porter;
 /// the same word characters as Python's `regex` module that the official code uses
 /// (alphabetic, marks, decimal digits, connector punctuation, joiners; checked over all
 /// code points, differing only on characters newer than Python 3.11's Unicode tables).
-static ARTICLES: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b(a|an|the|and)\b").expect("the article pattern is valid"));
+static ARTICLES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b(a|an|the|and)\b").expect("the article pattern is valid"));
 
 /// Python's `str.isspace()`: Rust's `White_Space` plus U+001C..U+001F, which Python also
 /// treats as separators in `str.split()` and `str.strip()`.
@@ -22,8 +21,7 @@ pub fn is_python_whitespace(c: char) -> bool {
 
 /// Python's `str.split()` with no argument.
 pub fn python_split(text: &str) -> impl Iterator<Item = &str> {
-    text.split(is_python_whitespace)
-        .filter(|part| !part.is_empty())
+    text.split(is_python_whitespace).filter(|part| !part.is_empty())
 }
 
 /// Python's `str.strip()` with no argument.
@@ -36,22 +34,15 @@ pub fn python_strip(text: &str) -> &str {
 /// replace whole words a/an/the/and with a space, collapse whitespace.
 pub fn normalize_answer(text: &str) -> String {
     let lowered = text.replace(',', "").to_lowercase();
-    let without_punctuation: String = lowered
-        .chars()
-        .filter(|c| !c.is_ascii_punctuation())
-        .collect();
+    let without_punctuation: String = lowered.chars().filter(|c| !c.is_ascii_punctuation()).collect();
     let without_articles = ARTICLES.replace_all(&without_punctuation, " ");
-    python_split(&without_articles)
-        .collect::<Vec<_>>()
-        .join(" ")
+    python_split(&without_articles).collect::<Vec<_>>().join(" ")
 }
 
 /// The official tokens: [`normalize_answer`], split on whitespace, each token stemmed with
 /// NLTK's Porter stemmer (which also lowercases).
 pub fn answer_tokens(text: &str) -> Vec<String> {
-    python_split(&normalize_answer(text))
-        .map(porter::stem)
-        .collect()
+    python_split(&normalize_answer(text)).map(porter::stem).collect()
 }
 
 #[cfg(test)]
@@ -79,22 +70,13 @@ mod tests {
 
     #[test]
     fn tokens_are_stemmed() {
-        assert_eq!(
-            answer_tokens("Running to the parks, and swimming"),
-            ["run", "to", "park", "swim"]
-        );
+        assert_eq!(answer_tokens("Running to the parks, and swimming"), ["run", "to", "park", "swim"]);
     }
 
     #[test]
     fn python_whitespace() {
         assert_eq!(python_strip("\u{1f} x \u{a0}"), "x");
-        assert_eq!(
-            python_split("a\u{1d}b\u{3000}c").collect::<Vec<_>>(),
-            ["a", "b", "c"]
-        );
-        assert!(
-            !is_python_whitespace('\u{200b}'),
-            "zero-width space is not whitespace"
-        );
+        assert_eq!(python_split("a\u{1d}b\u{3000}c").collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert!(!is_python_whitespace('\u{200b}'), "zero-width space is not whitespace");
     }
 }

@@ -41,13 +41,7 @@ pub trait Judge {
 /// The wording, including its spacing (a space before the blank line in the first two
 /// templates, none in the others), follows upstream `get_anscheck_prompt` exactly because
 /// the judge's verdicts depend on it.
-pub fn judge_prompt(
-    question_type: QuestionType,
-    question: &str,
-    answer: &str,
-    response: &str,
-    abstention: bool,
-) -> String {
+pub fn judge_prompt(question_type: QuestionType, question: &str, answer: &str, response: &str, abstention: bool) -> String {
     const INTRO: &str = "I will give you a question, a correct answer, and a response from a model. \
 Please answer yes if the response contains the correct answer. Otherwise, answer no.";
     const STEPS: &str = " If the response is equivalent to the correct answer or contains all the \
@@ -64,9 +58,7 @@ information is not.\n\nQuestion: {question}\n\nExplanation: {answer}\n\nModel Re
         );
     }
     match question_type {
-        QuestionType::SingleSessionUser
-        | QuestionType::SingleSessionAssistant
-        | QuestionType::MultiSession => {
+        QuestionType::SingleSessionUser | QuestionType::SingleSessionAssistant | QuestionType::MultiSession => {
             format!(
                 "{INTRO}{STEPS} \n\nQuestion: {question}\n\nCorrect Answer: {answer}\n\nModel Response: \
 {response}\n\n{CLOSE}"
@@ -95,13 +87,7 @@ recalls and utilizes the user's personal information correctly.\n\nQuestion: {qu
 
 /// The prompt for a loaded question (abstention decided by `_abs` in its id).
 pub fn judge_prompt_for(question: &LongMemEvalQuestion, response: &str) -> String {
-    judge_prompt(
-        question.question_type,
-        &question.question,
-        &question.answer,
-        response,
-        question.is_abstention(),
-    )
+    judge_prompt(question.question_type, &question.question, &question.answer, response, question.is_abstention())
 }
 
 /// The official verdict: true when the stripped, lowercased reply contains `yes`.
@@ -110,14 +96,8 @@ pub fn verdict_is_yes(reply: &str) -> bool {
 }
 
 /// Asks `judge` about one response and returns the official label.
-pub fn judge_response(
-    judge: &dyn Judge,
-    question: &LongMemEvalQuestion,
-    response: &str,
-) -> Result<bool, JudgeError> {
-    Ok(verdict_is_yes(
-        &judge.judge(&judge_prompt_for(question, response))?,
-    ))
+pub fn judge_response(judge: &dyn Judge, question: &LongMemEvalQuestion, response: &str) -> Result<bool, JudgeError> {
+    Ok(verdict_is_yes(&judge.judge(&judge_prompt_for(question, response))?))
 }
 
 /// One graded question: its type, whether it is an abstention question, and the label.
@@ -174,33 +154,15 @@ pub fn metrics(graded: &[Graded]) -> LongMemEvalMetrics {
     let by_type: Vec<TypeAccuracy> = QuestionType::ALL
         .iter()
         .map(|&question_type| {
-            let (count, accuracy) = mean_of(
-                graded
-                    .iter()
-                    .filter(|g| g.question_type == question_type)
-                    .map(|g| g.correct),
-            );
-            TypeAccuracy {
-                question_type,
-                count,
-                accuracy,
-            }
+            let (count, accuracy) = mean_of(graded.iter().filter(|g| g.question_type == question_type).map(|g| g.correct));
+            TypeAccuracy { question_type, count, accuracy }
         })
         .collect();
     let (count, overall) = mean_of(graded.iter().map(|g| g.correct));
     let type_means: Vec<f64> = by_type.iter().filter_map(|t| t.accuracy).collect();
-    let task_averaged =
-        (!type_means.is_empty()).then(|| type_means.iter().sum::<f64>() / type_means.len() as f64);
-    let (abstention_count, abstention) =
-        mean_of(graded.iter().filter(|g| g.abstention).map(|g| g.correct));
-    LongMemEvalMetrics {
-        by_type,
-        count,
-        overall,
-        task_averaged,
-        abstention_count,
-        abstention,
-    }
+    let task_averaged = (!type_means.is_empty()).then(|| type_means.iter().sum::<f64>() / type_means.len() as f64);
+    let (abstention_count, abstention) = mean_of(graded.iter().filter(|g| g.abstention).map(|g| g.correct));
+    LongMemEvalMetrics { by_type, count, overall, task_averaged, abstention_count, abstention }
 }
 
 #[cfg(test)]
@@ -210,39 +172,18 @@ mod tests {
     #[test]
     fn prompts_per_type() {
         let p = judge_prompt(QuestionType::SingleSessionUser, "Q?", "A", "R", false);
-        assert!(p.starts_with(
-            "I will give you a question, a correct answer, and a response from a model."
-        ));
-        assert!(
-            p.contains("answer no. \n\nQuestion: Q?\n\nCorrect Answer: A\n\nModel Response: R\n\n")
-        );
+        assert!(p.starts_with("I will give you a question, a correct answer, and a response from a model."));
+        assert!(p.contains("answer no. \n\nQuestion: Q?\n\nCorrect Answer: A\n\nModel Response: R\n\n"));
         assert!(p.ends_with("Is the model response correct? Answer yes or no only."));
         let t = judge_prompt(QuestionType::TemporalReasoning, "Q?", "A", "R", false);
-        assert!(
-            t.contains("do not penalize off-by-one errors")
-                && t.contains("still correct. \n\nQuestion: Q?")
-        );
+        assert!(t.contains("do not penalize off-by-one errors") && t.contains("still correct. \n\nQuestion: Q?"));
         let k = judge_prompt(QuestionType::KnowledgeUpdate, "Q?", "A", "R", false);
-        assert!(
-            k.contains("updated answer is the required answer.\n\nQuestion: Q?")
-                && !k.contains("intermediate steps")
-        );
-        let pref = judge_prompt(
-            QuestionType::SingleSessionPreference,
-            "Q?",
-            "rubric",
-            "R",
-            false,
-        );
-        assert!(
-            pref.contains("\n\nRubric: rubric\n\n")
-                && pref.contains("personal information correctly.")
-        );
+        assert!(k.contains("updated answer is the required answer.\n\nQuestion: Q?") && !k.contains("intermediate steps"));
+        let pref = judge_prompt(QuestionType::SingleSessionPreference, "Q?", "rubric", "R", false);
+        assert!(pref.contains("\n\nRubric: rubric\n\n") && pref.contains("personal information correctly."));
         let abs = judge_prompt(QuestionType::MultiSession, "Q?", "why", "R", true);
         assert!(abs.contains("\n\nExplanation: why\n\n"));
-        assert!(abs.ends_with(
-            "Does the model correctly identify the question as unanswerable? Answer yes or no only."
-        ));
+        assert!(abs.ends_with("Does the model correctly identify the question as unanswerable? Answer yes or no only."));
     }
 
     #[test]
@@ -257,11 +198,7 @@ mod tests {
     #[test]
     fn metric_definitions() {
         use QuestionType::*;
-        let g = |question_type, abstention, correct| Graded {
-            question_type,
-            abstention,
-            correct,
-        };
+        let g = |question_type, abstention, correct| Graded { question_type, abstention, correct };
         let graded = [
             g(SingleSessionUser, false, true),
             g(SingleSessionUser, true, false),
@@ -291,8 +228,7 @@ mod tests {
 
     #[test]
     fn judging_through_the_trait() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/longmemeval_sample.json");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/longmemeval_sample.json");
         let data = crate::longmemeval::LongMemEvalDataset::load(&path).unwrap();
         let question = &data.questions[0];
         assert!(judge_response(&Scripted("yes"), question, "Business Administration").unwrap());

@@ -52,9 +52,7 @@ const CANNOT_ANSWER_PHRASES: &[&str] = &[
 /// curly apostrophes are treated as straight ones).
 pub fn says_cannot_answer(response: &str) -> bool {
     let lowered = response.to_lowercase().replace('\u{2019}', "'");
-    CANNOT_ANSWER_PHRASES
-        .iter()
-        .any(|phrase| lowered.contains(phrase))
+    CANNOT_ANSWER_PHRASES.iter().any(|phrase| lowered.contains(phrase))
 }
 
 /// True when the normalised `answer` occurs in the normalised `response` on token
@@ -79,20 +77,14 @@ pub struct ProxyVerdict {
 /// Grades one response with the proxy rule (NOT the official judge).
 pub fn proxy_verdict(question: &LongMemEvalQuestion, response: &str) -> ProxyVerdict {
     if question.is_abstention() {
-        return ProxyVerdict {
-            correct: says_cannot_answer(response),
-            token_f1: 0.0,
-        };
+        return ProxyVerdict { correct: says_cannot_answer(response), token_f1: 0.0 };
     }
     let f1 = token_f1(response, &question.answer);
     let correct = match question.question_type {
         QuestionType::SingleSessionPreference => f1 >= PREFERENCE_F1_THRESHOLD,
         _ => contains_answer(response, &question.answer),
     };
-    ProxyVerdict {
-        correct,
-        token_f1: f1,
-    }
+    ProxyVerdict { correct, token_f1: f1 }
 }
 
 /// Proxy labels aggregated with the official metric definitions, plus the mean token F1.
@@ -106,26 +98,17 @@ pub struct ProxyMetrics {
 }
 
 /// Aggregates proxy verdicts, given with their questions.
-pub fn proxy_metrics<'a>(
-    verdicts: impl IntoIterator<Item = (&'a LongMemEvalQuestion, ProxyVerdict)>,
-) -> ProxyMetrics {
+pub fn proxy_metrics<'a>(verdicts: impl IntoIterator<Item = (&'a LongMemEvalQuestion, ProxyVerdict)>) -> ProxyMetrics {
     let mut graded = Vec::new();
     let (mut f1_sum, mut f1_count) = (0.0, 0usize);
     for (question, verdict) in verdicts {
-        graded.push(Graded {
-            question_type: question.question_type,
-            abstention: question.is_abstention(),
-            correct: verdict.correct,
-        });
+        graded.push(Graded { question_type: question.question_type, abstention: question.is_abstention(), correct: verdict.correct });
         if !question.is_abstention() {
             f1_sum += verdict.token_f1;
             f1_count += 1;
         }
     }
-    ProxyMetrics {
-        proxy_accuracy: metrics(&graded),
-        proxy_mean_token_f1: (f1_count > 0).then(|| f1_sum / f1_count as f64),
-    }
+    ProxyMetrics { proxy_accuracy: metrics(&graded), proxy_mean_token_f1: (f1_count > 0).then(|| f1_sum / f1_count as f64) }
 }
 
 #[cfg(test)]
@@ -134,24 +117,18 @@ mod tests {
     use crate::longmemeval::LongMemEvalDataset;
 
     fn sample() -> LongMemEvalDataset {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/longmemeval_sample.json");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/longmemeval_sample.json");
         LongMemEvalDataset::load(&path).unwrap()
     }
 
     #[test]
     fn containment_and_abstention() {
-        assert!(contains_answer(
-            "You graduated with a degree in Business Administration.",
-            "Business Administration"
-        ));
+        assert!(contains_answer("You graduated with a degree in Business Administration.", "Business Administration"));
         assert!(!contains_answer("Business", "Business Administration"));
         assert!(!contains_answer("anything", "the"));
         assert!(contains_answer("You own 3 instruments", "3"));
         assert!(!contains_answer("You own 30 instruments", "3"));
-        assert!(says_cannot_answer(
-            "I don’t know; you never mentioned a cat."
-        ));
+        assert!(says_cannot_answer("I don’t know; you never mentioned a cat."));
         assert!(!says_cannot_answer("Her name was Luna."));
     }
 
@@ -163,13 +140,7 @@ mod tests {
         assert!(!proxy_verdict(q("a1b2c3d4"), "Law").correct);
         assert!(proxy_verdict(q("a7b8c9d0_abs"), "You never mentioned a cat.").correct);
         assert!(!proxy_verdict(q("a7b8c9d0_abs"), "Whiskers").correct);
-        assert!(
-            proxy_verdict(
-                q("c3d4e5f6"),
-                "Try a slow-paced science documentary about nature."
-            )
-            .correct
-        );
+        assert!(proxy_verdict(q("c3d4e5f6"), "Try a slow-paced science documentary about nature.").correct);
         // Shares only "horror" and "film" with the long rubric: F1 well below the threshold.
         assert!(!proxy_verdict(q("c3d4e5f6"), "Watch a horror film!").correct);
     }
@@ -177,11 +148,7 @@ mod tests {
     #[test]
     fn aggregates_are_labelled_proxy() {
         let data = sample();
-        let verdicts: Vec<_> = data
-            .questions
-            .iter()
-            .map(|q| (q, proxy_verdict(q, &q.answer)))
-            .collect();
+        let verdicts: Vec<_> = data.questions.iter().map(|q| (q, proxy_verdict(q, &q.answer))).collect();
         let m = proxy_metrics(verdicts);
         assert_eq!(m.proxy_accuracy.count, 8);
         assert_eq!(m.proxy_accuracy.abstention_count, 2);

@@ -72,7 +72,16 @@ pub struct EnvBench {
 
 /// Measures one environment on the current thread.
 pub fn bench_env(name: &str, seconds: f64) -> EnvBench {
-    let mut out = EnvBench { env: name.into(), skipped: None, episodes: 0, steps: 0, env_us_per_step: 0.0, env_steps_per_sec: 0.0, policy_us_per_step: 0.0, steps_per_sec_with_policy: 0.0 };
+    let mut out = EnvBench {
+        env: name.into(),
+        skipped: None,
+        episodes: 0,
+        steps: 0,
+        env_us_per_step: 0.0,
+        env_steps_per_sec: 0.0,
+        policy_us_per_step: 0.0,
+        steps_per_sec_with_policy: 0.0,
+    };
     let mut env = match build_env(name, serde_json::Value::Null, Arc::new(ByteApproxCounter::default())) {
         Ok(e) => e,
         Err(e) => {
@@ -127,11 +136,29 @@ pub fn run(args: BenchArgs) -> Result<()> {
             if a.json {
                 outln!("{}", serde_json::to_string(&serde_json::json!({"bench": "envs", "policy": "oracle", "threads": 1, "results": results}))?);
             } else {
-                outln!("{:<15} {:>9} {:>9} {:>12} {:>14} {:>12} {:>16}", "env", "episodes", "steps", "env µs/step", "env steps/s", "oracle µs", "steps/s w/ orac");
+                outln!(
+                    "{:<15} {:>9} {:>9} {:>12} {:>14} {:>12} {:>16}",
+                    "env",
+                    "episodes",
+                    "steps",
+                    "env µs/step",
+                    "env steps/s",
+                    "oracle µs",
+                    "steps/s w/ orac"
+                );
                 for r in &results {
                     match &r.skipped {
                         Some(why) => outln!("{:<15} skipped: {why}", r.env),
-                        None => outln!("{:<15} {:>9} {:>9} {:>12.1} {:>14.0} {:>12.1} {:>16.0}", r.env, r.episodes, r.steps, r.env_us_per_step, r.env_steps_per_sec, r.policy_us_per_step, r.steps_per_sec_with_policy),
+                        None => outln!(
+                            "{:<15} {:>9} {:>9} {:>12.1} {:>14.0} {:>12.1} {:>16.0}",
+                            r.env,
+                            r.episodes,
+                            r.steps,
+                            r.env_us_per_step,
+                            r.env_steps_per_sec,
+                            r.policy_us_per_step,
+                            r.steps_per_sec_with_policy
+                        ),
                     }
                 }
             }

@@ -71,9 +71,7 @@ pub fn resolve_locomo_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 pub fn require_longmemeval_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     match explicit {
         Some(path) => Ok(path.to_path_buf()),
-        None => bail!(
-            "--bench longmemeval needs --data PATH (a longmemeval_s / _m / _oracle JSON file; there is no default)"
-        ),
+        None => bail!("--bench longmemeval needs --data PATH (a longmemeval_s / _m / _oracle JSON file; there is no default)"),
     }
 }
 
@@ -106,10 +104,7 @@ fn run_stats(args: StatsArgs) -> anyhow::Result<()> {
             let path = resolve_locomo_path(args.data.as_deref())?;
             let data = load_locomo(&path)?;
             if args.json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&locomo_stats_json(&data, &path))?
-                );
+                outln!("{}", serde_json::to_string_pretty(&locomo_stats_json(&data, &path))?);
             } else {
                 print_locomo_stats(&data, &path);
             }
@@ -118,10 +113,7 @@ fn run_stats(args: StatsArgs) -> anyhow::Result<()> {
             let path = require_longmemeval_path(args.data.as_deref())?;
             let data = load_longmemeval(&path)?;
             if args.json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&longmemeval_stats_json(&data, &path))?
-                );
+                outln!("{}", serde_json::to_string_pretty(&longmemeval_stats_json(&data, &path))?);
             } else {
                 print_longmemeval_stats(&data, &path);
             }
@@ -143,37 +135,21 @@ fn print_locomo_stats(data: &LocomoDataset, path: &Path) {
     outln!("LoCoMo: {}", path.display());
     outln!("conversations  {:>7}", thousands(counts.conversations));
     outln!("sessions       {:>7}", thousands(counts.sessions));
-    outln!(
-        "turns          {:>7}  ({} share an image)",
-        thousands(counts.turns),
-        thousands(counts.image_turns)
-    );
+    outln!("turns          {:>7}  ({} share an image)", thousands(counts.turns), thousands(counts.image_turns));
     outln!("questions      {:>7}", thousands(counts.questions));
     outln!();
     outln!("questions by category (official report order)");
     outln!("  id  category      questions");
     for (category, n) in &counts.by_category {
-        outln!(
-            "  {:>2}  {:<12}  {:>9}",
-            category.id(),
-            category.name(),
-            thousands(*n)
-        );
+        outln!("  {:>2}  {:<12}  {:>9}", category.id(), category.name(), thousands(*n));
     }
     outln!();
     outln!("per conversation");
-    outln!(
-        "  sample_id  speakers               sessions  turns  images    QA  cat1  cat2  cat3  cat4  cat5"
-    );
+    outln!("  sample_id  speakers               sessions  turns  images    QA  cat1  cat2  cat3  cat4  cat5");
     for sample in &data.samples {
         let conversation = &sample.conversation;
         let turns: usize = conversation.sessions.iter().map(|s| s.turns.len()).sum();
-        let images: usize = conversation
-            .sessions
-            .iter()
-            .flat_map(|s| &s.turns)
-            .filter(|t| !t.img_url.is_empty())
-            .count();
+        let images: usize = conversation.sessions.iter().flat_map(|s| &s.turns).filter(|t| !t.img_url.is_empty()).count();
         let by = category_counts(&sample.qa);
         let speakers = format!("{} / {}", conversation.speaker_a, conversation.speaker_b);
         outln!(
@@ -191,11 +167,7 @@ fn print_locomo_stats(data: &LocomoDataset, path: &Path) {
             by[4]
         );
     }
-    let orphans: usize = data
-        .samples
-        .iter()
-        .map(|s| s.conversation.orphan_session_dates.len())
-        .sum();
+    let orphans: usize = data.samples.iter().map(|s| s.conversation.orphan_session_dates.len()).sum();
     if orphans > 0 {
         outln!();
         outln!("note: {orphans} session_N_date_time keys have no session_N (ignored)");
@@ -204,20 +176,14 @@ fn print_locomo_stats(data: &LocomoDataset, path: &Path) {
 
 fn locomo_stats_json(data: &LocomoDataset, path: &Path) -> serde_json::Value {
     let counts = data.counts();
-    let by_category: Vec<_> = counts
-        .by_category
-        .iter()
-        .map(|(category, n)| json!({"id": category.id(), "name": category.name(), "questions": n}))
-        .collect();
+    let by_category: Vec<_> = counts.by_category.iter().map(|(category, n)| json!({"id": category.id(), "name": category.name(), "questions": n})).collect();
     let conversations: Vec<_> = data
         .samples
         .iter()
         .map(|sample| {
             let by = category_counts(&sample.qa);
-            let by_category: serde_json::Map<String, serde_json::Value> = Category::REPORT_ORDER
-                .iter()
-                .map(|c| (c.id().to_string(), json!(by[usize::from(c.id() - 1)])))
-                .collect();
+            let by_category: serde_json::Map<String, serde_json::Value> =
+                Category::REPORT_ORDER.iter().map(|c| (c.id().to_string(), json!(by[usize::from(c.id() - 1)]))).collect();
             json!({
                 "sample_id": sample.sample_id,
                 "speakers": [sample.conversation.speaker_a, sample.conversation.speaker_b],
@@ -245,37 +211,21 @@ fn locomo_stats_json(data: &LocomoDataset, path: &Path) -> serde_json::Value {
 fn print_longmemeval_stats(data: &LongMemEvalDataset, path: &Path) {
     let counts = data.counts();
     outln!("LongMemEval: {}", path.display());
-    outln!(
-        "questions              {:>9}  ({} abstention)",
-        thousands(counts.questions),
-        counts.abstention
-    );
+    outln!("questions              {:>9}  ({} abstention)", thousands(counts.questions), counts.abstention);
     outln!("haystack sessions      {:>9}", thousands(counts.sessions));
-    outln!(
-        "distinct session ids   {:>9}",
-        thousands(counts.distinct_sessions)
-    );
+    outln!("distinct session ids   {:>9}", thousands(counts.distinct_sessions));
     outln!("turns                  {:>9}", thousands(counts.turns));
     outln!();
     outln!("questions by type");
     outln!("  type                         questions  abstention");
     for (question_type, total, abstention) in &counts.by_type {
-        outln!(
-            "  {:<27}  {:>9}  {:>10}",
-            question_type.name(),
-            thousands(*total),
-            abstention
-        );
+        outln!("  {:<27}  {:>9}  {:>10}", question_type.name(), thousands(*total), abstention);
     }
 }
 
 fn longmemeval_stats_json(data: &LongMemEvalDataset, path: &Path) -> serde_json::Value {
     let counts = data.counts();
-    let by_type: Vec<_> = counts
-        .by_type
-        .iter()
-        .map(|(t, total, abstention)| json!({"type": t.name(), "questions": total, "abstention": abstention}))
-        .collect();
+    let by_type: Vec<_> = counts.by_type.iter().map(|(t, total, abstention)| json!({"type": t.name(), "questions": total, "abstention": abstention})).collect();
     json!({
         "bench": "longmemeval",
         "path": path.display().to_string(),

@@ -27,14 +27,12 @@ use crate::run_dir::write_file_atomic;
 
 /// `--bench`: the benchmarks by registry name (the library enum knows nothing of clap).
 fn bench_parser() -> impl clap::builder::TypedValueParser<Value = BenchKind> {
-    clap::builder::PossibleValuesParser::new(BenchKind::ALL.map(BenchKind::name))
-        .map(|name| BenchKind::from_name(&name).expect("a listed benchmark"))
+    clap::builder::PossibleValuesParser::new(BenchKind::ALL.map(BenchKind::name)).map(|name| BenchKind::from_name(&name).expect("a listed benchmark"))
 }
 
 /// `--policy`: the policies by the names `EvalPolicy::name` gives.
 fn policy_parser() -> impl clap::builder::TypedValueParser<Value = EvalPolicy> {
-    clap::builder::PossibleValuesParser::new(EvalPolicy::ALL.map(EvalPolicy::name))
-        .map(|name| EvalPolicy::from_name(&name).expect("a listed policy"))
+    clap::builder::PossibleValuesParser::new(EvalPolicy::ALL.map(EvalPolicy::name)).map(|name| EvalPolicy::from_name(&name).expect("a listed policy"))
 }
 
 /// Arguments of `memrl eval`.
@@ -131,12 +129,15 @@ fn read_config(path: &Path, bench: BenchKind) -> anyhow::Result<(JudgeTable, Val
     let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| anyhow!("{}: not valid TOML: {e}", path.display()))?;
     let judge = match table.get("judge") {
-        Some(v) => v.clone().try_into::<JudgeTable>().map_err(|e| anyhow!("{}: [judge]: {e}; expected model = \"PATH\", max_new_tokens = N", path.display()))?,
+        Some(v) => {
+            v.clone().try_into::<JudgeTable>().map_err(|e| anyhow!("{}: [judge]: {e}; expected model = \"PATH\", max_new_tokens = N", path.display()))?
+        }
         None => JudgeTable::default(),
     };
     let knobs = match table.get("env") {
         Some(v) => {
-            let env: EnvTable = v.clone().try_into().map_err(|e| anyhow!("{}: [env]: {e}; expected name = \"{}\" and an [env.options] table", path.display(), bench.name()))?;
+            let env: EnvTable =
+                v.clone().try_into().map_err(|e| anyhow!("{}: [env]: {e}; expected name = \"{}\" and an [env.options] table", path.display(), bench.name()))?;
             if env.name != bench.name() {
                 bail!("{}: env.name = {:?} but --bench {}", path.display(), env.name, bench.name());
             }
@@ -262,7 +263,10 @@ pub fn format_report(r: &EvalReport) -> String {
     s.push('\n');
     if let Some(t) = &r.locomo {
         s.push_str(&format_locomo(t, r.judge_model.is_some()));
-        let _ = writeln!(s, "F1 = official LoCoMo score (token F1, NLTK-Porter stems; category 1 partial multi-answer F1, category 5 'not mentioned' rule); BLEU-1 and J over categories 1-4");
+        let _ = writeln!(
+            s,
+            "F1 = official LoCoMo score (token F1, NLTK-Porter stems; category 1 partial multi-answer F1, category 5 'not mentioned' rule); BLEU-1 and J over categories 1-4"
+        );
     }
     if let Some(t) = &r.longmemeval {
         s.push_str(&format_longmemeval(t));
@@ -276,7 +280,12 @@ pub fn format_report(r: &EvalReport) -> String {
     let _ = writeln!(
         s,
         "tokens read / question: {:.0} (answering {:.0}, memory management {:.0}); generated / question: {:.1}; turns / question: {:.2}  [{}]",
-        e.tokens_read_per_question, e.answer_tokens_read_per_question, e.memory_tokens_read_per_question, e.generated_tokens_per_question, e.turns_per_question, e.token_source
+        e.tokens_read_per_question,
+        e.answer_tokens_read_per_question,
+        e.memory_tokens_read_per_question,
+        e.generated_tokens_per_question,
+        e.turns_per_question,
+        e.token_source
     );
     let _ = writeln!(
         s,
@@ -284,7 +293,11 @@ pub fn format_report(r: &EvalReport) -> String {
         e.memory_peak_entries, e.memory_peak_tokens, e.memory_ops_per_episode, e.format_errors_per_episode
     );
     if let Some(c) = &e.reader_context {
-        let _ = writeln!(s, "reader context: {:.1} items shown of {:.0} history turns ({:.0} tokens); prompt {:.0} tokens (means per question)", c.items_shown, c.history_turns, c.history_tokens, c.prompt_tokens);
+        let _ = writeln!(
+            s,
+            "reader context: {:.1} items shown of {:.0} history turns ({:.0} tokens); prompt {:.0} tokens (means per question)",
+            c.items_shown, c.history_turns, c.history_tokens, c.prompt_tokens
+        );
     }
     let _ = writeln!(s, "wall {:.1} s (model generation {:.1} s, judge {:.1} s)", e.wall_seconds, e.generate_seconds, e.judge_seconds);
     for n in &r.notes {

@@ -18,9 +18,7 @@ use serde_json::json;
 
 use crate::out_paths::check_outputs;
 
-use super::data::{
-    Bench, load_locomo, load_longmemeval, require_longmemeval_path, resolve_locomo_path,
-};
+use super::data::{Bench, load_locomo, load_longmemeval, require_longmemeval_path, resolve_locomo_path};
 
 /// Arguments of `memrl score`.
 #[derive(Debug, clap::Args)]
@@ -67,8 +65,7 @@ fn check_out(args: &ScoreArgs, data_path: &Path) -> anyhow::Result<()> {
 
 /// Reads a whole text file with a one-line error naming it.
 fn read_text(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| anyhow::anyhow!("{}: cannot read: {error}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|error| anyhow::anyhow!("{}: cannot read: {error}", path.display()))?;
     // Editors on Windows start UTF-8 files with a byte-order mark; it is not JSON.
     Ok(match text.strip_prefix('\u{feff}') {
         Some(rest) => rest.to_string(),
@@ -82,14 +79,13 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
 fn read_entries<T: DeserializeOwned>(path: &Path, expected: &str) -> anyhow::Result<Vec<(String, T)>> {
     let text = read_text(path)?;
     if text.trim_start().starts_with('[') {
-        let list: Vec<T> = parse_json(&text)
-            .map_err(|message| anyhow::anyhow!("{}: {message}; expected a JSON array of {expected}, or JSONL", path.display()))?;
+        let list: Vec<T> =
+            parse_json(&text).map_err(|message| anyhow::anyhow!("{}: {message}; expected a JSON array of {expected}, or JSONL", path.display()))?;
         return Ok(list.into_iter().enumerate().map(|(i, e)| (format!("{}: $[{i}]", path.display()), e)).collect());
     }
     let mut entries = Vec::new();
     for (line_number, line) in jsonl_lines(&text) {
-        let entry: T = parse_json(line)
-            .map_err(|message| anyhow::anyhow!("{}:{line_number}: {message}; expected {expected}", path.display()))?;
+        let entry: T = parse_json(line).map_err(|message| anyhow::anyhow!("{}:{line_number}: {message}; expected {expected}", path.display()))?;
         entries.push((format!("{}:{line_number}", path.display()), entry));
     }
     Ok(entries)
@@ -105,11 +101,7 @@ fn parse_json<T: DeserializeOwned>(text: &str) -> Result<T, String> {
         let position = format!(" at line {} column {}", inner.line(), inner.column());
         let full = inner.to_string();
         let message = full.strip_suffix(&position).unwrap_or(&full).to_string();
-        let place = if inner.line() > 1 {
-            format!("line {} column {}", inner.line(), inner.column())
-        } else {
-            format!("column {}", inner.column())
-        };
+        let place = if inner.line() > 1 { format!("line {} column {}", inner.line(), inner.column()) } else { format!("column {}", inner.column()) };
         match inner.classify() {
             serde_json::error::Category::Data => {
                 let json_path = if path == "." {
@@ -124,18 +116,13 @@ fn parse_json<T: DeserializeOwned>(text: &str) -> Result<T, String> {
             _ => format!("not valid JSON: {message} ({place})"),
         }
     })?;
-    deserializer
-        .end()
-        .map_err(|error| format!("trailing characters after the JSON value ({error})"))?;
+    deserializer.end().map_err(|error| format!("trailing characters after the JSON value ({error})"))?;
     Ok(value)
 }
 
 /// Non-blank lines with their 1-based numbers.
 fn jsonl_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
-        .enumerate()
-        .map(|(i, line)| (i + 1, line.trim()))
-        .filter(|(_, line)| !line.is_empty())
+    text.lines().enumerate().map(|(i, line)| (i + 1, line.trim())).filter(|(_, line)| !line.is_empty())
 }
 
 /// Writes `value` as pretty JSON to `path` atomically (temporary file in the same folder,
@@ -143,8 +130,7 @@ fn jsonl_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 fn write_json_atomically(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value)?;
     bytes.push(b'\n');
-    memrl_policies::atomic::write_file_atomic(path, &bytes)
-        .map_err(|error| anyhow::anyhow!("{}: cannot write: {}", path.display(), error))
+    memrl_policies::atomic::write_file_atomic(path, &bytes).map_err(|error| anyhow::anyhow!("{}: cannot write: {}", path.display(), error))
 }
 
 /// One line of a LoCoMo predictions file.
@@ -156,16 +142,8 @@ struct LocomoPredictionLine {
 }
 
 /// LoCoMo predictions keyed by (conversation position, qa_index), validated against the data.
-fn read_locomo_predictions(
-    path: &Path,
-    data: &LocomoDataset,
-) -> anyhow::Result<HashMap<(usize, usize), String>> {
-    let sample_position: HashMap<&str, usize> = data
-        .samples
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.sample_id.as_str(), i))
-        .collect();
+fn read_locomo_predictions(path: &Path, data: &LocomoDataset) -> anyhow::Result<HashMap<(usize, usize), String>> {
+    let sample_position: HashMap<&str, usize> = data.samples.iter().enumerate().map(|(i, s)| (s.sample_id.as_str(), i)).collect();
     let mut first_at: HashMap<(usize, usize), String> = HashMap::new();
     let mut predictions = HashMap::new();
     let expected = "{\"sample_id\": string, \"qa_index\": integer, \"prediction\": string}";
@@ -173,12 +151,7 @@ fn read_locomo_predictions(
         let at = || at.clone();
         let Some(&sample) = sample_position.get(entry.sample_id.as_str()) else {
             let known: Vec<&str> = data.samples.iter().map(|s| s.sample_id.as_str()).collect();
-            bail!(
-                "{}: unknown sample_id {:?}; expected one of {}",
-                at(),
-                entry.sample_id,
-                known.join(", ")
-            );
+            bail!("{}: unknown sample_id {:?}; expected one of {}", at(), entry.sample_id, known.join(", "));
         };
         let questions = data.samples[sample].qa.len();
         if entry.qa_index >= questions {
@@ -192,12 +165,7 @@ fn read_locomo_predictions(
         }
         let key = (sample, entry.qa_index);
         if let Some(first) = first_at.insert(key, at()) {
-            bail!(
-                "{}: duplicate prediction for {} qa_index {} (first given at {first}); expected one per question",
-                at(),
-                entry.sample_id,
-                entry.qa_index
-            );
+            bail!("{}: duplicate prediction for {} qa_index {} (first given at {first}); expected one per question", at(), entry.sample_id, entry.qa_index);
         }
         predictions.insert(key, entry.prediction);
     }
@@ -227,18 +195,10 @@ fn score_locomo(args: &ScoreArgs) -> anyhow::Result<()> {
             let prediction = predictions.get(&(s, q));
             let score = prediction.map(|p| score_qa(qa, p));
             let bleu = match (prediction, qa.category) {
-                (Some(p), category) if category != Category::Adversarial => {
-                    Some(bleu1(p, qa.gold()))
-                }
+                (Some(p), category) if category != Category::Adversarial => Some(bleu1(p, qa.gold())),
                 _ => None,
             };
-            rows.push(LocomoRow {
-                sample_id: &sample.sample_id,
-                qa_index: q,
-                category: qa.category,
-                score,
-                bleu1: bleu,
-            });
+            rows.push(LocomoRow { sample_id: &sample.sample_id, qa_index: q, category: qa.category, score, bleu1: bleu });
         }
     }
     let counted = |row: &LocomoRow| match row.score {
@@ -247,23 +207,11 @@ fn score_locomo(args: &ScoreArgs) -> anyhow::Result<()> {
         None => None,
     };
     let result = aggregate(rows.iter().filter_map(counted));
-    let missing_by_category = |category: Category| {
-        rows.iter()
-            .filter(|r| r.category == category && r.score.is_none())
-            .count()
-    };
+    let missing_by_category = |category: Category| rows.iter().filter(|r| r.category == category && r.score.is_none()).count();
     let missing_total = rows.iter().filter(|r| r.score.is_none()).count();
     let bleu_means = bleu_means(&rows);
 
-    print_locomo_table(
-        &data_path,
-        &args.predictions,
-        &result,
-        &missing_by_category,
-        missing_total,
-        args.missing_as_zero,
-        &bleu_means,
-    );
+    print_locomo_table(&data_path, &args.predictions, &result, &missing_by_category, missing_total, args.missing_as_zero, &bleu_means);
 
     if let Some(out) = &args.out {
         let questions: Vec<_> = rows
@@ -329,9 +277,7 @@ fn bleu_means(rows: &[LocomoRow]) -> HashMap<u8, f64> {
             entry.1 += 1;
         }
     }
-    sums.into_iter()
-        .map(|(id, (sum, n))| (id, sum / n as f64))
-        .collect()
+    sums.into_iter().map(|(id, (sum, n))| (id, sum / n as f64)).collect()
 }
 
 fn format_mean(mean: Option<f64>) -> String {
@@ -347,17 +293,13 @@ fn print_locomo_table(
     missing_as_zero: bool,
     bleu_means: &HashMap<u8, f64>,
 ) {
-    outln!(
-        "LoCoMo QA, official scorer (token F1 with NLTK-Porter stems; category 5: \"not mentioned\" rule)"
-    );
+    outln!("LoCoMo QA, official scorer (token F1 with NLTK-Porter stems; category 5: \"not mentioned\" rule)");
     outln!("data:        {}", data_path.display());
     outln!("predictions: {}", predictions_path.display());
     outln!();
     outln!("  id  category      scored  missing  accuracy  bleu1*");
     for c in &result.by_category {
-        let bleu = bleu_means
-            .get(&c.category.id())
-            .map_or_else(|| "-".to_string(), |b| format!("{b:.3}"));
+        let bleu = bleu_means.get(&c.category.id()).map_or_else(|| "-".to_string(), |b| format!("{b:.3}"));
         outln!(
             "  {:>2}  {:<12}  {:>6}  {:>7}  {:>8}  {:>6}",
             c.category.id(),
@@ -368,28 +310,16 @@ fn print_locomo_table(
             bleu
         );
     }
-    outln!(
-        "      {:<12}  {:>6}  {:>7}  {:>8}",
-        "overall",
-        result.count,
-        missing_total,
-        format_mean(result.overall)
-    );
+    outln!("      {:<12}  {:>6}  {:>7}  {:>8}", "overall", result.count, missing_total, format_mean(result.overall));
     outln!();
     if missing_total > 0 {
         if missing_as_zero {
-            outln!(
-                "{missing_total} questions have no prediction: counted as 0 (--missing-as-zero)."
-            );
+            outln!("{missing_total} questions have no prediction: counted as 0 (--missing-as-zero).");
         } else {
-            outln!(
-                "{missing_total} questions have no prediction: excluded from the means (use --missing-as-zero to count them as 0)."
-            );
+            outln!("{missing_total} questions have no prediction: excluded from the means (use --missing-as-zero to count them as 0).");
         }
     }
-    outln!(
-        "* bleu1: BLEU-1 as Mem0 reports it (categories 1-4), not the official LoCoMo metric."
-    );
+    outln!("* bleu1: BLEU-1 as Mem0 reports it (categories 1-4), not the official LoCoMo metric.");
 }
 
 /// One entry of a LongMemEval predictions file.
@@ -400,27 +330,15 @@ struct HypothesisEntry {
 }
 
 /// LongMemEval hypotheses keyed by question id; JSONL, or a JSON array as upstream accepts.
-fn read_longmemeval_predictions(
-    path: &Path,
-    data: &LongMemEvalDataset,
-) -> anyhow::Result<HashMap<String, String>> {
+fn read_longmemeval_predictions(path: &Path, data: &LongMemEvalDataset) -> anyhow::Result<HashMap<String, String>> {
     let entries = read_entries::<HypothesisEntry>(path, "{\"question_id\": string, \"hypothesis\": string}")?;
     let mut hypotheses = HashMap::new();
     for (at, entry) in entries {
         if data.question(&entry.question_id).is_none() {
-            bail!(
-                "{at}: unknown question_id {:?}; expected an id from the data file",
-                entry.question_id
-            );
+            bail!("{at}: unknown question_id {:?}; expected an id from the data file", entry.question_id);
         }
-        if hypotheses
-            .insert(entry.question_id.clone(), entry.hypothesis)
-            .is_some()
-        {
-            bail!(
-                "{at}: duplicate hypothesis for question_id {:?}; expected one per question",
-                entry.question_id
-            );
+        if hypotheses.insert(entry.question_id.clone(), entry.hypothesis).is_some() {
+            bail!("{at}: duplicate hypothesis for question_id {:?}; expected one per question", entry.question_id);
         }
     }
     Ok(hypotheses)
@@ -453,20 +371,10 @@ fn score_longmemeval(args: &ScoreArgs) -> anyhow::Result<()> {
     }
     let missing = data.questions.len() - hypotheses.len();
     let metrics = proxy_metrics(verdicts);
-    print_longmemeval_table(
-        &data_path,
-        &args.predictions,
-        &metrics,
-        missing,
-        args.missing_as_zero,
-    );
+    print_longmemeval_table(&data_path, &args.predictions, &metrics, missing, args.missing_as_zero);
     if let Some(out) = &args.out {
         let m = &metrics.proxy_accuracy;
-        let by_type: Vec<_> = m
-            .by_type
-            .iter()
-            .map(|t| json!({"type": t.question_type.name(), "count": t.count, "proxy_accuracy": t.accuracy}))
-            .collect();
+        let by_type: Vec<_> = m.by_type.iter().map(|t| json!({"type": t.question_type.name(), "count": t.count, "proxy_accuracy": t.accuracy})).collect();
         let report = json!({
             "bench": "longmemeval",
             "metric": "PROXY (NOT the official LongMemEval metric, which needs the GPT-4o judge): \
@@ -489,57 +397,22 @@ fn score_longmemeval(args: &ScoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_longmemeval_table(
-    data_path: &Path,
-    predictions_path: &Path,
-    metrics: &ProxyMetrics,
-    missing: usize,
-    missing_as_zero: bool,
-) {
+fn print_longmemeval_table(data_path: &Path, predictions_path: &Path, metrics: &ProxyMetrics, missing: usize, missing_as_zero: bool) {
     let m = &metrics.proxy_accuracy;
-    outln!(
-        "LongMemEval: PROXY metric, NOT the official judge accuracy (that needs the GPT-4o judge)"
-    );
+    outln!("LongMemEval: PROXY metric, NOT the official judge accuracy (that needs the GPT-4o judge)");
     outln!("data:        {}", data_path.display());
     outln!("predictions: {}", predictions_path.display());
     outln!();
     outln!("  type                         graded  proxy accuracy");
     for t in &m.by_type {
-        outln!(
-            "  {:<27}  {:>6}  {:>14}",
-            t.question_type.name(),
-            t.count,
-            format_mean(t.accuracy)
-        );
+        outln!("  {:<27}  {:>6}  {:>14}", t.question_type.name(), t.count, format_mean(t.accuracy));
     }
-    outln!(
-        "  {:<27}  {:>6}  {:>14}",
-        "overall",
-        m.count,
-        format_mean(m.overall)
-    );
-    outln!(
-        "  {:<27}  {:>6}  {:>14}",
-        "task-averaged",
-        "",
-        format_mean(m.task_averaged)
-    );
-    outln!(
-        "  {:<27}  {:>6}  {:>14}",
-        "abstention",
-        m.abstention_count,
-        format_mean(m.abstention)
-    );
-    outln!(
-        "  proxy mean token F1 (non-abstention): {}",
-        format_mean(metrics.proxy_mean_token_f1)
-    );
+    outln!("  {:<27}  {:>6}  {:>14}", "overall", m.count, format_mean(m.overall));
+    outln!("  {:<27}  {:>6}  {:>14}", "task-averaged", "", format_mean(m.task_averaged));
+    outln!("  {:<27}  {:>6}  {:>14}", "abstention", m.abstention_count, format_mean(m.abstention));
+    outln!("  proxy mean token F1 (non-abstention): {}", format_mean(metrics.proxy_mean_token_f1));
     if missing > 0 {
-        let policy = if missing_as_zero {
-            "counted as wrong (--missing-as-zero)"
-        } else {
-            "excluded"
-        };
+        let policy = if missing_as_zero { "counted as wrong (--missing-as-zero)" } else { "excluded" };
         outln!("{missing} questions have no hypothesis: {policy}.");
     }
 }

@@ -34,13 +34,8 @@ pub struct SweepArgs {
 pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     let spec = load_sweep(&args.file)?;
     let exe = std::env::current_exe().context("locating the memrl executable to run the trials")?;
-    let opts = RunOptions {
-        exe,
-        jobs: usize::try_from(args.jobs).unwrap_or(usize::MAX),
-        out_dir: args.out.clone(),
-        overwrite: args.overwrite,
-        progress: !args.quiet,
-    };
+    let opts =
+        RunOptions { exe, jobs: usize::try_from(args.jobs).unwrap_or(usize::MAX), out_dir: args.out.clone(), overwrite: args.overwrite, progress: !args.quiet };
     let report = run_sweep(&spec, &opts)?;
     if args.json {
         outln!("{}", serde_json::to_string(&report)?);

@@ -94,10 +94,7 @@ pub fn defaults_toml() -> String {
 /// strings, as given to `--set`), and returns the typed, validated, resolved config.
 pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
     let (text, name) = match path {
-        Some(p) => (
-            std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
-            p.display().to_string(),
-        ),
+        Some(p) => (std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?, p.display().to_string()),
         None => (String::new(), "<defaults>".to_string()),
     };
     from_toml_str(&text, &name, overrides)
@@ -105,8 +102,7 @@ pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
 
 /// Like [`load`] but from TOML text; `source_name` names the text in errors.
 pub fn from_toml_str(text: &str, source_name: &str, overrides: &[String]) -> Result<Config, ConfigError> {
-    let mut table: toml::Table = toml::from_str(text)
-        .map_err(|e| ConfigError::Syntax { source_name: source_name.to_string(), message: e.to_string() })?;
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax { source_name: source_name.to_string(), message: e.to_string() })?;
     let defaults = defaults_value();
     for arg in overrides {
         apply_override(&mut table, &defaults, &parse_override(arg)?)?;
@@ -114,11 +110,7 @@ pub fn from_toml_str(text: &str, source_name: &str, overrides: &[String]) -> Res
     let name = if overrides.is_empty() { source_name.to_string() } else { format!("{source_name} + --set overrides") };
     let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let key = e.path().to_string();
-        ConfigError::Field {
-            source_name: name,
-            key: if key == "." { "(top level)".into() } else { key },
-            message: e.into_inner().message().to_string(),
-        }
+        ConfigError::Field { source_name: name, key: if key == "." { "(top level)".into() } else { key }, message: e.into_inner().message().to_string() }
     })?;
     config.validate()?;
     if config.run.dir.is_empty() {
@@ -205,11 +197,7 @@ impl Config {
         if !(a.tis_cap >= 0.0 && a.tis_cap.is_finite()) {
             return Err(invalid("algorithm.tis_cap", a.tis_cap, "expected 0 (off) or a value > 0"));
         }
-        for (key, v) in [
-            ("algorithm.adv_eps", a.adv_eps),
-            ("algorithm.kl_coef", a.kl_coef),
-            ("algorithm.entropy_coef", a.entropy_coef),
-        ] {
+        for (key, v) in [("algorithm.adv_eps", a.adv_eps), ("algorithm.kl_coef", a.kl_coef), ("algorithm.entropy_coef", a.entropy_coef)] {
             if !(v >= 0.0 && v.is_finite()) {
                 return Err(invalid(key, v, "expected a finite value >= 0"));
             }
@@ -249,32 +237,19 @@ impl Config {
             return Err(invalid("policy.lora.dropout", l.dropout, "expected 0 <= dropout < 1"));
         }
         self.validate_algorithm()
-
     }
 }
 
 impl TrainerConfig {
     /// The learning-rate schedule over `total_steps` optimizer steps.
     pub fn schedule(&self, total_steps: u64) -> Schedule {
-        Schedule {
-            kind: self.schedule,
-            base_lr: self.lr,
-            warmup_steps: self.warmup_steps,
-            total_steps,
-            min_lr_ratio: self.min_lr_ratio,
-        }
+        Schedule { kind: self.schedule, base_lr: self.lr, warmup_steps: self.warmup_steps, total_steps, min_lr_ratio: self.min_lr_ratio }
     }
 }
 
 impl SftConfig {
     /// The SFT learning-rate schedule over `total_steps` optimizer steps.
     pub fn schedule(&self, total_steps: u64) -> Schedule {
-        Schedule {
-            kind: self.schedule,
-            base_lr: self.lr,
-            warmup_steps: self.warmup_steps,
-            total_steps,
-            min_lr_ratio: self.min_lr_ratio,
-        }
+        Schedule { kind: self.schedule, base_lr: self.lr, warmup_steps: self.warmup_steps, total_steps, min_lr_ratio: self.min_lr_ratio }
     }
 }

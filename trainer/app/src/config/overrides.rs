@@ -66,10 +66,7 @@ fn default_at<'a>(defaults: &'a toml::Value, o: &Override) -> Result<Option<&'a 
                 }
             },
             _ => {
-                return Err(ConfigError::BadOverride {
-                    arg: o.arg.clone(),
-                    reason: format!("`{here}` is a value, not a table"),
-                });
+                return Err(ConfigError::BadOverride { arg: o.arg.clone(), reason: format!("`{here}` is a value, not a table") });
             }
         }
     }

@@ -6,9 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use memrl_policies::train::bpe::SpaceHandling;
 use memrl_rl::advantage::AdvantageEstimator;
 use memrl_rl::loss::{KlEstimator, LossAggregation, SegmentWeighting};
-use memrl_policies::train::bpe::SpaceHandling;
 use memrl_rl::schedule::ScheduleKind;
 use memrl_rl::segments::SegmentationMode;
 
@@ -150,10 +150,7 @@ impl std::str::FromStr for Device {
         if s == "cuda" {
             return Ok(Device::Cuda(0));
         }
-        s.strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| format!("invalid device {s:?}, expected \"cpu\" or \"cuda:N\""))
+        s.strip_prefix("cuda:").and_then(|n| n.parse().ok()).map(Device::Cuda).ok_or_else(|| format!("invalid device {s:?}, expected \"cpu\" or \"cuda:N\""))
     }
 }
 
@@ -222,13 +219,7 @@ pub struct LoraConfig {
 
 impl Default for LoraConfig {
     fn default() -> Self {
-        Self {
-            enabled: false,
-            rank: 8,
-            alpha: 16.0,
-            dropout: 0.0,
-            target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"].map(String::from).to_vec(),
-        }
+        Self { enabled: false, rank: 8, alpha: 16.0, dropout: 0.0, target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"].map(String::from).to_vec() }
     }
 }
 

@@ -44,7 +44,12 @@ impl<B: Backend> Generator for EvalGenerator<B> {
             }
             if let Some(bar) = bar {
                 let secs = *seconds + clock.elapsed().as_secs_f64();
-                bar.set_message(format!("{} generations, {} tokens, {:.1} tok/s", finished_requests, generated_tokens, *generated_tokens as f64 / secs.max(1e-9)));
+                bar.set_message(format!(
+                    "{} generations, {} tokens, {:.1} tok/s",
+                    finished_requests,
+                    generated_tokens,
+                    *generated_tokens as f64 / secs.max(1e-9)
+                ));
             }
         });
         self.seconds += clock.elapsed().as_secs_f64();

@@ -30,9 +30,16 @@ pub struct EngineJudge {
 impl EngineJudge {
     /// A judge over `model` (non-autodiff backend) with `tokenizer`, generating up to
     /// `max_batch` prompts at once.
-    pub fn new(model: Arc<Llama<BurnBackend>>, tokenizer: Arc<Tokenizer>, stop_ids: Vec<u32>, max_batch: usize, model_name: String) -> Result<Self, JudgeError> {
+    pub fn new(
+        model: Arc<Llama<BurnBackend>>,
+        tokenizer: Arc<Tokenizer>,
+        stop_ids: Vec<u32>,
+        max_batch: usize,
+        model_name: String,
+    ) -> Result<Self, JudgeError> {
         let window = model.config.max_position_embeddings.min(JUDGE_WINDOW);
-        let engine = Engine::new(model, None, EngineConfig { max_batch: max_batch.max(1), max_seq_len: window }).map_err(|e| JudgeError::Backend(e.to_string()))?;
+        let engine =
+            Engine::new(model, None, EngineConfig { max_batch: max_batch.max(1), max_seq_len: window }).map_err(|e| JudgeError::Backend(e.to_string()))?;
         Ok(Self { engine: Mutex::new(engine), tokenizer, stop_ids, window, model_name })
     }
 

@@ -26,14 +26,8 @@ pub enum EvalPolicy {
 
 impl EvalPolicy {
     /// Every policy, in `--help` order.
-    pub const ALL: [EvalPolicy; 6] = [
-        EvalPolicy::Model,
-        EvalPolicy::Oracle,
-        EvalPolicy::Heuristic,
-        EvalPolicy::FullContext,
-        EvalPolicy::Bm25Rag,
-        EvalPolicy::NoMemory,
-    ];
+    pub const ALL: [EvalPolicy; 6] =
+        [EvalPolicy::Model, EvalPolicy::Oracle, EvalPolicy::Heuristic, EvalPolicy::FullContext, EvalPolicy::Bm25Rag, EvalPolicy::NoMemory];
 
     /// The policy `--policy` spells `name`.
     pub fn from_name(name: &str) -> Option<EvalPolicy> {
@@ -78,13 +72,16 @@ impl Plan {
             Plan::Scripted(kind) => format!("scripted {} policy plays every turn (memory and answers); no model involved", kind_name(*kind)),
             Plan::Reader { manager, context } => {
                 let memory = match (policy, context) {
-                    (_, ReaderContext::FullHistory) => "no memory is built: the reader sees the raw history, truncated to its window (most recent turns kept)".to_string(),
-                    (_, ReaderContext::Bm25Turns { k }) => format!("no memory is built: BM25 over every turn of the history, the top {k} turns (by the question) go to the reader"),
+                    (_, ReaderContext::FullHistory) => {
+                        "no memory is built: the reader sees the raw history, truncated to its window (most recent turns kept)".to_string()
+                    }
+                    (_, ReaderContext::Bm25Turns { k }) => {
+                        format!("no memory is built: BM25 over every turn of the history, the top {k} turns (by the question) go to the reader")
+                    }
                     (EvalPolicy::NoMemory, ReaderContext::MemorySearch { .. }) => "no memory is kept: the reader sees only the question".to_string(),
-                    (_, ReaderContext::MemorySearch { k }) => format!(
-                        "memory built by the model-free {} manager; memory_search(question, k={k}) results go to the reader",
-                        kind_name(*manager)
-                    ),
+                    (_, ReaderContext::MemorySearch { k }) => {
+                        format!("memory built by the model-free {} manager; memory_search(question, k={k}) results go to the reader", kind_name(*manager))
+                    }
                 };
                 format!("{memory}; the reader model writes every answer (free text, wrapped in answer())")
             }
@@ -129,11 +126,7 @@ pub enum PlanError {
 pub fn plan(policy: EvalPolicy, bench: BenchKind, has_model: bool, top_k: usize) -> Result<Plan, PlanError> {
     let history = bench.is_history();
     let scripted = |kind: ScriptedKind| -> Plan {
-        if history && has_model {
-            Plan::Reader { manager: kind, context: ReaderContext::MemorySearch { k: top_k.clamp(1, 20) } }
-        } else {
-            Plan::Scripted(kind)
-        }
+        if history && has_model { Plan::Reader { manager: kind, context: ReaderContext::MemorySearch { k: top_k.clamp(1, 20) } } } else { Plan::Scripted(kind) }
     };
     Ok(match policy {
         EvalPolicy::Model if has_model => Plan::Agent,
@@ -171,6 +164,9 @@ mod tests {
         assert!(matches!(plan(EvalPolicy::Bm25Rag, Facts, true, 10), Err(PlanError::NotForBench { .. })));
         let err = plan(EvalPolicy::Bm25Rag, Locomo, false, 10).unwrap_err().to_string();
         assert!(err.contains("--checkpoint") && err.contains("bm25-rag"), "{err}");
-        assert_eq!(plan(EvalPolicy::Bm25Rag, Locomo, true, 25), Ok(Plan::Reader { manager: ScriptedKind::NoMemory, context: ReaderContext::Bm25Turns { k: 25 } }));
+        assert_eq!(
+            plan(EvalPolicy::Bm25Rag, Locomo, true, 25),
+            Ok(Plan::Reader { manager: ScriptedKind::NoMemory, context: ReaderContext::Bm25Turns { k: 25 } })
+        );
     }
 }

@@ -178,7 +178,12 @@ impl ReaderEnv {
 
     fn reader_turn(&mut self) -> Result<Turn, EnvError> {
         self.ensure_history();
-        let q = self.task.questions.get(self.question).ok_or_else(|| EnvError::Data(format!("question {} is beyond the task's {}", self.question + 1, self.task.questions.len())))?.clone();
+        let q = self
+            .task
+            .questions
+            .get(self.question)
+            .ok_or_else(|| EnvError::Data(format!("question {} is beyond the task's {}", self.question + 1, self.task.questions.len())))?
+            .clone();
         let (source, listing) = match self.settings.context {
             ReaderContext::MemorySearch { k } => {
                 let call = Action::MemorySearch { query: q.query.clone(), k }.to_call_text();

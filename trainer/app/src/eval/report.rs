@@ -173,7 +173,12 @@ pub fn longmemeval_table(rows: &[QuestionRow]) -> LongMemEvalTable {
     let m = metrics(&graded);
     LongMemEvalTable {
         labels_from: if judged { "judge".into() } else { "proxy".into() },
-        types: m.by_type.iter().filter(|t| t.count > 0).map(|t| LongMemEvalLine { name: t.question_type.name().into(), questions: t.count, accuracy: t.accuracy }).collect(),
+        types: m
+            .by_type
+            .iter()
+            .filter(|t| t.count > 0)
+            .map(|t| LongMemEvalLine { name: t.question_type.name().into(), questions: t.count, accuracy: t.accuracy })
+            .collect(),
         overall: LongMemEvalLine { name: "overall".into(), questions: m.count, accuracy: m.overall },
         task_averaged: m.task_averaged,
         abstention: LongMemEvalLine { name: "abstention".into(), questions: m.abstention_count, accuracy: m.abstention },
@@ -299,12 +304,7 @@ mod tests {
 
     #[test]
     fn locomo_table_with_and_without_adversarial() {
-        let rows = vec![
-            row(4, 1.0, Some(0.5), Some(true)),
-            row(4, 0.0, Some(0.0), Some(false)),
-            row(2, 0.5, Some(0.25), Some(true)),
-            row(5, 1.0, None, None),
-        ];
+        let rows = vec![row(4, 1.0, Some(0.5), Some(true)), row(4, 0.0, Some(0.0), Some(false)), row(2, 0.5, Some(0.25), Some(true)), row(5, 1.0, None, None)];
         let t = locomo_table(&rows);
         let ids: Vec<u8> = t.categories.iter().map(|c| c.id).collect();
         assert_eq!(ids, vec![4, 2, 5], "report order, present categories only");

@@ -329,7 +329,8 @@ pub fn evaluate(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
         let mut env = bench.env()?;
         if let Plan::Reader { manager, context } = the_plan {
             let stream = stream.clone().ok_or_else(|| anyhow!("the reader protocol needs a history benchmark"))?;
-            let settings = ReaderSettings { context, manager, window: window.unwrap_or(usize::MAX), answer_tokens: opts.answer_tokens, bm25: Bm25Params::default() };
+            let settings =
+                ReaderSettings { context, manager, window: window.unwrap_or(usize::MAX), answer_tokens: opts.answer_tokens, bm25: Bm25Params::default() };
             env = Box::new(ReaderEnv::new(env, *task, stream, settings, counter.clone(), reader_notes.clone()));
         }
         let count = matches!(the_plan, Plan::Scripted(_)).then(|| counter.clone());
@@ -348,7 +349,15 @@ pub fn evaluate(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
                 if total_questions.is_none() {
                     bar.inc(1);
                 }
-                Ok(Played { task: s.task, stream: s.stream, end: Some(result.end), records: take(&s.log), exact: None, texts: Vec::new(), notes: take(&s.notes) })
+                Ok(Played {
+                    task: s.task,
+                    stream: s.stream,
+                    end: Some(result.end),
+                    records: take(&s.log),
+                    exact: None,
+                    texts: Vec::new(),
+                    notes: take(&s.notes),
+                })
             })
             .collect::<anyhow::Result<_>>()?,
         (_, Some(m)) => {
@@ -361,7 +370,8 @@ pub fn evaluate(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
             let mut out = Vec::with_capacity(slots.len());
             for (w, wave) in slots.chunks_mut(4 * opts.batch.max(1)).enumerate() {
                 let envs = wave.iter_mut().map(|s| (s.env.take().expect("set above"), s.task, s.seed)).collect();
-                let (trajectories, timings) = play_timed(envs, &codec as &dyn ChatCodec, CompletionSource::Model(&mut generator), limits, derive_seed(&[opts.seed, w as u64]))?;
+                let (trajectories, timings) =
+                    play_timed(envs, &codec as &dyn ChatCodec, CompletionSource::Model(&mut generator), limits, derive_seed(&[opts.seed, w as u64]))?;
                 generate_seconds += timings.generate_seconds;
                 for (s, t) in wave.iter_mut().zip(trajectories) {
                     if total_questions.is_none() {
@@ -369,7 +379,15 @@ pub fn evaluate(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
                     }
                     let exact = t.turns.iter().map(|turn| (turn.context_ids.len(), turn.completion_ids.len())).collect();
                     let texts = t.turns.iter().map(|turn| turn.text.clone()).collect();
-                    out.push(Played { task: s.task, stream: s.stream.take(), end: t.end, records: take(&s.log), exact: Some(exact), texts, notes: take(&s.notes) });
+                    out.push(Played {
+                        task: s.task,
+                        stream: s.stream.take(),
+                        end: t.end,
+                        records: take(&s.log),
+                        exact: Some(exact),
+                        texts,
+                        notes: take(&s.notes),
+                    });
                 }
             }
             out
@@ -385,7 +403,9 @@ pub fn evaluate(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
         if opts.bench.is_history() {
             let clock = Instant::now();
             let judge_llm = match (&model, opts.checkpoint.as_deref()) {
-                (Some(m), Some(c)) if c == j.model.as_path() => LoadedModel { model: m.model.clone(), tokenizer: m.tokenizer.clone(), stop_ids: m.stop_ids.clone(), name: m.name.clone() },
+                (Some(m), Some(c)) if c == j.model.as_path() => {
+                    LoadedModel { model: m.model.clone(), tokenizer: m.tokenizer.clone(), stop_ids: m.stop_ids.clone(), name: m.name.clone() }
+                }
                 _ => load_model(&j.model, "judge model")?,
             };
             let judge = EngineJudge::new(judge_llm.model, judge_llm.tokenizer, judge_llm.stop_ids, opts.batch, judge_llm.name.clone())?;
@@ -588,7 +608,13 @@ fn efficiency(played: &[Played], questions: usize, exact: bool, opts: &EvalOptio
     let notes: Vec<ReaderNote> = played.iter().flat_map(|p| p.notes.iter().copied()).collect();
     let n = notes.len().max(1) as f64;
     Efficiency {
-        token_source: if exact { "exact: the model's context token ids".into() } else if opts.checkpoint.is_some() { "counted: the model's tokenizer over the messages' text (no chat template)".into() } else { "approximate: bytes / 4 over the messages' text (no model)".into() },
+        token_source: if exact {
+            "exact: the model's context token ids".into()
+        } else if opts.checkpoint.is_some() {
+            "counted: the model's tokenizer over the messages' text (no chat template)".into()
+        } else {
+            "approximate: bytes / 4 over the messages' text (no model)".into()
+        },
         tokens_read_per_question: (memory + answer) as f64 / q,
         answer_tokens_read_per_question: answer as f64 / q,
         memory_tokens_read_per_question: memory as f64 / q,

@@ -90,15 +90,9 @@ impl TrialList {
             return Some(format!("the varied keys were [{}], now [{}]", self.params.join(", "), other.params.join(", ")));
         }
         if self.settings != other.settings {
-            let changed = self
-                .settings
-                .iter()
-                .zip(&other.settings)
-                .find(|(a, b)| a != b)
-                .map(|(a, b)| format!("setting {} was `{}`, now `{}`", a.id, a.label, b.label));
-            return Some(changed.unwrap_or_else(|| {
-                format!("it had {} settings, now {}", self.settings.len(), other.settings.len())
-            }));
+            let changed =
+                self.settings.iter().zip(&other.settings).find(|(a, b)| a != b).map(|(a, b)| format!("setting {} was `{}`, now `{}`", a.id, a.label, b.label));
+            return Some(changed.unwrap_or_else(|| format!("it had {} settings, now {}", self.settings.len(), other.settings.len())));
         }
         if self.trials != other.trials {
             let changed = self.trials.iter().zip(&other.trials).find(|(a, b)| a != b).map(|(a, b)| {
@@ -108,9 +102,7 @@ impl TrialList {
                     format!("trial {} was [{}], now [{}]", a.id, a.overrides.join(" "), b.overrides.join(" "))
                 }
             });
-            return Some(changed.unwrap_or_else(|| {
-                format!("it had {} trials, now {} (the seeds changed)", self.trials.len(), other.trials.len())
-            }));
+            return Some(changed.unwrap_or_else(|| format!("it had {} trials, now {} (the seeds changed)", self.trials.len(), other.trials.len())));
         }
         None
     }
@@ -175,12 +167,7 @@ pub fn plan_sweep(spec: &SweepSpec, out_dir: &Path) -> Result<SweepPlan, SweepEr
         .enumerate()
         .map(|(i, values)| Setting {
             id: format!("s{i:0width$}"),
-            label: values
-                .iter()
-                .zip(&short)
-                .map(|(p, name)| format!("{name}={}", format_value(&p.value)))
-                .collect::<Vec<_>>()
-                .join(" "),
+            label: values.iter().zip(&short).map(|(p, name)| format!("{name}={}", format_value(&p.value))).collect::<Vec<_>>().join(" "),
             values,
         })
         .collect();
@@ -281,9 +268,7 @@ pub fn combinations(spec: &SweepSpec) -> Vec<Vec<ParamValue>> {
 /// the same draws on every machine.
 pub fn draw_random(random: &RandomSpec) -> Vec<Vec<ParamValue>> {
     let mut rng = ChaCha8Rng::seed_from_u64(random.seed);
-    (0..random.samples)
-        .map(|_| random.params.iter().map(|p| ParamValue { key: p.key.clone(), value: draw(p, &mut rng) }).collect())
-        .collect()
+    (0..random.samples).map(|_| random.params.iter().map(|p| ParamValue { key: p.key.clone(), value: draw(p, &mut rng) }).collect()).collect()
 }
 
 /// One draw of `p`.

@@ -30,16 +30,9 @@ pub fn plot_settings(path: &Path, metric: &str, params: &[String], settings: &[S
     Ok(true)
 }
 
-fn draw<DB: DrawingBackend>(
-    root: DrawingArea<DB, plotters::coord::Shift>,
-    metric: &str,
-    params: &[String],
-    settings: &[SettingRow],
-) -> Result<(), String> {
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, metric: &str, params: &[String], settings: &[SettingRow]) -> Result<(), String> {
     let spread = |s: &SettingRow| s.mean.map(|m| (m, s.std.unwrap_or(0.0)));
-    let values = settings
-        .iter()
-        .flat_map(|s| s.finals.iter().copied().chain(spread(s).into_iter().flat_map(|(m, d)| [m - d, m + d])));
+    let values = settings.iter().flat_map(|s| s.finals.iter().copied().chain(spread(s).into_iter().flat_map(|(m, d)| [m - d, m + d])));
     let y = padded_range(values);
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
@@ -68,17 +61,18 @@ fn draw<DB: DrawingBackend>(
 
     let seed_color = RGBColor(120, 120, 120);
     chart
-        .draw_series(settings.iter().enumerate().flat_map(|(i, s)| {
-            s.finals.iter().map(move |&v| Circle::new((SegmentValue::CenterOf(i), v), 4, seed_color.mix(0.7).filled()))
-        }))
+        .draw_series(
+            settings
+                .iter()
+                .enumerate()
+                .flat_map(|(i, s)| s.finals.iter().map(move |&v| Circle::new((SegmentValue::CenterOf(i), v), 4, seed_color.mix(0.7).filled()))),
+        )
         .map_err(|e| e.to_string())?
         .label("one seed")
         .legend(move |(x, y)| Circle::new((x + 10, y), 4, seed_color.filled()));
     let mean_color = COLORS[0];
     let bars = settings.iter().enumerate().filter_map(|(i, s)| {
-        spread(s).map(|(m, d)| {
-            ErrorBar::new_vertical(SegmentValue::CenterOf(i), m - d, m, m + d, ShapeStyle::from(mean_color).stroke_width(2), 16)
-        })
+        spread(s).map(|(m, d)| ErrorBar::new_vertical(SegmentValue::CenterOf(i), m - d, m, m + d, ShapeStyle::from(mean_color).stroke_width(2), 16))
     });
     chart
         .draw_series(bars)
@@ -86,9 +80,12 @@ fn draw<DB: DrawingBackend>(
         .label("mean ± std")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], ShapeStyle::from(mean_color).stroke_width(2)));
     chart
-        .draw_series(settings.iter().enumerate().filter_map(|(i, s)| {
-            s.mean.map(|m| Cross::new((SegmentValue::CenterOf(i), m), 7, ShapeStyle::from(mean_color).stroke_width(2)))
-        }))
+        .draw_series(
+            settings
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.mean.map(|m| Cross::new((SegmentValue::CenterOf(i), m), 7, ShapeStyle::from(mean_color).stroke_width(2)))),
+        )
         .map_err(|e| e.to_string())?;
     chart
         .configure_series_labels()

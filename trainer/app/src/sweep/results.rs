@@ -97,9 +97,7 @@ pub fn read_result(out_dir: &Path, id: &str) -> Result<Option<TrialResult>, Swee
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(SweepError::Io { action: "read", path, source }),
     };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| SweepError::Corrupt { path, message: format!("not a trial result: {e} (delete it to rerun the trial)") })
+    serde_json::from_str(&text).map(Some).map_err(|e| SweepError::Corrupt { path, message: format!("not a trial result: {e} (delete it to rerun the trial)") })
 }
 
 /// Writes a trial's results file atomically.
@@ -202,12 +200,7 @@ mod tests {
             stderr_tail: (!success).then(|| "logs/x.attempt-1.stderr.txt".into()),
             error: (!success).then(|| "error: boom".into()),
         };
-        let r = TrialResult {
-            id: "x".into(),
-            status: TrialStatus::Failed,
-            attempts: vec![attempt(true, 1.5), attempt(false, 2.0)],
-            summary: None,
-        };
+        let r = TrialResult { id: "x".into(), status: TrialStatus::Failed, attempts: vec![attempt(true, 1.5), attempt(false, 2.0)], summary: None };
         write_result(dir.path(), &r).unwrap();
         assert_eq!(read_result(dir.path(), "x").unwrap().as_ref(), Some(&r));
         assert_eq!(r.wall_seconds(), Some(3.5));

@@ -104,12 +104,7 @@ pub fn run_sweep(spec: &SweepSpec, opts: &RunOptions) -> Result<SweepReport, Swe
                 already_finished += 1;
                 if result.as_ref().is_none_or(|r| r.status != TrialStatus::Finished) {
                     // The run finished but the sweep stopped before recording it.
-                    let mut r = result.unwrap_or(TrialResult {
-                        id: trial.id.clone(),
-                        status: TrialStatus::Finished,
-                        attempts: vec![],
-                        summary: None,
-                    });
+                    let mut r = result.unwrap_or(TrialResult { id: trial.id.clone(), status: TrialStatus::Finished, attempts: vec![], summary: None });
                     r.status = TrialStatus::Finished;
                     write_result(&out, &r)?;
                 }
@@ -220,21 +215,15 @@ fn prepare_out_dir(out: &Path, list: &TrialList, spec: &SweepSpec, overwrite: bo
             eprintln!("overwrite: moved the previous sweep to {} (delete it when you no longer need it)", aside.display());
         } else {
             let text = std::fs::read_to_string(&trials_path).map_err(io_err("read", &trials_path))?;
-            let saved: TrialList = serde_json::from_str(&text).map_err(|e| SweepError::Corrupt {
-                path: trials_path.clone(),
-                message: format!("not a sweep trial list: {e}"),
-            })?;
+            let saved: TrialList =
+                serde_json::from_str(&text).map_err(|e| SweepError::Corrupt { path: trials_path.clone(), message: format!("not a sweep trial list: {e}") })?;
             let difference = if saved.version != TRIAL_LIST_VERSION {
                 Some(format!("trials.json has layout version {}, this memrl writes {TRIAL_LIST_VERSION}", saved.version))
             } else {
                 saved.difference(list)
             };
             if let Some(difference) = difference {
-                return Err(SweepError::Changed {
-                    dir: out.to_path_buf(),
-                    file: spec.file.display().to_string(),
-                    difference,
-                });
+                return Err(SweepError::Changed { dir: out.to_path_buf(), file: spec.file.display().to_string(), difference });
             }
         }
     } else if out.exists() {
@@ -350,12 +339,7 @@ fn read_tail(path: &Path) -> String {
 /// Records an attempt in the trial's results file (and its stderr tail in `logs/`).
 fn record(out: &Path, list: &TrialList, done: Finished) -> Result<TrialResult, SweepError> {
     let trial = &list.trials[done.index];
-    let mut result = done.prior.unwrap_or(TrialResult {
-        id: trial.id.clone(),
-        status: TrialStatus::Failed,
-        attempts: vec![],
-        summary: None,
-    });
+    let mut result = done.prior.unwrap_or(TrialResult { id: trial.id.clone(), status: TrialStatus::Failed, attempts: vec![], summary: None });
     let child = done.child;
     let k = result.attempts.len() + 1;
     let stderr_tail = if child.stderr_tail.trim().is_empty() {
@@ -365,22 +349,12 @@ fn record(out: &Path, list: &TrialList, done: Finished) -> Result<TrialResult, S
         write_file_atomic(&out.join(&rel), child.stderr_tail.as_bytes())?;
         Some(rel)
     };
-    let error = (!child.success)
-        .then(|| child.stderr_tail.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string))
-        .flatten();
+    let error = (!child.success).then(|| child.stderr_tail.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string)).flatten();
     let (start, from_step) = match done.start {
         TrialStart::Resume(step) => (StartKind::Resume, Some(step)),
         _ => (StartKind::Fresh, None),
     };
-    result.attempts.push(Attempt {
-        start,
-        from_step,
-        success: child.success,
-        exit: child.exit,
-        wall_seconds: child.wall_seconds,
-        stderr_tail,
-        error,
-    });
+    result.attempts.push(Attempt { start, from_step, success: child.success, exit: child.exit, wall_seconds: child.wall_seconds, stderr_tail, error });
     if child.success {
         result.status = TrialStatus::Finished;
         result.summary = child.stdout.lines().rev().find_map(|l| serde_json::from_str(l.trim()).ok());
@@ -447,9 +421,7 @@ fn progress_bar(show: bool, total: u64, done: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("sweep [{elapsed_precise}] {bar:30} {pos}/{len} trials {msg}").expect("valid template"),
-    );
+    bar.set_style(ProgressStyle::with_template("sweep [{elapsed_precise}] {bar:30} {pos}/{len} trials {msg}").expect("valid template"));
     bar.set_position(done);
     bar
 }

@@ -196,8 +196,7 @@ pub fn load_sweep(path: &Path) -> Result<SweepSpec, SweepError> {
 pub fn parse_sweep(text: &str, path: &Path) -> Result<SweepSpec, SweepError> {
     let file = path.display().to_string();
     let field = |key: &str, message: String| SweepError::Field { file: file.clone(), key: key.to_string(), message };
-    let table: toml::Table =
-        toml::from_str(text).map_err(|e| SweepError::Syntax { file: file.clone(), message: e.to_string() })?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| SweepError::Syntax { file: file.clone(), message: e.to_string() })?;
     let raw: RawSweep = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let key = e.path().to_string();
         field(if key == "." { "(top level)" } else { &key }, e.into_inner().message().to_string())
@@ -301,10 +300,7 @@ pub fn parse_sweep(text: &str, path: &Path) -> Result<SweepSpec, SweepError> {
         .try_fold(1usize, usize::checked_mul);
     if trials.is_none_or(|n| n > MAX_TRIALS) {
         let count = trials.map_or("more than usize::MAX".to_string(), |n| n.to_string());
-        return Err(field(
-            "grid",
-            format!("[grid] values x random.samples x seeds make {count} trials; at most {MAX_TRIALS} are allowed"),
-        ));
+        return Err(field("grid", format!("[grid] values x random.samples x seeds make {count} trials; at most {MAX_TRIALS} are allowed")));
     }
 
     Ok(SweepSpec {
@@ -417,9 +413,13 @@ mod tests {
     fn errors_name_the_file_and_key() {
         let e = error("name = \"a\"\nbase = \"b.toml\"\nseedz = [1]\n");
         assert!(e.contains("exp/sweep.toml") && e.contains("seedz"), "{e}");
-        let e = error("name = \"a\"\nbase = \"b.toml\"\n[random]\nsamples = 2\n[[random.param]]\nkey = \"trainer.lr\"\ndistribution = \"normal\"\nlow = 1\nhigh = 2\n");
+        let e = error(
+            "name = \"a\"\nbase = \"b.toml\"\n[random]\nsamples = 2\n[[random.param]]\nkey = \"trainer.lr\"\ndistribution = \"normal\"\nlow = 1\nhigh = 2\n",
+        );
         assert!(e.contains("random.param[0].distribution") && e.contains("normal"), "{e}");
-        let e = error("name = \"a\"\nbase = \"b.toml\"\n[random]\nsamples = 2\n[[random.param]]\nkey = \"trainer.lr\"\ndistribution = \"uniform\"\nlow = 1\nhigh = 2\nscale = 3\n");
+        let e = error(
+            "name = \"a\"\nbase = \"b.toml\"\n[random]\nsamples = 2\n[[random.param]]\nkey = \"trainer.lr\"\ndistribution = \"uniform\"\nlow = 1\nhigh = 2\nscale = 3\n",
+        );
         assert!(e.contains("random.param[0]") && e.contains("scale"), "{e}");
         let e = error("name = \"a\"\nbase = \"b.toml\"\nseeds = \"0\"\n");
         assert!(e.contains("`seeds`"), "{e}");

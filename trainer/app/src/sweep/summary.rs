@@ -27,11 +27,8 @@ pub struct Endpoints {
 pub fn endpoints(rows: &[MetricsRow], metric: &str) -> Option<Endpoints> {
     let mut logged = rows.iter().filter_map(|r| r.fields.get(metric).filter(|v| v.is_finite()).map(|&v| (r.step, v)));
     let (_, start) = logged.next()?;
-    let (final_step, final_value) = rows
-        .iter()
-        .rev()
-        .find_map(|r| r.fields.get(metric).filter(|v| v.is_finite()).map(|&v| (r.step, v)))
-        .expect("a first value implies a last one");
+    let (final_step, final_value) =
+        rows.iter().rev().find_map(|r| r.fields.get(metric).filter(|v| v.is_finite()).map(|&v| (r.step, v))).expect("a first value implies a last one");
     Some(Endpoints { start, final_step, final_value })
 }
 
@@ -80,8 +77,7 @@ pub fn trial_row(list: &TrialList, index: usize, out_dir: &Path, result: Option<
                 Ok(rows) => {
                     row.metric = endpoints(&rows, &list.metric);
                     if row.metric.is_none() {
-                        let logged: std::collections::BTreeSet<&str> =
-                            rows.iter().flat_map(|r| r.fields.keys().map(String::as_str)).collect();
+                        let logged: std::collections::BTreeSet<&str> = rows.iter().flat_map(|r| r.fields.keys().map(String::as_str)).collect();
                         let logged = logged.into_iter().collect::<Vec<_>>().join(", ");
                         row.error = Some(format!("`{}` was never logged in {} (it logged: {logged})", list.metric, path.display()));
                     }
@@ -188,10 +184,7 @@ pub fn write_csv(path: &Path, list: &TrialList, settings: &[SettingRow], trials:
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = ["row", "id", "setting", "seed"].map(String::from).to_vec();
     header.extend(list.params.iter().cloned());
-    header.extend(
-        ["status", "n", "metric", "final_mean", "final_std", "start_mean", "final_step", "wall_seconds", "error"]
-            .map(String::from),
-    );
+    header.extend(["status", "n", "metric", "final_mean", "final_std", "start_mean", "final_step", "wall_seconds", "error"].map(String::from));
     w.write_record(&header).map_err(csv_err)?;
     for s in settings {
         let finished = s.finals.len();
@@ -327,13 +320,7 @@ pub struct SummaryFiles {
 }
 
 /// Writes `summary.csv` and `summary.md` into `out_dir`.
-pub fn write_summary(
-    out_dir: &Path,
-    list: &TrialList,
-    goal: Goal,
-    settings: &[SettingRow],
-    trials: &[TrialRow],
-) -> Result<SummaryFiles, SweepError> {
+pub fn write_summary(out_dir: &Path, list: &TrialList, goal: Goal, settings: &[SettingRow], trials: &[TrialRow]) -> Result<SummaryFiles, SweepError> {
     let files = SummaryFiles { csv: out_dir.join("summary.csv"), markdown: out_dir.join("summary.md") };
     write_csv(&files.csv, list, settings, trials)?;
     write_file_atomic(&files.markdown, markdown(list, goal, settings, trials).as_bytes())?;
@@ -347,11 +334,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn row(step: u64, fields: &[(&str, f64)]) -> MetricsRow {
-        MetricsRow {
-            step,
-            wall_time: 0.0,
-            fields: fields.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
-        }
+        MetricsRow { step, wall_time: 0.0, fields: fields.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>() }
     }
 
     #[test]

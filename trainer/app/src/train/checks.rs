@@ -55,10 +55,7 @@ pub fn check_run(config: &Config, probe: &dyn Env, model: &LlamaConfig) -> anyho
     }
     let window = model.max_position_embeddings;
     if config.rollout.max_context_tokens > window {
-        bail!(
-            "rollout.max_context_tokens = {} exceeds the model's window of {window} tokens (max_position_embeddings)",
-            config.rollout.max_context_tokens
-        );
+        bail!("rollout.max_context_tokens = {} exceeds the model's window of {window} tokens (max_position_embeddings)", config.rollout.max_context_tokens);
     }
     for warning in warnings(config) {
         eprintln!("warning: {warning}");
@@ -90,10 +87,7 @@ pub(crate) fn first_prompt_warning<B: RunBackend>(run: &Run<'_, B>) -> anyhow::R
 /// Settings that run but make RL a no-op, print a meaningless number or waste the machine.
 pub fn warnings(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    let group_relative = matches!(
-        config.algorithm.advantage,
-        AdvantageEstimator::Grpo | AdvantageEstimator::DrGrpo | AdvantageEstimator::Rloo
-    );
+    let group_relative = matches!(config.algorithm.advantage, AdvantageEstimator::Grpo | AdvantageEstimator::DrGrpo | AdvantageEstimator::Rloo);
     if config.rollout.group_size == 1 && group_relative && config.run.steps > 0 {
         out.push(format!(
             "rollout.group_size = 1 with algorithm.advantage = {:?}: a group-relative advantage of a single \

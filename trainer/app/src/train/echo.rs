@@ -75,7 +75,8 @@ mod tests {
 
     impl ChatCodec for ByteCodec {
         fn render(&self, messages: &[ChatMessage], _tools: &[Value], add_generation_prompt: bool) -> Result<String, CodecError> {
-            let mut out: String = messages.iter().map(|m| format!("<|im_start|>{}\n{}<|im_end|>\n", format!("{:?}", m.role).to_lowercase(), m.content)).collect();
+            let mut out: String =
+                messages.iter().map(|m| format!("<|im_start|>{}\n{}<|im_end|>\n", format!("{:?}", m.role).to_lowercase(), m.content)).collect();
             if add_generation_prompt {
                 out.push_str("<|im_start|>assistant\n");
             }

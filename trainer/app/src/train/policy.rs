@@ -130,8 +130,7 @@ pub fn build_policy<B: RunBackend>(config: &Config, backend: B) -> anyhow::Resul
 pub fn load_policy_checkpoint<B: RunBackend>(config: &Config, dir: &Path, backend: B) -> anyhow::Result<PolicyBundle<B>> {
     check_supported(config)?;
     let shown = dir.display().to_string();
-    let (model, tokenizer) = memrl_policies::load_policy(backend, dir)
-        .with_context(|| format!("loading the checkpoint model in {shown}"))?;
+    let (model, tokenizer) = memrl_policies::load_policy(backend, dir).with_context(|| format!("loading the checkpoint model in {shown}"))?;
     let files = TokenizerFiles::from_hf_dir(dir).with_context(|| format!("reading the tokenizer files of {shown}"))?;
     bundle(model, tokenizer, files, &shown)
 }

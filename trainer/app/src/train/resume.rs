@@ -108,12 +108,7 @@ pub fn resume_point(dir: &RunDir, config: &Config) -> anyhow::Result<ResumePoint
 
 /// Loads the policy, optimizer and trainer state of `point`, checks they agree with it, and
 /// drops the metrics lines logged after it (they are redone).
-pub fn load<B: RunBackend>(
-    dir: &RunDir,
-    config: &Config,
-    point: &ResumePoint,
-    backend: B,
-) -> anyhow::Result<(PolicyBundle<B>, AdamW<B>, TrainerState)> {
+pub fn load<B: RunBackend>(dir: &RunDir, config: &Config, point: &ResumePoint, backend: B) -> anyhow::Result<(PolicyBundle<B>, AdamW<B>, TrainerState)> {
     let ckpt = &point.path;
     let state = TrainerState::read(ckpt)?;
     let (counter, found) = match point.stage {
@@ -124,8 +119,7 @@ pub fn load<B: RunBackend>(
         bail!("{}: trainer_state.json says {counter} {found} (step {}), the directory name says {}", ckpt.display(), state.step, point.step);
     }
     let policy = load_policy_checkpoint(config, ckpt, backend)?;
-    let optimizer =
-        load_checkpoint_optimizer(ckpt, &policy.model).with_context(|| format!("loading the optimizer state of {}", ckpt.display()))?;
+    let optimizer = load_checkpoint_optimizer(ckpt, &policy.model).with_context(|| format!("loading the optimizer state of {}", ckpt.display()))?;
     // Lines logged after the checkpoint are redone; at RL step 0 (or during SFT) that includes
     // the first evaluation.
     let mut dropped = if state.step == 0 {

@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use memrl_envs::Env;
 use memrl_envs::env::{ScriptedKind, Split, TaskId};
+use memrl_envs::sampler::TaskSampler;
 use memrl_policies::BurnBackend;
 use memrl_policies::model::Llama;
 use memrl_policies::sampling::SamplingParams;
@@ -22,18 +23,17 @@ use memrl_rl::rollout::EnvFactory;
 use memrl_rl::rollout::adapters::{TokenizerCounter, play_policy};
 use memrl_rl::rollout::context::ChatCodec;
 use memrl_rl::rollout::driver::{CompletionSource, PlayTimings, RolloutLimits, Trajectory, play};
-use memrl_envs::sampler::TaskSampler;
 use memrl_rl::step::{StepPolicy, StepSettings, rl_step};
 
 use crate::config::{BackendKind, Config};
 use crate::metrics::{MetricsLogger, names};
-use memrl_rl::metrics::mean_task_score;
 use crate::rollout_store::{RolloutRecord, write_rollouts};
 use crate::run_dir::{ExistingRun, RunDir, checkpoint_dir_name, prune_checkpoints, remove_sft_checkpoints, write_checkpoint, write_file_atomic};
 use crate::train::backend::{RunBackend, check_backend};
 use crate::train::policy::{PolicyBundle, build_policy};
 use crate::train::resume::{ResumePoint, Stage};
 use crate::train::state::{TRAINER_STATE_VERSION, TrainerState};
+use memrl_rl::metrics::mean_task_score;
 
 /// How `memrl train` treats the run directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,12 +283,7 @@ impl<B: RunBackend> Run<'_, B> {
     }
 
     /// Plays episodes with the current policy weights (an inference copy of the model).
-    fn play_model(
-        &self,
-        envs: Vec<(Box<dyn Env>, TaskId, u64)>,
-        sampling: SamplingParams,
-        seed: u64,
-    ) -> anyhow::Result<(Vec<Trajectory>, PlayTimings)> {
+    fn play_model(&self, envs: Vec<(Box<dyn Env>, TaskId, u64)>, sampling: SamplingParams, seed: u64) -> anyhow::Result<(Vec<Trajectory>, PlayTimings)> {
         let p = &self.policy;
         Ok(play_policy(p.inference_copy()?, &p.codec, &p.stop_ids, envs, sampling, self.limits(), seed)?)
     }
@@ -348,7 +343,8 @@ impl<B: RunBackend> Run<'_, B> {
             out.push(BaselineScore { policy: kind.to_string(), teacher: teacher == Some(kind), task_score: mean_task_score(&trajs), truncated });
         }
         let path = self.dir.root().join("eval").join(format!("{}-baselines.json", self.config.env.name));
-        let report = serde_json::json!({ "env": self.config.env.name, "split": self.config.eval.split, "episodes": self.config.eval.episodes, "baselines": out });
+        let report =
+            serde_json::json!({ "env": self.config.env.name, "split": self.config.eval.split, "episodes": self.config.eval.episodes, "baselines": out });
         write_file_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
         Ok(out)
     }
@@ -472,8 +468,7 @@ impl<B: RunBackend> Run<'_, B> {
                 codec: &self.policy.codec,
                 stop_ids: &self.policy.stop_ids,
             };
-            let out = rl_step(step, schedule.lr(step - 1), &mut sampler, &self.envs, policy, &step_settings)
-                .with_context(|| format!("step {step}"))?;
+            let out = rl_step(step, schedule.lr(step - 1), &mut sampler, &self.envs, policy, &step_settings).with_context(|| format!("step {step}"))?;
             if out.update.skipped_steps > 0 {
                 state.skipped_steps += out.update.skipped_steps as u64;
                 eprintln!("step {step}: {} optimizer step(s) skipped: the gradient norm was not finite", out.update.skipped_steps);
@@ -532,9 +527,6 @@ pub(crate) fn bar(progress: bool, total: u64, phase: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(&format!("{phase:>4} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {{msg}}"))
-            .expect("valid template"),
-    );
+    bar.set_style(ProgressStyle::with_template(&format!("{phase:>4} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {{msg}}")).expect("valid template"));
     bar
 }

@@ -7,18 +7,18 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use memrl_rl::learner::update::sft_update;
 use crate::metrics::MetricsLogger;
+use crate::run_dir::{prune_sft_checkpoints, sft_checkpoint_dir_name};
+use crate::train::backend::RunBackend;
+use crate::train::run::{Run, bar};
+use crate::train::state::TrainerState;
+use anyhow::Context;
+use memrl_rl::collect::{RolloutLogprobs, collect};
+use memrl_rl::learner::update::sft_update;
 use memrl_rl::rollout::context::ChatCodec;
 use memrl_rl::rollout::driver::{CompletionSource, play};
 use memrl_rl::segments::{Segment, SegmentationMode};
 use std::collections::HashMap;
-use memrl_rl::collect::{RolloutLogprobs, collect};
-use crate::train::backend::RunBackend;
-use crate::run_dir::{prune_sft_checkpoints, sft_checkpoint_dir_name};
-use crate::train::run::{Run, bar};
-use crate::train::state::TrainerState;
-use anyhow::Context;
 
 /// First task index of SFT demonstrations in a synthetic environment: far from the RL sampler's
 /// pool of synthetic tasks.
@@ -122,10 +122,7 @@ impl<B: RunBackend> Run<'_, B> {
                 settings.epochs = 1;
                 settings.temperature = 1.0;
                 let r = sft_update(&mut self.policy.model, &mut self.optimizer, &batch, &settings)?;
-                log.log(
-                    summary.steps + 1,
-                    [("sft/nll", r.loss), ("sft/lr", lr), ("sft/grad_norm", r.grad_norm), ("sft/skipped", r.skipped_steps as f64)],
-                )?;
+                log.log(summary.steps + 1, [("sft/nll", r.loss), ("sft/lr", lr), ("sft/grad_norm", r.grad_norm), ("sft/skipped", r.skipped_steps as f64)])?;
                 bar.set_message(format!("nll {:.3}", r.loss));
                 bar.inc(1);
                 summary.steps += 1;

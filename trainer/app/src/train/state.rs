@@ -103,8 +103,7 @@ impl TrainerState {
         let path = dir.join(TRAINER_STATE_FILE);
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(&path).map_err(|source| StateError::Read { path: shown.clone(), source })?;
-        let state: TrainerState =
-            serde_json::from_str(&text).map_err(|e| StateError::Parse { path: shown.clone(), message: e.to_string() })?;
+        let state: TrainerState = serde_json::from_str(&text).map_err(|e| StateError::Parse { path: shown.clone(), message: e.to_string() })?;
         if state.version != TRAINER_STATE_VERSION {
             return Err(StateError::Version { path: shown, found: state.version, expected: TRAINER_STATE_VERSION });
         }

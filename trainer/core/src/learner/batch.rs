@@ -69,7 +69,6 @@ pub fn oversized(members: &[usize], token_lengths: &[usize], budget: usize) -> V
     members.iter().copied().filter(|&i| token_lengths[i] > budget).collect()
 }
 
-
 /// One micro-batch, row-major `[rows, seq]` in every per-position vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MicroBatch {
@@ -185,14 +184,7 @@ fn segment_lengths(segments: &[Segment]) -> Vec<usize> {
 /// The whole batching of one epoch: `mini_batches` mini-batches (shuffled with `seed`) of
 /// micro-batches of at most `micro_batch_tokens` real tokens, laid out with `pad_id`, in a
 /// deterministic order.
-pub fn plan(
-    segments: &[Segment],
-    advantages: &[Vec<f32>],
-    mini_batches: usize,
-    micro_batch_tokens: usize,
-    seed: u64,
-    pad_id: u32,
-) -> Vec<Vec<MicroBatch>> {
+pub fn plan(segments: &[Segment], advantages: &[Vec<f32>], mini_batches: usize, micro_batch_tokens: usize, seed: u64, pad_id: u32) -> Vec<Vec<MicroBatch>> {
     let lengths = segment_lengths(segments);
     split_mini_batches(segments.len(), mini_batches.max(1), seed)
         .into_iter()

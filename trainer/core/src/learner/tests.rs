@@ -139,7 +139,13 @@ fn the_learner_scores_tokens_at_the_rollout_temperature() {
         let mb = MicroBatch::build(std::slice::from_ref(&seg), &[vec![0.0; n]], &[0], 0);
         let max_gap = |t: f32| {
             let learner = detached_logprobs(&*m, &mb, t);
-            mb.loss_mask.iter().zip(&learner).zip(&mb.rollout_logprobs).filter(|((m, _), _)| **m != 0).map(|((_, l), r)| (l - f64::from(*r)).abs()).fold(0.0, f64::max)
+            mb.loss_mask
+                .iter()
+                .zip(&learner)
+                .zip(&mb.rollout_logprobs)
+                .filter(|((m, _), _)| **m != 0)
+                .map(|((_, l), r)| (l - f64::from(*r)).abs())
+                .fold(0.0, f64::max)
         };
         // The sampled distribution is softmax(logits / T): the learner at T reproduces it.
         assert!(max_gap(temperature) < 1e-4, "T = {temperature}: gap {}", max_gap(temperature));

@@ -4,10 +4,10 @@
 use memrl_policies::backend::Backend;
 use memrl_policies::model::Llama;
 use memrl_policies::scoring::target_logprobs;
+use memrl_policies::train::TrainError;
 use memrl_policies::train::grads::{ModelGrads, clip_grad_norm};
 use memrl_policies::train::optim::AdamW;
 use memrl_policies::train::params::TrainBackend;
-use memrl_policies::train::TrainError;
 
 use crate::learner::batch::{MicroBatch, mini_batch_weights};
 use crate::loss::tensor::policy_loss_tensor;
@@ -79,12 +79,7 @@ pub struct UpdateReport {
 /// Per-position log-probs of the targets (`[rows * seq]`) under softmax(logits / `temperature`),
 /// and the per-position entropy of that distribution when asked for, from one forward pass over
 /// `batch`. ([`memrl_policies::scoring::target_logprobs`] on the micro-batch's layout.)
-pub fn token_logprobs<B: Backend>(
-    model: &Llama<B>,
-    batch: &MicroBatch,
-    with_entropy: bool,
-    temperature: f32,
-) -> (B::Tensor, Option<B::Tensor>) {
+pub fn token_logprobs<B: Backend>(model: &Llama<B>, batch: &MicroBatch, with_entropy: bool, temperature: f32) -> (B::Tensor, Option<B::Tensor>) {
     target_logprobs(model, &batch.input_ids, &batch.target_ids, batch.rows, batch.seq, &batch.lengths, with_entropy, temperature)
 }
 
@@ -142,8 +137,7 @@ where
                     poisoned = true;
                     break;
                 }
-                let entropy_host: Vec<f64> =
-                    entropy.as_ref().map(|e| b.to_vec(e).into_iter().map(f64::from).collect()).unwrap_or_default();
+                let entropy_host: Vec<f64> = entropy.as_ref().map(|e| b.to_vec(e).into_iter().map(f64::from).collect()).unwrap_or_default();
                 let old = match &old_cache {
                     Some(cache) => cache.for_batch(mb),
                     None => new_host.clone(),

@@ -36,13 +36,7 @@ fn clipped_surrogate(new: f64, old: f64, advantage: f64, config: &LossConfig) ->
             dual_clipped = true;
         }
     }
-    Surrogate {
-        value,
-        grad,
-        clipped_low: clip_binds && advantage < 0.0,
-        clipped_high: clip_binds && advantage > 0.0,
-        dual_clipped,
-    }
+    Surrogate { value, grad, clipped_low: clip_binds && advantage < 0.0, clipped_high: clip_binds && advantage > 0.0, dual_clipped }
 }
 
 /// Value and derivative (w.r.t. new log-prob) of one token's KL estimate.
@@ -71,11 +65,7 @@ pub fn policy_loss(batch: &LossBatch, config: &LossConfig) -> Result<LossOutput,
 /// `config.segment_weighting` are ignored). Use it for a micro-batch of a larger mini-batch: compute [`aggregation_weights`]
 /// over the mini-batch once and pass each micro-batch its slice, so the micro-batch losses (and
 /// gradients) sum to the mini-batch's. Diagnostics stay token means over this batch.
-pub fn policy_loss_with_weights(
-    batch: &LossBatch,
-    config: &LossConfig,
-    weights: Vec<f64>,
-) -> Result<LossOutput, LossError> {
+pub fn policy_loss_with_weights(batch: &LossBatch, config: &LossConfig, weights: Vec<f64>) -> Result<LossOutput, LossError> {
     config.validate()?;
     check_inputs(batch, config)?;
     let n = batch.new_logprobs.len();
@@ -108,8 +98,7 @@ pub fn policy_loss_with_weights(
             }
             None => (1.0, false),
         };
-        let (kl, d_kl) =
-            if have_ref { kl_term(new, batch.ref_logprobs[t], config.kl_estimator) } else { (0.0, 0.0) };
+        let (kl, d_kl) = if have_ref { kl_term(new, batch.ref_logprobs[t], config.kl_estimator) } else { (0.0, 0.0) };
         let entropy = if have_entropy { batch.entropy[t] } else { 0.0 };
         per_token_loss[t] = tis * s.value + config.kl_coef * kl - config.entropy_coef * entropy;
         grad[t] = weights[t] * (tis * s.grad + config.kl_coef * d_kl);

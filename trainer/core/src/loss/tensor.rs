@@ -48,12 +48,7 @@ pub fn policy_loss_tensor<B: Backend>(
     }
     // Truncated importance weight between the learner's old and the rollout's log-probs: a constant.
     let tis: Vec<f32> = match config.tis_cap {
-        Some(cap) => host
-            .old_logprobs
-            .iter()
-            .zip(&host.rollout_logprobs)
-            .map(|(&o, &r)| (o - r).clamp(-20.0, 20.0).exp().min(cap) as f32)
-            .collect(),
+        Some(cap) => host.old_logprobs.iter().zip(&host.rollout_logprobs).map(|(&o, &r)| (o - r).clamp(-20.0, 20.0).exp().min(cap) as f32).collect(),
         None => vec![1.0; n],
     };
     let mut per_token = b.mul(surrogate, constant(tis));
@@ -131,9 +126,7 @@ mod tests {
         check(&LossConfig { tis_cap: Some(1.2), ..base });
         check(&LossConfig { kl_coef: 0.1, kl_estimator: KlEstimator::K1, ..base });
         check(&LossConfig { kl_coef: 0.1, kl_estimator: KlEstimator::K3, ..base });
-        for aggregation in
-            [LossAggregation::TokenMean, LossAggregation::SeqMeanTokenMean, LossAggregation::TrajectoryMean, LossAggregation::DrGrpo]
-        {
+        for aggregation in [LossAggregation::TokenMean, LossAggregation::SeqMeanTokenMean, LossAggregation::TrajectoryMean, LossAggregation::DrGrpo] {
             check(&LossConfig { aggregation, dual_clip: Some(3.0), kl_coef: 0.05, sum_norm_tokens: 7.0, ..base });
         }
         for (aggregation, segment_weighting) in [

@@ -60,9 +60,7 @@ pub enum SegmentWeighting {
 pub fn aggregation_weights(config: &LossConfig, batch: &LossBatch) -> Vec<f64> {
     let (mask, segments, trajectories) = (&batch.mask, &batch.segment_ids, &batch.trajectory_ids);
     match (config.aggregation, config.segment_weighting) {
-        (LossAggregation::TokenMean, _) | (LossAggregation::SeqMeanTokenMean, SegmentWeighting::TokenProportional) => {
-            token_mean_weights(mask)
-        }
+        (LossAggregation::TokenMean, _) | (LossAggregation::SeqMeanTokenMean, SegmentWeighting::TokenProportional) => token_mean_weights(mask),
         (LossAggregation::SeqMeanTokenMean, SegmentWeighting::Unweighted) => grouped_mean_weights(mask, segments),
         (LossAggregation::TrajectoryMean, _) => grouped_mean_weights(mask, trajectories),
         (LossAggregation::SeqMeanTokenMean, weighting) => {
@@ -89,10 +87,7 @@ fn token_mean_weights(mask: &[u8]) -> Vec<f64> {
 fn grouped_mean_weights(mask: &[u8], group_of: &[u64]) -> Vec<f64> {
     let counts = masked_counts(mask, group_of);
     let groups = counts.len() as f64;
-    mask.iter()
-        .zip(group_of)
-        .map(|(&m, g)| if m != 0 { 1.0 / (counts[g] as f64 * groups) } else { 0.0 })
-        .collect()
+    mask.iter().zip(group_of).map(|(&m, g)| if m != 0 { 1.0 / (counts[g] as f64 * groups) } else { 0.0 }).collect()
 }
 
 /// Masked tokens per group, for the groups that have any.

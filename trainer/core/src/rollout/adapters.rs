@@ -151,12 +151,8 @@ pub fn play_policy<B: Backend>(
     limits: RolloutLimits,
     seed: u64,
 ) -> Result<(Vec<Trajectory>, PlayTimings), RolloutError> {
-    let engine = Engine::new(
-        Arc::new(model),
-        None,
-        EngineConfig { max_batch: envs.len().clamp(1, 64), max_seq_len: limits.max_context_tokens },
-    )
-    .map_err(|e| RolloutError::Generation(e.to_string()))?;
+    let engine = Engine::new(Arc::new(model), None, EngineConfig { max_batch: envs.len().clamp(1, 64), max_seq_len: limits.max_context_tokens })
+        .map_err(|e| RolloutError::Generation(e.to_string()))?;
     let mut generator = EngineGenerator { engine, sampling, stop_token_ids: stop_ids.to_vec() };
     play_timed(envs, codec, CompletionSource::Model(&mut generator), limits, seed)
 }

@@ -75,13 +75,7 @@ impl ContextTracker {
     ///
     /// `force_rebuild` is set when the environment reports a context edit: even if the text
     /// happened to extend the old one, the edit's semantics are a new context.
-    pub fn next(
-        &mut self,
-        codec: &dyn ChatCodec,
-        messages: &[ChatMessage],
-        tools: &[Value],
-        force_rebuild: bool,
-    ) -> Result<ContextStep, CodecError> {
+    pub fn next(&mut self, codec: &dyn ChatCodec, messages: &[ChatMessage], tools: &[Value], force_rebuild: bool) -> Result<ContextStep, CodecError> {
         let text = codec.render(messages, tools, true)?;
         let step = match self.completion.take() {
             None => ContextStep::Initial,

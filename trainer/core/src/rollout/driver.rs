@@ -9,9 +9,9 @@
 //! The environment side of each episode is [`EpisodeRun`], the one episode runner `memrl env
 //! play` and the scripted evaluation baselines use too (one at a time, without tokens).
 
+use memrl_envs::Env;
 use memrl_envs::env::{EnvError, EpisodeEnd, ScriptedKind, TaskId};
 use memrl_envs::rollout::EpisodeRun;
-use memrl_envs::Env;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;

@@ -66,10 +66,7 @@ pub fn peak_bf16_tflops(gpu_name: &str) -> Option<f64> {
 
 /// The name of CUDA device `index` from `nvidia-smi`, when it can be asked.
 pub fn cuda_device_name(index: usize) -> Option<String> {
-    let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name", "--format=csv,noheader", &format!("--id={index}")])
-        .output()
-        .ok()?;
+    let out = std::process::Command::new("nvidia-smi").args(["--query-gpu=name", "--format=csv,noheader", &format!("--id={index}")]).output().ok()?;
     let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (out.status.success() && !name.is_empty()).then_some(name)
 }
@@ -99,10 +96,16 @@ pub struct MfuReport {
     pub peer: Option<f64>,
 }
 
-
 /// The learner's FLOPs per token and MFU at sequence length `seq`, with the peak from
 /// `--peak-tflops` (`peak_arg`) or the GPU's name.
-pub fn learner_mfu(config: &LlamaConfig, seq: usize, peak_arg: Option<f64>, gpu: Option<&str>, memrl_tokens_per_s: f64, peer_tokens_per_s: Option<f64>) -> MfuReport {
+pub fn learner_mfu(
+    config: &LlamaConfig,
+    seq: usize,
+    peak_arg: Option<f64>,
+    gpu: Option<&str>,
+    memrl_tokens_per_s: f64,
+    peer_tokens_per_s: Option<f64>,
+) -> MfuReport {
     let (peak, source) = match (peak_arg, gpu) {
         (Some(p), _) => (Some(p), "--peak-tflops".to_string()),
         (None, Some(name)) => match peak_bf16_tflops(name) {

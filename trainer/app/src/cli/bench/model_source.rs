@@ -64,7 +64,6 @@ impl ModelSource {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

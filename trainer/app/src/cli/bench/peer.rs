@@ -164,16 +164,12 @@ fn tail(s: &str, n: usize) -> &str {
 /// then in the source tree this binary was built from.
 pub fn find_reference_scripts() -> Result<PathBuf, PeerError> {
     let candidates = [PathBuf::from("scripts/reference"), Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/reference")];
-    candidates
-        .iter()
-        .find(|d| d.join(LEARNER_SCRIPT).is_file() && d.join(DECODE_SCRIPT).is_file())
-        .cloned()
-        .ok_or_else(|| {
-            PeerError(format!(
-                "reference scripts {LEARNER_SCRIPT} / {DECODE_SCRIPT} not found in {} (run from the repository root)",
-                candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(" or ")
-            ))
-        })
+    candidates.iter().find(|d| d.join(LEARNER_SCRIPT).is_file() && d.join(DECODE_SCRIPT).is_file()).cloned().ok_or_else(|| {
+        PeerError(format!(
+            "reference scripts {LEARNER_SCRIPT} / {DECODE_SCRIPT} not found in {} (run from the repository root)",
+            candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(" or ")
+        ))
+    })
 }
 
 /// Runs `python script args…` and returns its stdout, or why it failed: the interpreter could

@@ -15,8 +15,8 @@ use super::flops::{MfuReport, cuda_device_name, learner_mfu};
 use super::model_source::ModelSource;
 use super::peer::{self, DECODE_SCRIPT, LEARNER_SCRIPT, PeerDecode, PeerError, PeerLearner};
 use anyhow::{Context, Result};
-use memrl_policies::train::bench::{DecodeBenchReport, LearnerBenchConfig, LearnerBenchReport, decode_throughput, learner_throughput};
 use memrl_policies::train::TrainBackend;
+use memrl_policies::train::bench::{DecodeBenchReport, LearnerBenchConfig, LearnerBenchReport, decode_throughput, learner_throughput};
 use memrl_policies::{Backend, BurnBackend, DeviceSpec, Precision};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -291,11 +291,16 @@ fn peer_python(args: &BenchPolicyArgs) -> String {
 }
 
 /// Runs one peer script and parses its output with `parse`.
-fn run_peer<P>(python: Option<&str>, script: &str, script_args: Vec<String>, timeout: Duration, parse: impl FnOnce(&str) -> Result<P, PeerError>) -> (Option<P>, Option<String>) {
+fn run_peer<P>(
+    python: Option<&str>,
+    script: &str,
+    script_args: Vec<String>,
+    timeout: Duration,
+    parse: impl FnOnce(&str) -> Result<P, PeerError>,
+) -> (Option<P>, Option<String>) {
     let Some(python) = python else { return (None, Some("not run (--no-peer)".into())) };
-    let outcome = peer::find_reference_scripts()
-        .and_then(|dir| peer::run_script(python, &dir.join(script), &script_args, timeout))
-        .and_then(|stdout| parse(&stdout));
+    let outcome =
+        peer::find_reference_scripts().and_then(|dir| peer::run_script(python, &dir.join(script), &script_args, timeout)).and_then(|stdout| parse(&stdout));
     match outcome {
         Ok(p) => (Some(p), None),
         Err(e) => (None, Some(e.0)),
@@ -399,7 +404,6 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
     Ok(report)
 }
 
-
 /// memrl's learner benchmark on `backend` (autodiff): the backend's name and the report.
 fn memrl_learner<B: TrainBackend>(backend: B, model: &ModelSource, l: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
     let name = backend.name();
@@ -430,10 +434,22 @@ mod tch {
         TchBackend::set_num_threads(threads);
         Ok(TchBackend::new(device, autodiff)?.with_precision(dtype))
     }
-    pub(super) fn learner(device: DeviceSpec, dtype: Precision, threads: usize, model: &ModelSource, l: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
+    pub(super) fn learner(
+        device: DeviceSpec,
+        dtype: Precision,
+        threads: usize,
+        model: &ModelSource,
+        l: &LearnerBenchConfig,
+    ) -> Result<(String, LearnerBenchReport)> {
         memrl_learner(backend(device, dtype, threads, true)?, model, l)
     }
-    pub(super) fn decode(device: DeviceSpec, dtype: Precision, threads: usize, model: &ModelSource, sizes: &PolicyBenchSizes) -> Result<(String, Vec<DecodeBenchReport>)> {
+    pub(super) fn decode(
+        device: DeviceSpec,
+        dtype: Precision,
+        threads: usize,
+        model: &ModelSource,
+        sizes: &PolicyBenchSizes,
+    ) -> Result<(String, Vec<DecodeBenchReport>)> {
         memrl_decode(backend(device, dtype, threads, false)?, model, sizes)
     }
 }
@@ -444,7 +460,8 @@ mod tch {
     use super::*;
 
     /// The error `--backend tch` gives in a build without the `tch` feature.
-    pub(super) const NOT_BUILT: &str = "--backend tch: memrl was built without the tch feature: cargo build --features tch (needs PyTorch 2.11.0, see scripts/test.sh)";
+    pub(super) const NOT_BUILT: &str =
+        "--backend tch: memrl was built without the tch feature: cargo build --features tch (needs PyTorch 2.11.0, see scripts/test.sh)";
 
     pub(super) fn learner(_: DeviceSpec, _: Precision, _: usize, _: &ModelSource, _: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
         anyhow::bail!(NOT_BUILT)
@@ -492,7 +509,9 @@ pub fn format_report(r: &PolicyBenchReport) -> String {
         (Some(py), Some((t, tf))) => s += &format!("peer: torch {t} + transformers {tf} ({py})\n"),
         (Some(py), None) => s += &format!("peer: unavailable ({py})\n"),
     }
-    for (part, error) in [("learner", r.learner.as_ref().and_then(|l| l.peer_error.as_ref())), ("decode", r.decode.as_ref().and_then(|d| d.peer_error.as_ref()))] {
+    for (part, error) in
+        [("learner", r.learner.as_ref().and_then(|l| l.peer_error.as_ref())), ("decode", r.decode.as_ref().and_then(|d| d.peer_error.as_ref()))]
+    {
         if let Some(e) = error {
             s += &format!("peer {part} unavailable, no ratio: {e}\n");
         }
