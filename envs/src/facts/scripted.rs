@@ -110,10 +110,7 @@ fn bank_ops(ep: &Episode, keep: impl FnMut(&Statement) -> bool, mut when_full: W
 /// knobs ask for noise, so the default heuristic consumes no randomness.
 fn heuristic_ops(ep: &Episode, knobs: &FactsKnobs, rng: &mut dyn RngCore) -> Vec<Action> {
     let skip = knobs.heuristic_skip;
-    if skip == 0.0 && knobs.heuristic_eviction == Eviction::Oldest {
-        return bank_ops(ep, |_| true, WhenFull::EvictOldest, knobs.capacity);
-    }
-    // Draw the skips first, one per statement in order, then the evictions.
+    // Draw the skips first, one per statement in the order `final_changes` asks, then the evictions.
     let chunk = ep.task.chunks.get(ep.chunk).map(Vec::as_slice).unwrap_or_default();
     let kept: Vec<bool> = chunk.iter().map(|_| skip == 0.0 || !rng.random_bool(skip)).collect();
     let mut next = kept.iter().copied();
