@@ -1,6 +1,8 @@
 //! Teacher-forced log-probabilities of given token sequences (what the learner computes for
 //! the current and reference policies, and what rollouts' `policy_logprobs` must match).
 
+use std::ops::Range;
+
 use crate::backend::Backend;
 use crate::model::Llama;
 
@@ -14,14 +16,46 @@ pub fn pad_batch(seqs: &[Vec<u32>]) -> (Vec<u32>, usize, usize, Vec<usize>) {
     (ids, seqs.len(), seq, seqs.iter().map(Vec::len).collect())
 }
 
+/// Logits computed at once by [`target_logprobs`] by default: positions per `lm_head` chunk are
+/// this many elements divided by the vocabulary (16 MB of f32 logits), so that every
+/// logits-sized buffer of the forward and backward passes stays below glibc's largest mmap
+/// threshold (32 MB) and is reused from the heap instead of being page-faulted in anew every step.
+pub const LOGITS_CHUNK_ELEMENTS: usize = 4 << 20;
+
+/// What [`target_logprobs`] computes besides the log-probs, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogprobOptions<'a> {
+    /// One position range per row: only these positions are projected onto the vocabulary (the
+    /// learner's loss positions: a row's responses, not its prompt); the outputs are 0
+    /// elsewhere. `None`: every position.
+    pub spans: Option<&'a [Range<usize>]>,
+    /// Also the entropy of the predicted distribution at each position.
+    pub with_entropy: bool,
+    /// The distribution is softmax(logits / `temperature`) (> 0).
+    pub temperature: f32,
+    /// Logits elements per `lm_head` chunk ([`LOGITS_CHUNK_ELEMENTS`]).
+    pub chunk_elements: usize,
+}
+
+impl Default for LogprobOptions<'_> {
+    /// Every position, no entropy, temperature 1, [`LOGITS_CHUNK_ELEMENTS`].
+    fn default() -> Self {
+        LogprobOptions { spans: None, with_entropy: false, temperature: 1.0, chunk_elements: LOGITS_CHUNK_ELEMENTS }
+    }
+}
+
 /// The one token log-prob function: per position `[rows * seq]`, the log-prob of `target_ids`
 /// after `input_ids` (row-major `[rows, seq]`, right-padded; row `r` has `lengths[r]` valid
 /// positions, the rest are garbage: mask them), and the entropy of the predicted distribution
-/// at each position when `with_entropy`, from one forward pass. Differentiable on an autodiff
-/// backend (the learner's path). The distribution is softmax(logits / `temperature`) (> 0): at
+/// at each position when `opts.with_entropy`, from one forward pass. Differentiable on an
+/// autodiff backend (the learner's path). The distribution is softmax(logits / temperature): at
 /// 1 the raw policy (what rollouts' `policy_logprobs` match), at T what a rollout at temperature
 /// T without top-k / top-p samples from (its `sampled_logprobs`).
-#[allow(clippy::too_many_arguments)]
+///
+/// `opts.spans` limits the vocabulary projection and log-softmax to the positions that are
+/// needed; positions outside them are 0 in both outputs. The projection runs over chunks of
+/// the needed positions of at most `opts.chunk_elements` logits; each position's numbers are
+/// those of the whole projection.
 pub fn target_logprobs<B: Backend>(
     model: &Llama<B>,
     input_ids: &[u32],
@@ -29,23 +63,96 @@ pub fn target_logprobs<B: Backend>(
     rows: usize,
     seq: usize,
     lengths: &[usize],
-    with_entropy: bool,
-    temperature: f32,
+    opts: &LogprobOptions,
 ) -> (B::Tensor, Option<B::Tensor>) {
     let b = &model.backend;
+    let (with_entropy, temperature) = (opts.with_entropy, opts.temperature);
     let hidden = model.forward(input_ids, rows, seq, lengths);
-    let mut logits = model.lm_head(hidden);
-    if temperature != 1.0 {
-        logits = b.mul_scalar(logits, 1.0 / temperature);
+    let dim = *b.shape(&hidden).last().expect("hidden is [rows, seq, dim]");
+    let flat = b.reshape(hidden, &[rows * seq, dim]);
+    let all: Vec<Range<usize>>;
+    let spans = match opts.spans {
+        Some(s) => {
+            assert_eq!(s.len(), rows, "target_logprobs: one span per row");
+            assert!(s.iter().all(|r| r.start <= r.end && r.end <= seq), "target_logprobs: spans within the row");
+            s
+        }
+        None => {
+            all = vec![0..seq; rows];
+            &all
+        }
+    };
+    let whole = spans.iter().all(|r| *r == (0..seq));
+    // The needed positions packed into `[needed, dim]`, with their targets.
+    let (packed, targets) = if whole {
+        (flat, target_ids.to_vec())
+    } else {
+        let pieces: Vec<B::Tensor> =
+            spans.iter().enumerate().filter(|(_, r)| !r.is_empty()).map(|(row, r)| b.narrow(flat.clone(), 0, row * seq + r.start, r.len())).collect();
+        let targets = spans.iter().enumerate().flat_map(|(row, r)| target_ids[row * seq + r.start..row * seq + r.end].iter().copied()).collect();
+        match pieces.len() {
+            0 => {
+                // Nothing is needed, but the result must still be a tensor of the graph (a
+                // backward pass through it gives every parameter its zero gradient, as a
+                // whole-batch projection multiplied by zero weights would): zero times one
+                // position's logits, then constant zeros.
+                let n = rows * seq;
+                let logits = model.lm_head(b.narrow(flat, 0, 0, 1));
+                let tracked_zero = b.reshape(b.mul_scalar(b.sum_dim(logits, 1), 0.0), &[1]);
+                let zeros = if n == 1 { tracked_zero } else { b.cat(vec![tracked_zero, b.tensor(vec![0.0; n - 1], &[n - 1])], 0) };
+                return (zeros.clone(), with_entropy.then_some(zeros));
+            }
+            1 => (pieces.into_iter().next().expect("one piece"), targets),
+            _ => (b.cat(pieces, 0), targets),
+        }
+    };
+    let needed = targets.len();
+    let chunk = (opts.chunk_elements / model.config.vocab_size.max(1)).max(1);
+    let mut picked = Vec::with_capacity(needed.div_ceil(chunk));
+    let mut entropies = Vec::new();
+    for start in (0..needed).step_by(chunk) {
+        let len = chunk.min(needed - start);
+        let h = if len == needed { packed.clone() } else { b.narrow(packed.clone(), 0, start, len) };
+        let mut logits = model.lm_head(h);
+        if temperature != 1.0 {
+            logits = b.mul_scalar(logits, 1.0 / temperature);
+        }
+        let logp = b.log_softmax(logits, 1);
+        picked.push(b.reshape(b.gather_last(logp.clone(), &targets[start..start + len]), &[len]));
+        if with_entropy {
+            let p = b.exp(logp.clone());
+            entropies.push(b.mul_scalar(b.sum_dim(b.mul(p, logp), 1), -1.0));
+        }
     }
-    let logp = b.log_softmax(logits, 2);
-    let n = rows * seq;
-    let picked = b.reshape(b.gather_last(logp.clone(), target_ids), &[n]);
-    let entropy = with_entropy.then(|| {
-        let p = b.exp(logp.clone());
-        b.reshape(b.mul_scalar(b.sum_dim(b.mul(p, logp), 2), -1.0), &[n])
-    });
-    (picked, entropy)
+    let joined = |parts: Vec<B::Tensor>| if parts.len() == 1 { parts.into_iter().next().expect("one part") } else { b.cat(parts, 0) };
+    let picked = joined(picked);
+    let entropy = with_entropy.then(|| b.reshape(joined(entropies), &[needed]));
+    if whole {
+        return (picked, entropy);
+    }
+    // Back to `[rows * seq]`: zeros around each row's span.
+    let unpack = |packed: B::Tensor| {
+        let mut parts = Vec::new();
+        let mut offset = 0;
+        let mut zeros = 0;
+        for r in spans {
+            zeros += r.start;
+            if !r.is_empty() {
+                if zeros > 0 {
+                    parts.push(b.tensor(vec![0.0; zeros], &[zeros]));
+                }
+                parts.push(b.narrow(packed.clone(), 0, offset, r.len()));
+                offset += r.len();
+                zeros = 0;
+            }
+            zeros += seq - r.end;
+        }
+        if zeros > 0 {
+            parts.push(b.tensor(vec![0.0; zeros], &[zeros]));
+        }
+        b.cat(parts, 0)
+    };
+    (unpack(picked), entropy.map(unpack))
 }
 
 /// `log π(x[t] | x[..t])` for `t = 1 .. len` of every row, as a tensor `[batch, seq - 1, 1]`
@@ -61,7 +168,7 @@ pub fn token_logprobs_tensor<B: Backend>(model: &Llama<B>, seqs: &[Vec<u32>]) ->
         targets[r * width..(r + 1) * width].copy_from_slice(&ids[r * seq + 1..(r + 1) * seq]);
     }
     let lengths: Vec<usize> = lengths.iter().map(|&l| l.saturating_sub(1).max(1)).collect();
-    let (lp, _) = target_logprobs(model, &inputs, &targets, batch, width, &lengths, false, 1.0);
+    let (lp, _) = target_logprobs(model, &inputs, &targets, batch, width, &lengths, &LogprobOptions::default());
     model.backend.reshape(lp, &[batch, width, 1])
 }
 

@@ -298,3 +298,53 @@ fn stop_tokens_end_generation_and_are_kept() {
     assert_eq!(out.token_ids, free.token_ids[..=first].to_vec());
     assert_eq!(out.finish_reason, memrl_policies::FinishReason::StopToken(stop));
 }
+
+#[test]
+fn span_limited_chunked_logprobs_equal_the_whole_projection_with_their_gradients() {
+    use memrl_policies::scoring::{LogprobOptions, target_logprobs};
+    let dir = model_dir(false, "LlamaForCausalLM", Dtype::F32);
+    let model = load_model(BurnBackend::flex_autodiff(), dir.path()).unwrap();
+    let b = &model.backend;
+    let (rows, seq) = (3, 7);
+    let input: Vec<u32> = (0..rows * seq).map(|i| (i * 7 % 50) as u32 + 1).collect();
+    let target: Vec<u32> = (0..rows * seq).map(|i| (i * 11 % 50) as u32 + 2).collect();
+    let lengths = [7, 5, 6];
+    // Row 1 needs nothing; the others a middle and a trailing span.
+    let spans = [2..6, 0..0, 3..6];
+    let mask: Vec<f32> = (0..rows * seq).map(|i| if spans[i / seq].contains(&(i % seq)) { 1.0 } else { 0.0 }).collect();
+    let run = |opts: &LogprobOptions| {
+        let (lp, entropy) = target_logprobs(&model, &input, &target, rows, seq, &lengths, opts);
+        let entropy = entropy.expect("asked for");
+        let weights = b.tensor(mask.clone(), &[rows * seq]);
+        let loss = b.add(b.sum_all(b.mul(lp.clone(), weights.clone())), b.sum_all(b.mul(entropy.clone(), weights)));
+        let grads = b.backward(&loss);
+        let g: Vec<Vec<f32>> = model.named_parameters().into_iter().map(|(_, p)| b.grad(&grads, p).map(|g| b.to_vec(&g)).unwrap_or_default()).collect();
+        (b.to_vec(&lp), b.to_vec(&entropy), g)
+    };
+    let whole = run(&LogprobOptions { with_entropy: true, ..LogprobOptions::default() });
+    // Spans, and chunks of 2 positions (the vocabulary is 64: 128 logits per chunk).
+    let limited = run(&LogprobOptions { spans: Some(&spans), with_entropy: true, chunk_elements: 128, ..LogprobOptions::default() });
+    for i in 0..rows * seq {
+        if mask[i] == 1.0 {
+            assert!((whole.0[i] - limited.0[i]).abs() < 1e-5 && (whole.1[i] - limited.1[i]).abs() < 1e-5, "position {i}");
+        } else {
+            assert_eq!((limited.0[i], limited.1[i]), (0.0, 0.0), "position {i} is outside the spans");
+        }
+    }
+    for (gw, gl) in whole.2.iter().zip(&limited.2) {
+        assert_eq!(gw.len(), gl.len());
+        for (x, y) in gw.iter().zip(gl) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{x} vs {y}");
+        }
+    }
+    assert!(whole.2.iter().any(|g| g.iter().any(|x| *x != 0.0)));
+    // A batch that needs no position at all still backpropagates: zero gradients, no panic.
+    let none = [0..0, 0..0, 0..0];
+    let (lp, _) = target_logprobs(&model, &input, &target, rows, seq, &lengths, &LogprobOptions { spans: Some(&none), ..LogprobOptions::default() });
+    assert_eq!(b.to_vec(&lp), vec![0.0; rows * seq]);
+    let grads = b.backward(&b.sum_all(lp));
+    for (name, p) in model.named_parameters() {
+        let g = b.grad(&grads, p).unwrap_or_else(|| panic!("{name}: no gradient"));
+        assert!(b.to_vec(&g).iter().all(|x| *x == 0.0), "{name}");
+    }
+}

@@ -101,6 +101,19 @@ impl MicroBatch {
     pub fn loss_tokens(&self) -> usize {
         self.loss_mask.iter().filter(|&&m| m != 0).count()
     }
+
+    /// Each row's positions from its first to its last loss position (empty for a row without
+    /// one): what the learner projects onto the vocabulary.
+    pub fn loss_spans(&self) -> Vec<std::ops::Range<usize>> {
+        self.loss_mask
+            .chunks(self.seq.max(1))
+            .take(self.rows)
+            .map(|row| match (row.iter().position(|&m| m != 0), row.iter().rposition(|&m| m != 0)) {
+                (Some(first), Some(last)) => first..last + 1,
+                _ => 0..0,
+            })
+            .collect()
+    }
 }
 
 /// The aggregation weight (under `config.aggregation` and `config.segment_weighting`) of every

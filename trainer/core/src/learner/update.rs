@@ -3,7 +3,7 @@
 
 use memrl_policies::backend::Backend;
 use memrl_policies::model::Llama;
-use memrl_policies::scoring::target_logprobs;
+use memrl_policies::scoring::{LogprobOptions, target_logprobs};
 use memrl_policies::train::TrainError;
 use memrl_policies::train::grads::{ModelGrads, clip_grad_norm};
 use memrl_policies::train::optim::AdamW;
@@ -78,9 +78,13 @@ pub struct UpdateReport {
 
 /// Per-position log-probs of the targets (`[rows * seq]`) under softmax(logits / `temperature`),
 /// and the per-position entropy of that distribution when asked for, from one forward pass over
-/// `batch`. ([`memrl_policies::scoring::target_logprobs`] on the micro-batch's layout.)
+/// `batch`. ([`memrl_policies::scoring::target_logprobs`] on the micro-batch's layout.) Only the
+/// span of each row from its first to its last loss position is projected onto the vocabulary;
+/// every other position is 0 (the loss never reads it).
 pub fn token_logprobs<B: Backend>(model: &Llama<B>, batch: &MicroBatch, with_entropy: bool, temperature: f32) -> (B::Tensor, Option<B::Tensor>) {
-    target_logprobs(model, &batch.input_ids, &batch.target_ids, batch.rows, batch.seq, &batch.lengths, with_entropy, temperature)
+    let spans = batch.loss_spans();
+    let opts = LogprobOptions { spans: Some(&spans), with_entropy, temperature, ..LogprobOptions::default() };
+    target_logprobs(model, &batch.input_ids, &batch.target_ids, batch.rows, batch.seq, &batch.lengths, &opts)
 }
 
 /// Runs the clipped policy-gradient update of `model` on `segments`.
