@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
-# Creates (or reuses) a Python venv with the pinned torch + transformers + safetensors of
-# scripts/requirements-ci.txt, for scripts/check_checkpoint.py and the `memrl bench policy` peers.
-# Prints the venv's python on stdout; progress goes to stderr. Idempotent.
+# Creates (or reuses) a Python venv with pinned packages and prints its python on stdout;
+# progress goes to stderr. Idempotent. Two sets:
 #
-#     bash scripts/setup-python-venv.sh [VENV_DIR]      # default: .venv-ci at the repository root
+#     bash scripts/setup-python-venv.sh [VENV_DIR]         # default: .venv-ci at the repository root
+#     bash scripts/setup-python-venv.sh --peer [VENV_DIR]  # default: .venv-peer
+#
+# .venv-ci (scripts/requirements-ci.txt): torch 2.11 (the libtorch the tch backend links) +
+# transformers + safetensors, for scripts/check_checkpoint.py, the Parquet check and the tch build.
+# .venv-peer (scripts/requirements-peer.txt): the newest torch + transformers the registry serves,
+# for the peers of `memrl bench policy`, so that memrl is compared with the best PyTorch.
 #
 # torch comes from PyTorch's CPU-only index when that is reachable (a ~200 MB wheel), otherwise
 # from PyPI (the default CUDA build: ~1.2 GB plus ~3 GB of CUDA libraries, works on CPU too). The
-# PyPI path installs exactly the pins of scripts/constraints-ci.txt with --no-deps, leaving out
+# PyPI path installs exactly the pins of the set's constraints file with --no-deps, leaving out
 # triton (1 GB, only torch.compile uses it). Nothing is cached (--no-cache-dir) and pip's scratch
 # space is next to the venv, not /tmp: the whole install needs about 6 GB free, checked first.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-venv="${1:-$root/.venv-ci}"
-req="$root/scripts/requirements-ci.txt"
-constraints="$root/scripts/constraints-ci.txt"
-py="$venv/bin/python"
+set_name=ci
 probe='import torch, transformers, safetensors, gguf, accelerate, numpy, pyarrow, pandas'
+if [ "${1:-}" = --peer ]; then
+  set_name=peer
+  probe='import torch, transformers, safetensors, gguf, accelerate, numpy'
+  shift
+fi
+venv="${1:-$root/.venv-$set_name}"
+req="$root/scripts/requirements-$set_name.txt"
+constraints="$root/scripts/constraints-$set_name.txt"
+py="$venv/bin/python"
 
 # A stamp of the pins the venv was built from: reuse it only when they have not changed.
 stamp="$venv/.memrl-pins.sha256"
@@ -59,7 +70,7 @@ else
   # The lock must be closed under dependencies: anything pip check reports but triton is an error.
   missing="$("$py" -m pip check 2>&1 | grep -v -E 'requires triton, which is not installed|^No broken requirements' || true)"
   if [ -n "$missing" ]; then
-    echo "setup-python-venv: scripts/constraints-ci.txt is not a closed lock:" >&2
+    echo "setup-python-venv: scripts/constraints-$set_name.txt is not a closed lock:" >&2
     echo "$missing" >&2
     exit 1
   fi

@@ -6,9 +6,10 @@
 # a LoRA saved merged and unmerged, SmolLM2 exported from its GGUF) are loaded by transformers
 # (scripts/check_checkpoint.py), which must compute the logits memrl computed. Its Python is
 # $MEMRL_PYTHON, else .venv-ci, created on first use by scripts/setup-python-venv.sh (pinned
-# torch + transformers + safetensors; a few minutes, a few GB). The same interpreter runs the
-# real PyTorch / transformers peers in the `memrl bench policy` test.
-# The same interpreter reads a rollout file memrl wrote with pyarrow and pandas
+# torch + transformers + safetensors; a few minutes, a few GB). The real PyTorch / transformers
+# peers of the `memrl bench policy` test run on the newest torch instead: $MEMRL_PEER_PYTHON,
+# else .venv-peer, created on first use by `scripts/setup-python-venv.sh --peer`.
+# $MEMRL_PYTHON also reads a rollout file memrl wrote with pyarrow and pandas
 # (scripts/check_parquet.py, from the core_rollout_store test).
 # MEMRL_CHECK_TRANSFORMERS=0 leaves the check (and that test's live peer run and Parquet read) out, and says so.
 #
@@ -32,6 +33,10 @@ if [ "$check" = 1 ]; then
     echo "test.sh: run scripts/setup-python-venv.sh, or set MEMRL_PYTHON to an interpreter that has them" >&2
     exit 1
   fi
+  if [ -z "${MEMRL_PEER_PYTHON:-}" ]; then
+    MEMRL_PEER_PYTHON="$(bash scripts/setup-python-venv.sh --peer)"
+  fi
+  export MEMRL_PEER_PYTHON
   MEMRL_CHECKPOINT_OUT="$(mktemp -d "${TMPDIR:-/tmp}/memrl-checkpoints.XXXXXX")"
   trap 'rm -rf "$MEMRL_CHECKPOINT_OUT"' EXIT
   export MEMRL_PYTHON MEMRL_CHECK_TRANSFORMERS=1 MEMRL_CHECKPOINT_OUT

@@ -5,9 +5,11 @@
 //!
 //! Most tests use a fake Python interpreter (a shell script printing the JSON the reference
 //! scripts print), so they need no torch. `peer_outputs_parse_and_the_real_peer_runs` parses
-//! outputs recorded from the real scripts and, when `$MEMRL_PYTHON` is set (scripts/test.sh
-//! sets it), runs the real scripts through the binary; under `MEMRL_CHECK_TRANSFORMERS=1`
-//! without `$MEMRL_PYTHON` it fails.
+//! outputs recorded from the real scripts and, when `$MEMRL_PEER_PYTHON` is set (.ci/run sets it
+//! to `.venv-peer`, the newest torch: `scripts/setup-python-venv.sh --peer`), runs the real
+//! scripts through the binary and checks that the peer is the torch that
+//! scripts/requirements-peer.txt pins; under `MEMRL_CHECK_TRANSFORMERS=1` without
+//! `$MEMRL_PEER_PYTHON` it fails.
 
 use memrl_trainer::cli::bench::peer::{parse_decode, parse_learner};
 use serde_json::Value;
@@ -42,6 +44,7 @@ fn bench(args: &[&str]) -> Output {
         .current_dir(repo_root())
         .env("RAYON_NUM_THREADS", "2")
         .env_remove("MEMRL_PYTHON")
+        .env_remove("MEMRL_PEER_PYTHON")
         .output()
         .expect("memrl runs")
 }
@@ -185,15 +188,15 @@ fn peer_outputs_parse_and_the_real_peer_runs() {
     let e = parse_decode(RECORDED_NOISY_DECODE, &[1, 8], 16, 8, 2).unwrap_err().to_string();
     assert!(e.contains("-22.28") && e.contains("batch 1"), "{e}");
 
-    // The real scripts through the binary, with the interpreter scripts/test.sh and CI provide.
-    let python = std::env::var("MEMRL_PYTHON").ok().filter(|p| !p.is_empty());
+    // The real scripts through the binary, with the peer interpreter CI provides.
+    let python = std::env::var("MEMRL_PEER_PYTHON").ok().filter(|p| !p.is_empty());
     let Some(python) = python else {
         assert_ne!(
             std::env::var("MEMRL_CHECK_TRANSFORMERS").as_deref(),
             Ok("1"),
-            "MEMRL_CHECK_TRANSFORMERS=1 but MEMRL_PYTHON is not set: point it at a Python with torch + transformers (scripts/setup-python-venv.sh makes one)"
+            "MEMRL_CHECK_TRANSFORMERS=1 but MEMRL_PEER_PYTHON is not set: point it at a Python with the newest torch + transformers (scripts/setup-python-venv.sh --peer makes one)"
         );
-        eprintln!("note: the live run of the real peer scripts needs MEMRL_PYTHON (scripts/test.sh sets it); only recorded outputs were checked");
+        eprintln!("note: the live run of the real peer scripts needs MEMRL_PEER_PYTHON (.ci/run sets it); only recorded outputs were checked");
         return;
     };
     let r = json_of(&bench(&["--json", "--python", &python]));
@@ -202,6 +205,14 @@ fn peer_outputs_parse_and_the_real_peer_runs() {
     }
     assert_eq!(r["learner"]["peer"]["library"].as_str(), Some("torch"));
     assert_eq!(r["decode"]["peer"]["library"].as_str(), Some("transformers"));
+    // The peer is the newest torch the project pins for it, not the tch backend's torch 2.11.
+    let pins = std::fs::read_to_string(repo_root().join("scripts/requirements-peer.txt")).unwrap();
+    let pin = |name: &str| pins.lines().find_map(|l| l.strip_prefix(&format!("{name}=="))).unwrap_or_else(|| panic!("no {name} pin")).to_string();
+    for (part, library) in [("learner", "torch"), ("decode", "torch"), ("learner", "transformers"), ("decode", "transformers")] {
+        let version = r[part]["peer"][library].as_str().unwrap_or_default();
+        let release = version.split('+').next().unwrap_or_default();
+        assert_eq!(release, pin(library), "{part} peer's {library} is {version}: not the version scripts/requirements-peer.txt pins");
+    }
     for row in r["rows"].as_array().unwrap() {
         assert!(f(&row["ratio"]) > 0.0 && f(&row["peer"]) > 0.0, "{row}");
     }

@@ -53,7 +53,9 @@ pub struct BenchPolicyArgs {
     /// scripts/fetch-model.sh places under .cache/).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Python interpreter with torch + transformers for the peer (default: `$MEMRL_PYTHON`, else `python3`).
+    /// Python interpreter with torch + transformers for the peer (default: `$MEMRL_PEER_PYTHON`,
+    /// else `.venv-peer/bin/python` when it exists (the newest torch and transformers:
+    /// `scripts/setup-python-venv.sh --peer`), else `$MEMRL_PYTHON`, else `python3`).
     #[arg(long)]
     pub python: Option<String>,
     /// Measure memrl only.
@@ -286,8 +288,18 @@ pub fn table(report: &PolicyBenchReport) -> Vec<Row> {
     rows
 }
 
+/// The peer's interpreter: `--python`, `$MEMRL_PEER_PYTHON`, the `.venv-peer` of the working
+/// directory (the newest torch, made by `scripts/setup-python-venv.sh --peer`), `$MEMRL_PYTHON`
+/// (the tch venv: torch 2.11, a slower peer on CPU), then `python3`.
 fn peer_python(args: &BenchPolicyArgs) -> String {
-    args.python.clone().or_else(|| std::env::var("MEMRL_PYTHON").ok().filter(|s| !s.is_empty())).unwrap_or_else(|| "python3".into())
+    let var = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
+    let local_peer_venv = Path::new(".venv-peer/bin/python");
+    args.python
+        .clone()
+        .or_else(|| var("MEMRL_PEER_PYTHON"))
+        .or_else(|| local_peer_venv.is_file().then(|| local_peer_venv.display().to_string()))
+        .or_else(|| var("MEMRL_PYTHON"))
+        .unwrap_or_else(|| "python3".into())
 }
 
 /// Runs one peer script and parses its output with `parse`.
