@@ -96,9 +96,11 @@ pub struct LocomoKnobs {
     /// Keep only these conversations (sample ids such as `conv-41`), in file order; None
     /// keeps all. An unknown id is an error.
     pub conversations: Option<Vec<String>>,
-    /// Keep at most N questions per split, evenly spaced over the split's questions in task
-    /// order (positions `floor(j * n / N)`), so that categories, which the data lists in
-    /// blocks, stay represented in proportion; None keeps all. For capped evaluations.
+    /// Keep at most N questions per split, from the fewest conversations that hold N (the first
+    /// ones in file order: streaming a conversation is what an evaluation pays for), evenly
+    /// spaced over those conversations' questions (positions `floor(j * n / N)`), so that
+    /// categories, which the data lists in blocks, stay represented in proportion; None keeps
+    /// all. For capped evaluations.
     pub max_questions: Option<usize>,
     /// Related memories shown per chunk (Memory-R1's TopK retrieval).
     pub manager_k: usize,
@@ -185,9 +187,19 @@ fn usable(sample: &LocomoSample, qa: &QaItem, knobs: &LocomoKnobs) -> bool {
     }
 }
 
-/// Keeps at most `cap` of the questions of `convs` (flattened in order), at evenly spaced
-/// positions `floor(j * n / cap)`; conversations left without questions are dropped.
-fn spread(convs: Vec<Batch>, cap: usize) -> Vec<Batch> {
+/// Keeps at most `cap` of the questions of `convs`: the fewest leading conversations that hold
+/// `cap` questions, and within them (flattened in order) the evenly spaced positions
+/// `floor(j * n / cap)`; conversations left without questions are dropped.
+fn spread(mut convs: Vec<Batch>, cap: usize) -> Vec<Batch> {
+    let mut held = 0;
+    let needed = convs
+        .iter()
+        .position(|(_, v)| {
+            held += v.len();
+            held >= cap
+        })
+        .map_or(convs.len(), |i| i + 1);
+    convs.truncate(needed);
     let n: usize = convs.iter().map(|(_, v)| v.len()).sum();
     if n <= cap {
         return convs;

@@ -94,6 +94,18 @@ fn conversations_and_max_questions_restrict_the_split() {
     assert!(cats.contains(&"adversarial") && cats.contains(&"single-hop") && cats.contains(&"multi-hop"), "{cats:?}");
     let positions: Vec<usize> = task.questions.iter().map(|q| memrl_envs::locomo::LocomoSource::locate(q).1).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]) && *positions.last().unwrap() > 150, "{positions:?}");
+    // A cap plays the fewest conversations that hold it (the first ones of the split), not a
+    // few questions from every conversation: streaming a conversation is the cost.
+    let all = LocomoKnobs { include_adversarial: true, questions_per_episode: 1000, ..knobs() };
+    let full = env(all.clone());
+    let per_conversation: Vec<usize> =
+        (0..full.task_count(Split::Test).unwrap()).map(|index| full.source().task(TaskId { split: Split::Test, index }).unwrap().questions.len()).collect();
+    assert!(per_conversation.len() > 2 && per_conversation[0] > 10, "{per_conversation:?}");
+    let ten = env(LocomoKnobs { max_questions: Some(10), ..all.clone() });
+    assert_eq!((ten.source().question_counts()[2], ten.task_count(Split::Test)), (10, Some(1)));
+    let over_one = per_conversation[0] + 1;
+    let two = env(LocomoKnobs { max_questions: Some(over_one), ..all.clone() });
+    assert_eq!((two.source().question_counts()[2], two.task_count(Split::Test)), (over_one, Some(2)));
     // A cap above the split's size keeps everything.
     assert_eq!(env(LocomoKnobs { max_questions: Some(10_000), ..only.clone() }).source().question_counts()[2], 193);
     let err = LocomoEnv::new(LocomoKnobs { conversations: Some(vec!["conv-99".into()]), ..knobs() }, Arc::new(ByteApproxCounter::default()))

@@ -64,8 +64,9 @@ pub struct EvalArgs {
     /// Split: train, validation or test.
     #[arg(long, default_value = "test")]
     pub split: String,
-    /// At most N questions (LoCoMo: evenly spaced over the split; LongMemEval: the first N)
-    /// or N episodes (facts, multiobjective; default 100).
+    /// At most N questions (LoCoMo: from the fewest conversations of the split that hold N,
+    /// evenly spaced over their questions, since every conversation played is streamed whole;
+    /// LongMemEval: the first N) or N episodes (facts, multiobjective; default 100).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Environment knob override, repeatable (`memrl env knobs <bench>` lists them).

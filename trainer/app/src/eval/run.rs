@@ -319,7 +319,8 @@ pub fn evaluate(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
     let streams: Vec<Option<StreamTask>> = tasks.iter().map(|&t| bench.stream_task(t).transpose()).collect::<Result<_, _>>()?;
     let total_questions: Option<u64> = streams.iter().map(|s| s.as_ref().map(|s| s.questions.len() as u64)).sum();
     let bar = progress_bar(opts.progress, total_questions.unwrap_or(tasks.len() as u64), total_questions.is_some());
-    let progress = total_questions.is_some().then(|| QuestionProgress { bar: bar.clone() });
+    let chunks: u64 = if matches!(the_plan, Plan::Reader { .. }) { 0 } else { streams.iter().flatten().map(|s| s.chunks.len() as u64).sum() };
+    let progress = total_questions.is_some().then(|| QuestionProgress::new(bar.clone(), tasks.len() as u64, chunks));
 
     let mut slots = Vec::with_capacity(tasks.len());
     for (task, stream) in tasks.iter().zip(streams) {

@@ -1,6 +1,8 @@
 //! An environment wrapper that records what each policy turn was for (memory management or
-//! answering) and moves the progress bar as questions are answered.
+//! answering) and moves the progress bar as questions are answered, with the history read so
+//! far in its message (a conversation's questions come only after all of its chunks).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use indicatif::ProgressBar;
@@ -29,11 +31,43 @@ pub struct TurnRecord {
     pub counted_tokens: usize,
 }
 
-/// Moves a progress bar by answered questions.
+/// Moves a progress bar by answered questions and shows the history read in its message.
 #[derive(Clone)]
 pub struct QuestionProgress {
-    /// The bar (length: questions in the evaluation).
-    pub bar: ProgressBar,
+    bar: ProgressBar,
+    chunks_read: Arc<AtomicU64>,
+    chunks: u64,
+    episodes_done: Arc<AtomicU64>,
+    episodes: u64,
+}
+
+impl QuestionProgress {
+    /// Progress on `bar` (length: questions in the evaluation) over `episodes` episodes (one
+    /// conversation each, or one question each under the reader protocol) whose policy turns
+    /// read `chunks` history chunks in all (0: the policy reads none, as under the reader
+    /// protocol, whose manager is model-free; the message then leaves chunks out).
+    pub fn new(bar: ProgressBar, episodes: u64, chunks: u64) -> Self {
+        let p = Self { bar, chunks_read: Arc::default(), chunks, episodes_done: Arc::default(), episodes };
+        p.show();
+        p
+    }
+
+    fn show(&self) {
+        let read = self.chunks_read.load(Ordering::Relaxed).min(self.chunks);
+        let done = self.episodes_done.load(Ordering::Relaxed);
+        let history = if self.chunks > 0 { format!("{read}/{} history chunks read, ", self.chunks) } else { String::new() };
+        self.bar.set_message(format!("{history}{done}/{} episodes done", self.episodes));
+    }
+
+    fn chunk_read(&self) {
+        self.chunks_read.fetch_add(1, Ordering::Relaxed);
+        self.show();
+    }
+
+    fn episode_done(&self) {
+        self.episodes_done.fetch_add(1, Ordering::Relaxed);
+        self.show();
+    }
 }
 
 /// Records turns and ticks progress around any environment.
@@ -63,6 +97,9 @@ impl Tracked {
     }
 
     fn record(&self, turn: &Turn) {
+        if let (Some(p), Phase::Memory) = (&self.progress, phase(turn)) {
+            p.chunk_read();
+        }
         let counted_tokens = self.counter.as_ref().map_or(0, |c| turn.messages.iter().map(|m| c.count(&m.content)).sum::<usize>() + c.count(&turn.tools_text));
         if let Ok(mut log) = self.log.lock() {
             log.push(TurnRecord { phase: phase(turn), counted_tokens });
@@ -102,6 +139,7 @@ impl Env for Tracked {
                     // Questions closed without an answer count as done too.
                     let total = end.breakdown.questions.len() as u64;
                     p.bar.inc(total.saturating_sub(self.answered - answers));
+                    p.episode_done();
                 }
             }
         }
