@@ -2,7 +2,7 @@
 # Round 3's RL runs (README, "Round 3"): from round 2's p8 SFT checkpoint, a short second SFT on
 # a noisy heuristic teacher, then 60 GRPO / DCPO steps with round2.toml's settings; ops.py then
 # prints the skip and eviction rates per saved rollout step.
-# Run from the repository root:  experiments/rl-beats-teacher/round3-rl.sh [r3a|r3b|r3c ...]
+# Run from the repository root:  experiments/rl-beats-teacher/round3-rl.sh [r3a|r3b|r3c|r3d ...]
 # It runs probe r2-p8 first when runs/rl-beats-teacher/r2-p8-isolated-4k-answers3 is missing.
 # MEMRL overrides the binary (default: cargo run --release); PYTHON the interpreter with pyarrow.
 set -euo pipefail
@@ -19,6 +19,7 @@ declare -A RUNS=(
   [r3a]="$NOISE"
   [r3b]="$NOISE --set env.options.penalties.malformed=0"
   [r3c]="--set env.options.heuristic_eviction=random"
+  [r3d]="$NOISE --set env.options.penalties.malformed=0 --set algorithm.advantage=dr_grpo --set algorithm.loss_agg=dr_grpo"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(r3a r3b r3c)
