@@ -32,14 +32,27 @@ pub fn target_logprobs<B: Backend>(
     with_entropy: bool,
     temperature: f32,
 ) -> (B::Tensor, Option<B::Tensor>) {
-    let b = &model.backend;
     let hidden = model.forward(input_ids, rows, seq, lengths);
+    target_logprobs_from_hidden(model, hidden, target_ids, rows * seq, with_entropy, temperature)
+}
+
+/// [`target_logprobs`] from the final-normed hidden states `[rows, seq, hidden]` of a forward
+/// pass already made (`n` = rows × seq positions), so one pass can feed the log-probs and
+/// another head (PPO's value head) alike.
+pub fn target_logprobs_from_hidden<B: Backend>(
+    model: &Llama<B>,
+    hidden: B::Tensor,
+    target_ids: &[u32],
+    n: usize,
+    with_entropy: bool,
+    temperature: f32,
+) -> (B::Tensor, Option<B::Tensor>) {
+    let b = &model.backend;
     let mut logits = model.lm_head(hidden);
     if temperature != 1.0 {
         logits = b.mul_scalar(logits, 1.0 / temperature);
     }
     let logp = b.log_softmax(logits, 2);
-    let n = rows * seq;
     let picked = b.reshape(b.gather_last(logp.clone(), target_ids), &[n]);
     let entropy = with_entropy.then(|| {
         let p = b.exp(logp.clone());
