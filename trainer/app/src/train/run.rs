@@ -38,7 +38,7 @@ use crate::train::state::{TRAINER_STATE_VERSION, TrainerState};
 use memrl_rl::metrics::mean_task_score;
 
 /// Mixed into the run's seed for the value head's initial weights (its own stream).
-const VALUE_HEAD_SEED: u64 = 0x7A1_0E_4EAD;
+const VALUE_HEAD_SEED: u64 = 0x0007_A10E_4EAD;
 
 /// How `memrl train` treats the run directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
