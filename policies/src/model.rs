@@ -62,6 +62,10 @@ pub struct Llama<B: Backend> {
     /// as `(W @ h^T)^T`, which measured 2× faster than `h @ W^T` at decode batch 8 on burn-flex);
     /// for tied embeddings this is `embed_tokens` itself (the same parameter).
     pub lm_head: B::Tensor,
+    /// `value_head`: PPO's value head, a linear map from the final-normed hidden state to one
+    /// number (`weight` `[hidden, 1]`, `bias` `[1]`), present only on models trained with a learned
+    /// critic ([`Llama::attach_value_head`]). It shares the trunk and does not touch the logits.
+    pub value_head: Option<Linear<B>>,
     /// RoPE inverse frequencies after `rope_scaling`.
     inv_freq: Vec<f32>,
 }
@@ -108,7 +112,27 @@ impl<B: Backend> Llama<B> {
     /// Assembles a model from parameters already on `backend` (see `crate::weights` for loading).
     pub fn new(backend: B, config: LlamaConfig, embed_tokens: B::Tensor, layers: Vec<DecoderLayer<B>>, norm: B::Tensor, lm_head: B::Tensor) -> Llama<B> {
         let inv_freq = config.rope_inv_freq();
-        Llama { backend, config, embed_tokens, layers, norm, lm_head, inv_freq }
+        Llama { backend, config, embed_tokens, layers, norm, lm_head, value_head: None, inv_freq }
+    }
+
+    /// Gives the model a value head with the given host values (`weight` of length `hidden`,
+    /// one `bias`), replacing any it had.
+    pub fn attach_value_head(&mut self, weight: Vec<f32>, bias: f32) {
+        let d = self.config.hidden_size;
+        assert_eq!(weight.len(), d, "attach_value_head: one weight per hidden unit");
+        let b = &self.backend;
+        self.value_head = Some(Linear { weight: b.param(weight, &[d, 1]), bias: Some(b.param(vec![bias], &[1])) });
+    }
+
+    /// The value head's output `[rows]` for final-normed hidden states `[.., hidden]` (all
+    /// leading axes flattened, row-major). Panics on a model without a value head.
+    pub fn values(&self, hidden: B::Tensor) -> B::Tensor {
+        let b = &self.backend;
+        let head = self.value_head.as_ref().expect("values: the model has no value head");
+        let shape = b.shape(&hidden);
+        let d = shape[shape.len() - 1];
+        let rows: usize = shape[..shape.len() - 1].iter().product();
+        b.reshape(linear(b, b.reshape(hidden, &[rows, d]), head), &[rows])
     }
 
     /// `LlamaMLP.forward`: `down_proj(silu(gate_proj(x)) * up_proj(x))`.
@@ -256,9 +280,20 @@ impl<B: Backend> Llama<B> {
         if !self.config.tie_word_embeddings {
             out.push(("lm_head.weight".into(), &self.lm_head));
         }
+        if let Some(head) = &self.value_head {
+            out.push((VALUE_HEAD_WEIGHT.into(), &head.weight));
+            if let Some(bias) = &head.bias {
+                out.push((VALUE_HEAD_BIAS.into(), bias));
+            }
+        }
         out
     }
 }
+
+/// HF-style name of the value head's weight (stored `[1, hidden]` in `model.safetensors`).
+pub const VALUE_HEAD_WEIGHT: &str = "value_head.weight";
+/// HF-style name of the value head's bias (`[1]`).
+pub const VALUE_HEAD_BIAS: &str = "value_head.bias";
 
 /// `nn.Linear.forward` with the pre-transposed weight.
 fn linear<B: Backend>(b: &B, x: B::Tensor, l: &Linear<B>) -> B::Tensor {

@@ -65,9 +65,22 @@ pub fn target_logprobs<B: Backend>(
     lengths: &[usize],
     opts: &LogprobOptions,
 ) -> (B::Tensor, Option<B::Tensor>) {
+    let hidden = model.forward(input_ids, rows, seq, lengths);
+    target_logprobs_from_hidden(model, hidden, target_ids, rows, seq, opts)
+}
+
+/// [`target_logprobs`] from the final-normed hidden states `[rows, seq, hidden]` of a forward
+/// pass already made, so one pass can feed the log-probs and another head (PPO's value head) alike.
+pub fn target_logprobs_from_hidden<B: Backend>(
+    model: &Llama<B>,
+    hidden: B::Tensor,
+    target_ids: &[u32],
+    rows: usize,
+    seq: usize,
+    opts: &LogprobOptions,
+) -> (B::Tensor, Option<B::Tensor>) {
     let b = &model.backend;
     let (with_entropy, temperature) = (opts.with_entropy, opts.temperature);
-    let hidden = model.forward(input_ids, rows, seq, lengths);
     let dim = *b.shape(&hidden).last().expect("hidden is [rows, seq, dim]");
     let flat = b.reshape(hidden, &[rows * seq, dim]);
     let all: Vec<Range<usize>>;

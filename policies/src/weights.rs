@@ -225,7 +225,18 @@ pub fn build_llama<B: Backend>(backend: B, config: LlamaConfig, src: &mut dyn Te
     } else {
         param(required(src, "lm_head.weight", &[v, dm])?)
     };
-    Ok(Llama::new(backend, config, embed_tokens, layers, norm, lm_head))
+    // A value head (PPO's critic on the shared trunk) is optional: a plain model has none.
+    let value_head = match src.take(crate::model::VALUE_HEAD_WEIGHT)? {
+        Some(w) => {
+            check_shape(src, crate::model::VALUE_HEAD_WEIGHT, &w, &[1, dm])?;
+            let bias = param(required(src, crate::model::VALUE_HEAD_BIAS, &[1])?);
+            Some(Linear { weight: backend.param(w.data, &[dm, 1]), bias: Some(bias) })
+        }
+        None => None,
+    };
+    let mut model = Llama::new(backend, config, embed_tokens, layers, norm, lm_head);
+    model.value_head = value_head;
+    Ok(model)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod lora;
 pub mod optim;
 pub mod params;
 pub mod tiny;
+pub mod value_head;
 
 pub use bpe::{BpeTrainingConfig, CHATML_TEMPLATE, TrainedTokenizer, chatml_template, train_bpe_tokenizer};
 pub use checkpoint::{
@@ -35,3 +36,4 @@ pub use lora::{Lora, LoraConfig, LoraTensor, apply_lora, load_adapters};
 pub use optim::{AdamW, AdamWConfig, AdamWScalars, AdamWState, StepReport};
 pub use params::{ExportedWeights, TrainBackend, hf_state_dict, llama_from_hf_tensors};
 pub use tiny::{TinyPreset, init_random, init_tiny};
+pub use value_head::init_value_head;

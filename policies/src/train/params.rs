@@ -127,6 +127,12 @@ impl<B: Backend> Llama<B> {
         if !self.config.tie_word_embeddings {
             out.push(("lm_head.weight".into(), &mut self.lm_head));
         }
+        if let Some(head) = &mut self.value_head {
+            out.push((crate::model::VALUE_HEAD_WEIGHT.into(), &mut head.weight));
+            if let Some(bias) = &mut head.bias {
+                out.push((crate::model::VALUE_HEAD_BIAS.into(), bias));
+            }
+        }
         out
     }
 
@@ -138,10 +144,11 @@ impl<B: Backend> Llama<B> {
     }
 }
 
-/// Whether an HF tensor name is a projection weight (stored `[out, in]` by PyTorch, `[in, out]`
-/// by the model; `lm_head.weight` is kept in PyTorch layout by the model).
+/// Whether an HF tensor name is a linear weight stored `[out, in]` by PyTorch and `[in, out]` by
+/// the model: the projections and the value head (`lm_head.weight` is kept in PyTorch layout by
+/// the model).
 pub fn is_transposed_weight(name: &str) -> bool {
-    name.ends_with("_proj.weight")
+    name.ends_with("_proj.weight") || name == crate::model::VALUE_HEAD_WEIGHT
 }
 
 /// Every parameter of `model` on the host with its HF name and PyTorch layout (`[out, in]`

@@ -180,7 +180,7 @@ impl TinyPreset {
 
 /// Standard normal draws by the Box–Muller transform (two per pair of uniforms); written here
 /// because `rand_distr` is not otherwise needed.
-fn normals(rng: &mut ChaCha8Rng, n: usize, std: f32) -> Vec<f32> {
+pub(crate) fn normals(rng: &mut ChaCha8Rng, n: usize, std: f32) -> Vec<f32> {
     let mut out = Vec::with_capacity(n + 1);
     while out.len() < n {
         let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]

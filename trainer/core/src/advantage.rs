@@ -550,4 +550,48 @@ mod tests {
         // γ = λ = 1 with V = 0: every advantage is the return-to-go.
         assert_eq!(gae(&[1.0, 0.0, 2.0], &[0.0; 3], 1.0, 1.0).unwrap().advantages, vec![3.0, 2.0, 2.0]);
     }
+
+    fn segment(trajectory_id: u64, index: u32, is_last: bool, response: usize, mask: &[u8]) -> Segment {
+        Segment {
+            trajectory_id,
+            group_id: 0,
+            index,
+            is_last,
+            prompt_ids: vec![1, 2],
+            response_ids: vec![5; response],
+            loss_mask: mask.to_vec(),
+            rollout_logprobs: vec![-1.0; response],
+            policy_version: 0,
+        }
+    }
+
+    #[test]
+    fn gae_chains_a_fractured_trajectory_across_its_segments_hand_computed() {
+        // Trajectory 1 in two segments (listed out of order): segment 0's response is
+        // [a, b, env, c], segment 1's [d, e]; trajectory 2 (truncated) is overlong-masked.
+        let segments = vec![segment(1, 1, true, 2, &[1, 1]), segment(1, 0, false, 4, &[1, 1, 0, 1]), segment(2, 0, true, 2, &[1, 1])];
+        let outcomes = [outcome(1, 0, 1.0, false), outcome(2, 0, 0.5, true)];
+        let rewards = outcome_token_rewards(&segments, &outcomes).unwrap();
+        assert_eq!(rewards, vec![vec![0.0, 1.0], vec![0.0; 4], vec![0.0, 0.5]], "the reward sits on the trajectory's last policy token");
+        // V: a 0.1, b 0.2, (env 9: ignored), c 0.3 | d 0.4, e 0.5; γ 0.9, λ 0.5 (γλ = 0.45).
+        let values = vec![vec![0.4, 0.5], vec![0.1, 0.2, 9.0, 0.3], vec![0.7, 0.7]];
+        let out = gae_batch(&segments, &values, &rewards, &outcomes, 0.9, 0.5, true).unwrap();
+        // δe = 1 − 0.5 = 0.5                          Ae = 0.5
+        // δd = 0.9·0.5 − 0.4 = 0.05                   Ad = 0.05 + 0.45·0.5 = 0.275
+        // δc = 0.9·0.4 − 0.3 = 0.06 (V across the fracture)  Ac = 0.06 + 0.45·0.275 = 0.18375
+        // δb = 0.9·0.3 − 0.2 = 0.07                   Ab = 0.07 + 0.45·0.18375 = 0.1526875
+        // δa = 0.9·0.2 − 0.1 = 0.08                   Aa = 0.08 + 0.45·0.1526875 = 0.148709375
+        let expect = |got: &[f32], want: &[f64]| {
+            for (g, w) in got.iter().zip(want) {
+                assert!((f64::from(*g) - w).abs() < 1e-6, "{got:?} vs {want:?}");
+            }
+        };
+        expect(&out[1].tokens.advantages, &[0.148709375, 0.1526875, 0.0, 0.18375]);
+        expect(&out[0].tokens.advantages, &[0.275, 0.5]);
+        expect(&out[1].returns, &[0.248709375, 0.3526875, 0.0, 0.48375]);
+        expect(&out[0].returns, &[0.675, 1.0]);
+        assert_eq!(out[1].tokens.loss_mask, vec![1, 1, 0, 1], "the environment token stays out of the loss");
+        assert_eq!(out[2].tokens.loss_mask, vec![0, 0], "the truncated trajectory is masked");
+        assert_eq!(out[2].tokens.advantages, vec![0.0, 0.0]);
+    }
 }

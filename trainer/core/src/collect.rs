@@ -1,5 +1,7 @@
 //! From played trajectories to training data: segments (DCPO / per-turn / prefix-only),
 //! outcome advantages over each group's distinct trajectories, broadcast to every policy token.
+//! Under `gae` the advantages need the critic's values, so they are left at 0 here and set by
+//! [`crate::learner::critic::gae_targets`] before the update.
 
 use memrl_envs::env::Termination;
 
@@ -18,6 +20,8 @@ pub struct StepData {
     pub trajectory_advantages: Advantages,
     /// Fractures over all trajectories (segment boundaries created by context edits).
     pub fractures: usize,
+    /// Each trajectory's outcome (reward, truncation), in batch order.
+    pub outcomes: Vec<TrajectoryOutcome>,
 }
 
 /// A collection failure, naming the trajectory.
@@ -120,6 +124,10 @@ pub fn collect(
         segments.extend(seg.segments);
         outcomes.push(outcome);
     }
+    if estimator == AdvantageEstimator::Gae {
+        let advantages = segments.iter().map(|s| vec![0.0; s.response_ids.len()]).collect();
+        return Ok(StepData { segments, advantages, trajectory_advantages: Advantages::default(), fractures, outcomes });
+    }
     let trajectory_advantages = outcome_advantages(estimator, &outcomes, options)?;
     let per_token = broadcast_to_segments(&segments, &trajectory_advantages)?;
     let mut advantages = Vec::with_capacity(segments.len());
@@ -127,7 +135,7 @@ pub fn collect(
         segment.loss_mask = tokens.loss_mask;
         advantages.push(tokens.advantages);
     }
-    Ok(StepData { segments, advantages, trajectory_advantages, fractures })
+    Ok(StepData { segments, advantages, trajectory_advantages, fractures, outcomes })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! time went. Writing them to `metrics.jsonl` is the application's business.
 
 use crate::advantage::AdvantageSummary;
-use crate::learner::update::UpdateReport;
+use crate::learner::update::{UpdateReport, ValueReport};
 use crate::loss::LossDiagnostics;
 use crate::rollout::driver::{PlayTimings, Trajectory};
 use crate::segments::Segment;
@@ -65,6 +65,24 @@ pub mod names {
     pub const GRAD_NORM: &str = "grad_norm";
     /// Generated tokens per second of rollout.
     pub const TOKENS_PER_S: &str = "perf/tokens_per_s";
+    /// Value loss (before `vf_coef`; `gae` runs only).
+    pub const LOSS_VALUE: &str = "loss/value";
+    /// Explained variance of the returns by the old values (`gae` runs only).
+    pub const VALUE_EXPLAINED_VARIANCE: &str = "value/explained_variance";
+    /// Mean old value over the policy tokens (`gae` runs only).
+    pub const VALUE_MEAN: &str = "value/mean";
+    /// Fraction of policy tokens where the value clip binds (`gae` runs only).
+    pub const VALUE_CLIP_FRAC: &str = "value/clipfrac";
+}
+
+/// The metric fields of a critic's report, under the standard names (absent without a critic).
+pub fn value_fields(v: &ValueReport) -> Vec<(&'static str, f64)> {
+    vec![
+        (names::LOSS_VALUE, v.loss),
+        (names::VALUE_EXPLAINED_VARIANCE, v.explained_variance),
+        (names::VALUE_MEAN, v.mean),
+        (names::VALUE_CLIP_FRAC, v.clip_frac),
+    ]
 }
 
 /// The metric fields of a loss computation, under the standard names.
@@ -167,6 +185,9 @@ pub fn step_fields(r: &StepRecord<'_>) -> Vec<(String, f64)> {
         ("learner/positions".into(), u.positions as f64),
     ]);
     f.extend(loss_fields(&u.diagnostics).into_iter().map(|(k, v)| (k.to_string(), v)));
+    if let Some(value) = &u.value {
+        f.extend(value_fields(value).into_iter().map(|(k, v)| (k.to_string(), v)));
+    }
     f.extend([
         ("time/rollout_s".into(), t.rollout),
         ("time/generate_s".into(), t.play.generate_seconds),

@@ -14,6 +14,7 @@ use memrl_policies::train::optim::AdamW;
 
 use crate::advantage::{AdvantageEstimator, AdvantageOptions};
 use crate::collect::{CollectError, RolloutLogprobs, StepData, collect};
+use crate::learner::critic::{GaeSettings, gae_targets};
 use crate::learner::update::{LearnerError, UpdateReport, UpdateSettings, policy_update};
 use crate::metrics::{StepRecord, StepTimes, names, step_fields};
 use crate::policy::{RunBackend, inference_copy};
@@ -39,6 +40,8 @@ pub struct StepSettings {
     pub advantage: AdvantageEstimator,
     /// Options of the advantage estimator.
     pub advantage_options: AdvantageOptions,
+    /// GAE and the value loss (read only when `advantage` is [`AdvantageEstimator::Gae`]).
+    pub gae: GaeSettings,
     /// Rollout sampling.
     pub sampling: SamplingParams,
     /// Turn, token and context limits of an episode.
@@ -91,6 +94,9 @@ pub enum StepError {
     /// The learner update failed.
     #[error("learner update")]
     Learner(#[from] LearnerError),
+    /// `gae` was asked of a model without a value head.
+    #[error("advantage = gae needs a model with a value head (a learned critic); this model has none")]
+    NoValueHead,
 }
 
 /// RL step `step` (1-based) at learning rate `lr`.
@@ -118,13 +124,27 @@ pub fn rl_step<B: RunBackend>(
     let policy_version = step - 1;
     // The segments carry the log-probs of the distribution the learner scores (A5).
     let logprobs = RolloutLogprobs::for_temperature(s.update.temperature);
-    let data = collect(step, &trajectories, s.group_size, s.segmentation, s.advantage, s.advantage_options, logprobs, policy_version)?;
+    let mut data = collect(step, &trajectories, s.group_size, s.segmentation, s.advantage, s.advantage_options, logprobs, policy_version)?;
     let collect_s = t1.elapsed().as_secs_f64();
 
     // 5. Update: micro-batches → log-probs → clipped surrogate (+ KL, entropy, TIS) → AdamW.
+    // Under gae the critic first gives every policy token its old value, and GAE its advantage
+    // and return; the update then adds the value loss.
     let t2 = Instant::now();
+    let critic = match s.advantage {
+        AdvantageEstimator::Gae => {
+            if policy.model.value_head.is_none() {
+                return Err(StepError::NoValueHead);
+            }
+            let u = &s.update;
+            let targets =
+                gae_targets(policy.model, &mut data, &s.gae, s.advantage_options.mask_overlong, u.micro_batch_tokens, u.pad_id).map_err(CollectError::from)?;
+            Some(targets)
+        }
+        _ => None,
+    };
     let settings = UpdateSettings { lr, seed: step, ..s.update.clone() };
-    let update = policy_update(policy.model, policy.optimizer, policy.reference, &data.segments, &data.advantages, &settings)?;
+    let update = policy_update(policy.model, policy.optimizer, policy.reference, &data.segments, &data.advantages, &settings, critic.as_ref())?;
     let learner = t2.elapsed().as_secs_f64();
 
     // 6. Metrics.

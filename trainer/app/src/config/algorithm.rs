@@ -13,10 +13,12 @@ use memrl_envs::policy::{ScriptedPolicy, TextPolicy};
 use memrl_envs::rollout::EpisodeRun;
 use memrl_envs::tokens::WhitespaceCounter;
 use memrl_rl::advantage::{AdvantageEstimator, AdvantageOptions};
+use memrl_rl::learner::critic::GaeSettings;
 use memrl_rl::loss::LossConfig;
+use memrl_rl::loss::value::ValueLossConfig;
 use memrl_rl::segments::SegmentationMode;
 
-use super::{AlgorithmConfig, Config, ConfigError, invalid};
+use super::{AlgorithmConfig, Config, ConfigError, CriticKind, invalid};
 
 /// Most turns of the oracle episode [`check_segmentation_fits_env`] plays.
 const PROBE_TURNS: usize = 256;
@@ -32,17 +34,40 @@ impl Config {
                 "expected a finite value > 0 (with 0, a group of equal rewards divides 0, or rounding noise, by 0)",
             ));
         }
-        if a.advantage == AdvantageEstimator::Gae {
-            return Err(invalid(
-                "algorithm.advantage",
-                "\"gae\"",
-                "PPO with GAE is not available yet (it needs a value head, which memrl does not have); \
-                 use \"grpo\", \"dr_grpo\", \"rloo\" or \"reinforce_pp\"",
-            ));
+        for (key, v) in [("algorithm.vf_coef", a.vf_coef), ("algorithm.value_clip", a.value_clip)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(invalid(key, v, "expected a finite value >= 0"));
+            }
         }
-        for (key, v) in [("algorithm.gamma", a.gamma), ("algorithm.lam", a.lam)] {
-            if v != 1.0 {
-                return Err(invalid(key, v, "only advantage = \"gae\" reads it, and gae is not available yet: leave it at 1"));
+        if a.advantage == AdvantageEstimator::Gae {
+            if a.critic == CriticKind::Separate {
+                return Err(invalid(
+                    "algorithm.critic",
+                    "\"separate\"",
+                    "a separate critic model is not available yet; use \"shared\" (a value head on the policy's trunk)",
+                ));
+            }
+            if a.vf_coef == 0.0 {
+                return Err(invalid("algorithm.vf_coef", 0, "expected > 0 with advantage = \"gae\": with 0 the critic never learns"));
+            }
+        } else {
+            let d = AlgorithmConfig::default();
+            let not_read = "only advantage = \"gae\" reads it: leave it at its default";
+            for (key, v, default) in [("algorithm.gamma", a.gamma, d.gamma), ("algorithm.lam", a.lam, d.lam)] {
+                if v != default {
+                    return Err(invalid(key, v, not_read));
+                }
+            }
+            for (key, v, default) in [("algorithm.vf_coef", a.vf_coef, d.vf_coef), ("algorithm.value_clip", a.value_clip, d.value_clip)] {
+                if v != default {
+                    return Err(invalid(key, v, not_read));
+                }
+            }
+            if a.critic != d.critic {
+                return Err(invalid("algorithm.critic", format!("{:?}", a.critic), not_read));
+            }
+            if a.whiten_advantages != d.whiten_advantages {
+                return Err(invalid("algorithm.whiten_advantages", a.whiten_advantages, not_read));
             }
         }
         if let Some(why) = a.loss_config(self.rollout.max_new_tokens).incompatibility() {
@@ -130,6 +155,16 @@ impl AlgorithmConfig {
             aggregation: self.loss_agg,
             segment_weighting: self.segment_weighting,
             sum_norm_tokens: max_new_tokens.max(1) as f64,
+        }
+    }
+
+    /// GAE's and the value loss's settings (read when `advantage = "gae"`).
+    pub fn gae_settings(&self) -> GaeSettings {
+        GaeSettings {
+            gamma: self.gamma,
+            lam: self.lam,
+            whiten: self.whiten_advantages,
+            loss: ValueLossConfig { vf_coef: self.vf_coef, value_clip: self.value_clip },
         }
     }
 

@@ -277,8 +277,9 @@ impl Default for RolloutConfig {
 pub struct AlgorithmConfig {
     /// `dcpo` (merge while the context extends, fracture otherwise), `per_turn`, or `prefix_only`.
     pub segmentation: SegmentationMode,
-    /// `grpo`, `dr_grpo`, `rloo` or `reinforce_pp` (`gae` is refused: PPO needs a value head,
-    /// not available yet). Dr. GRPO whole is `advantage = "dr_grpo"` with `loss_agg = "dr_grpo"`.
+    /// `grpo`, `dr_grpo`, `rloo`, `reinforce_pp`, or `gae` (PPO with a learned critic: a value
+    /// head on the policy's trunk, GAE over each trajectory's policy tokens, the clipped value
+    /// loss). Dr. GRPO whole is `advantage = "dr_grpo"` with `loss_agg = "dr_grpo"`.
     pub advantage: AdvantageEstimator,
     /// Added to the std when normalising advantages (must be > 0).
     pub adv_eps: f64,
@@ -310,10 +311,32 @@ pub struct AlgorithmConfig {
     /// `token_proportional` (`seq_mean_token_mean` only; equals `token_mean`). Other values than
     /// `unweighted` are refused with `token_mean` and `trajectory_mean`, which do not see segments.
     pub segment_weighting: SegmentWeighting,
-    /// GAE discount γ (read only by `gae`, which is not available yet: must stay 1).
+    /// GAE discount γ per policy token, in [0, 1] (read only by `gae`; must stay 1 otherwise).
     pub gamma: f64,
-    /// GAE λ (read only by `gae`, which is not available yet: must stay 1).
+    /// GAE λ, in [0, 1] (read only by `gae`; must stay 1 otherwise).
     pub lam: f64,
+    /// Where `gae`'s critic lives: `shared` (a value head on the policy's own trunk, trained by
+    /// the same optimizer at `trainer.lr`; the only one available) or `separate` (a second copy
+    /// of the model: refused, not available yet). Read only by `gae`.
+    pub critic: CriticKind,
+    /// Coefficient of the value loss in the total loss (> 0 with `gae`; read only by `gae`).
+    pub vf_coef: f64,
+    /// ε_v of the clipped value loss ½·max((V − G)², (V_old + clip(V − V_old, ±ε_v) − G)²)
+    /// (0: no clipping; read only by `gae`).
+    pub value_clip: f64,
+    /// Whiten `gae`'s advantages over the batch's policy tokens (standard PPO; read only by `gae`).
+    pub whiten_advantages: bool,
+}
+
+/// Where PPO's critic lives (`algorithm.critic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CriticKind {
+    /// A value head on the policy's own trunk (default).
+    #[default]
+    Shared,
+    /// A separate critic model (not available yet: refused by validation).
+    Separate,
 }
 
 impl Default for AlgorithmConfig {
@@ -334,6 +357,10 @@ impl Default for AlgorithmConfig {
             segment_weighting: SegmentWeighting::Unweighted,
             gamma: 1.0,
             lam: 1.0,
+            critic: CriticKind::Shared,
+            vf_coef: 0.5,
+            value_clip: 0.5,
+            whiten_advantages: true,
         }
     }
 }

@@ -16,7 +16,9 @@ use memrl_envs::sampler::TaskSampler;
 use memrl_policies::BurnBackend;
 use memrl_policies::model::Llama;
 use memrl_policies::sampling::SamplingParams;
+use memrl_policies::train::init_value_head;
 use memrl_policies::train::optim::{AdamW, AdamWConfig};
+use memrl_rl::advantage::AdvantageEstimator;
 use memrl_rl::collect::{StepData, trajectory_index};
 use memrl_rl::learner::update::UpdateSettings;
 use memrl_rl::rollout::EnvFactory;
@@ -34,6 +36,9 @@ use crate::train::policy::{PolicyBundle, build_policy};
 use crate::train::resume::{ResumePoint, Stage};
 use crate::train::state::{TRAINER_STATE_VERSION, TrainerState};
 use memrl_rl::metrics::mean_task_score;
+
+/// Mixed into the run's seed for the value head's initial weights (its own stream).
+const VALUE_HEAD_SEED: u64 = 0x0007_A10E_4EAD;
 
 /// How `memrl train` treats the run directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,10 +209,12 @@ fn train_on<B: RunBackend>(config: &Config, mode: StartMode, progress: bool, bac
                 // RL starts with fresh optimizer moments, as a separate stage would.
                 run.optimizer = new_optimizer(config)?;
                 run.save_reference_if_needed()?;
+                run.attach_value_head_if_needed();
                 run.checkpoint(&state)?;
                 remove_sft_checkpoints(&run.dir.checkpoints_dir()).context("removing the SFT checkpoints after step-0")?;
             } else {
                 run.save_reference_if_needed()?;
+                run.attach_value_head_if_needed();
             }
             (state, demo_reward)
         }
@@ -374,9 +381,19 @@ impl<B: RunBackend> Run<'_, B> {
             segmentation: c.algorithm.segmentation,
             advantage: c.algorithm.advantage,
             advantage_options: c.algorithm.advantage_options(),
+            gae: c.algorithm.gae_settings(),
             sampling: self.sampling(c.rollout.temperature),
             limits: self.limits(),
             update: self.settings(0.0, 0),
+        }
+    }
+
+    /// With `advantage = "gae"`, gives the policy its value head (seeded from the run's seed) as
+    /// RL starts, after SFT and after the KL reference is frozen; a resumed RL run's checkpoint
+    /// already holds it (and its optimizer moments).
+    fn attach_value_head_if_needed(&mut self) {
+        if self.config.algorithm.advantage == AdvantageEstimator::Gae && self.policy.model.value_head.is_none() {
+            init_value_head(&mut self.policy.model, self.config.run.seed ^ VALUE_HEAD_SEED);
         }
     }
 

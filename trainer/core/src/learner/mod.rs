@@ -3,6 +3,7 @@
 //! optimiser step ([`update`]).
 
 pub mod batch;
+pub mod critic;
 pub mod update;
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ fn old_log_probs_follow_their_segments_into_every_epochs_layout() {
     // The whole update runs (it used to index epoch 0's layout with epoch 1's).
     let mut m = model();
     let mut optimizer = AdamW::new(AdamWConfig::default()).unwrap();
-    let report = policy_update(&mut m, &mut optimizer, None, &segments, &adv, &s).unwrap();
+    let report = policy_update(&mut m, &mut optimizer, None, &segments, &adv, &s, None).unwrap();
     assert_eq!(report.optimizer_steps, 6);
 }
 
@@ -100,7 +100,7 @@ fn loss_terms_and_tokens_aggregate_like_the_total_loss() {
         let mut m = model();
         let mut optimizer = AdamW::new(AdamWConfig::default()).unwrap();
         let s = UpdateSettings { mini_batches, epochs, ..settings() };
-        let r = policy_update(&mut m, &mut optimizer, None, &segments, &adv, &s).unwrap();
+        let r = policy_update(&mut m, &mut optimizer, None, &segments, &adv, &s, None).unwrap();
         assert_eq!(r.optimizer_steps, mini_batches * epochs);
         // No KL, no entropy: each mini-batch's loss is its pg term, so their means agree.
         assert!((r.loss - r.diagnostics.pg_loss).abs() < 1e-9, "{mini_batches}×{epochs}: total {} vs pg {}", r.loss, r.diagnostics.pg_loss);
@@ -163,7 +163,7 @@ fn a_minus_infinity_rollout_log_prob_trains_with_the_capped_weight() {
     let adv = advantages(&segments);
     let mut m = model();
     let mut optimizer = AdamW::new(AdamWConfig::default()).unwrap();
-    let r = policy_update(&mut m, &mut optimizer, None, &segments, &adv, &settings()).unwrap();
+    let r = policy_update(&mut m, &mut optimizer, None, &segments, &adv, &settings(), None).unwrap();
     assert_eq!(r.optimizer_steps, 1);
     assert!(r.diagnostics.tis_capped_frac > 0.0 && r.diagnostics.rollout_logprob_abs_diff.is_finite());
 }
@@ -179,7 +179,7 @@ fn one_update_raises_positive_and_lowers_negative_advantage_tokens() {
     let layout = MicroBatch::build(&segments, &adv, &[0, 1, 2, 3], 0);
     let before = detached_logprobs(&m, &layout, 1.0);
     let s = UpdateSettings { lr: 1e-3, ..settings() };
-    policy_update(&mut m, &mut optimizer, None, &segments, &adv, &s).unwrap();
+    policy_update(&mut m, &mut optimizer, None, &segments, &adv, &s, None).unwrap();
     let after = detached_logprobs(&m, &layout, 1.0);
     let mut moved = 0;
     for pos in 0..layout.loss_mask.len() {

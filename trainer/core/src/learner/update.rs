@@ -3,14 +3,16 @@
 
 use memrl_policies::backend::Backend;
 use memrl_policies::model::Llama;
-use memrl_policies::scoring::{LogprobOptions, target_logprobs};
+use memrl_policies::scoring::{LogprobOptions, target_logprobs_from_hidden};
 use memrl_policies::train::TrainError;
 use memrl_policies::train::grads::{ModelGrads, clip_grad_norm};
 use memrl_policies::train::optim::AdamW;
 use memrl_policies::train::params::TrainBackend;
 
 use crate::learner::batch::{MicroBatch, mini_batch_weights};
+use crate::learner::critic::CriticTargets;
 use crate::loss::tensor::policy_loss_tensor;
+use crate::loss::value::{explained_variance, value_loss_tensor};
 use crate::loss::{LossBatch, LossConfig, LossDiagnostics, LossError};
 use crate::segments::Segment;
 
@@ -74,6 +76,24 @@ pub struct UpdateReport {
     pub loss_tokens: usize,
     /// Positions processed (padding included).
     pub positions: usize,
+    /// The critic's numbers, for an update with a value loss (None otherwise).
+    pub value: Option<ValueReport>,
+}
+
+/// What the value loss of an update did, for the metrics (`loss/value`, `value/*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ValueReport {
+    /// The value loss (before `vf_coef`) of each mini-batch update, averaged over the mini-batch
+    /// updates whose loss was computed (like [`UpdateReport::loss`]).
+    pub loss: f64,
+    /// Fraction of policy tokens where the value clip binds, token-weighted over every
+    /// micro-batch of every epoch.
+    pub clip_frac: f64,
+    /// Mean old value V_old over the batch's policy tokens.
+    pub mean: f64,
+    /// Explained variance of the returns by V_old over the batch's policy tokens
+    /// ([`explained_variance`]).
+    pub explained_variance: f64,
 }
 
 /// Per-position log-probs of the targets (`[rows * seq]`) under softmax(logits / `temperature`),
@@ -82,9 +102,26 @@ pub struct UpdateReport {
 /// span of each row from its first to its last loss position is projected onto the vocabulary;
 /// every other position is 0 (the loss never reads it).
 pub fn token_logprobs<B: Backend>(model: &Llama<B>, batch: &MicroBatch, with_entropy: bool, temperature: f32) -> (B::Tensor, Option<B::Tensor>) {
+    let (logprobs, entropy, _) = forward_heads(model, batch, with_entropy, temperature, false);
+    (logprobs, entropy)
+}
+
+/// [`token_logprobs`] (projected only over each row's loss span) and, when `with_values`, the
+/// value head's output at every position
+/// (`[rows * seq]`), from the same forward pass (the critic shares the trunk).
+pub fn forward_heads<B: Backend>(
+    model: &Llama<B>,
+    batch: &MicroBatch,
+    with_entropy: bool,
+    temperature: f32,
+    with_values: bool,
+) -> (B::Tensor, Option<B::Tensor>, Option<B::Tensor>) {
+    let hidden = model.forward(&batch.input_ids, batch.rows, batch.seq, &batch.lengths);
+    let values = with_values.then(|| model.values(hidden.clone()));
     let spans = batch.loss_spans();
     let opts = LogprobOptions { spans: Some(&spans), with_entropy, temperature, ..LogprobOptions::default() };
-    target_logprobs(model, &batch.input_ids, &batch.target_ids, batch.rows, batch.seq, &batch.lengths, &opts)
+    let (logprobs, entropy) = target_logprobs_from_hidden(model, hidden, &batch.target_ids, batch.rows, batch.seq, &opts);
+    (logprobs, entropy, values)
 }
 
 /// Runs the clipped policy-gradient update of `model` on `segments`.
@@ -96,9 +133,14 @@ pub fn token_logprobs<B: Backend>(model: &Llama<B>, batch: &MicroBatch, with_ent
 /// reference log-probs come from `reference` when a KL term is configured. All log-probs are
 /// taken at `s.temperature`.
 ///
-/// The report's loss, `pg_loss`, `kl_loss` and `entropy_loss` are means over the mini-batch
-/// updates (mini-batches × epochs) whose loss was computed; `loss_tokens` counts the batch's
-/// policy tokens once.
+/// With `critic` (PPO with a learned value head on the shared trunk) the same forward pass also
+/// gives the values, and each micro-batch's loss is the policy loss plus `vf_coef` times the
+/// clipped value loss ([`crate::loss::value`]) against the critic's returns, one backward for
+/// both; the model must have a value head.
+///
+/// The report's loss, `pg_loss`, `kl_loss`, `entropy_loss` and value loss are means over the
+/// mini-batch updates (mini-batches × epochs) whose loss was computed; `loss_tokens` counts the
+/// batch's policy tokens once.
 pub fn policy_update<M>(
     model: &mut Llama<M>,
     optimizer: &mut AdamW<M::Leaf>,
@@ -106,6 +148,7 @@ pub fn policy_update<M>(
     segments: &[Segment],
     advantages: &[Vec<f32>],
     s: &UpdateSettings,
+    critic: Option<&CriticTargets>,
 ) -> Result<UpdateReport, LearnerError>
 where
     M: TrainBackend,
@@ -117,6 +160,7 @@ where
     let mut diag_acc = DiagAccumulator::default();
     let mut old_cache: Option<OldLogprobs> = None;
     let mut measured = 0usize;
+    let mut value_acc = ValueAccumulator::default();
     for epoch in 0..s.epochs.max(1) {
         let plan = plan(segments, advantages, s, epoch);
         if epoch == 0 {
@@ -129,15 +173,18 @@ where
             let weights = mini_batch_weights(&s.loss, mini);
             let mut accumulated: Option<ModelGrads<M::Leaf>> = None;
             let mut mini_acc = DiagAccumulator::default();
+            let mut mini_value = ValueAccumulator::default();
             let mut loss_sum = 0.0;
             let mut poisoned = false;
             for (mb, w) in mini.iter().zip(weights) {
                 let b = &model.backend;
-                let (new_lp, entropy) = token_logprobs(model, mb, with_entropy, temperature);
+                let (new_lp, entropy, values) = forward_heads(model, mb, with_entropy, temperature, critic.is_some());
                 let new_host: Vec<f64> = b.to_vec(&new_lp).into_iter().map(f64::from).collect();
-                // A model that produces non-finite log-probs gets no update from this mini-batch
-                // (the NaN guard), rather than an error that would end the run.
-                if mb.loss_mask.iter().zip(&new_host).any(|(&m, x)| m != 0 && !x.is_finite()) {
+                let values_host: Vec<f64> = values.as_ref().map(|v| b.to_vec(v).into_iter().map(f64::from).collect()).unwrap_or_default();
+                // A model that produces non-finite log-probs (or values) gets no update from this
+                // mini-batch (the NaN guard), rather than an error that would end the run.
+                let finite = |xs: &[f64]| xs.iter().zip(&mb.loss_mask).all(|(x, &m)| m == 0 || x.is_finite());
+                if !finite(&new_host) || !finite(&values_host) {
                     poisoned = true;
                     break;
                 }
@@ -161,8 +208,15 @@ where
                     segment_ids: mb.segment_ids.clone(),
                     trajectory_ids: mb.trajectory_ids.clone(),
                 };
-                let (loss, out) = policy_loss_tensor(b, new_lp, entropy, &host, &s.loss, w)?;
+                let (mut loss, out) = policy_loss_tensor(b, new_lp, entropy, &host, &s.loss, w.clone())?;
                 loss_sum += out.loss;
+                if let (Some(c), Some(values)) = (critic, values) {
+                    let (old, returns) = (c.old_values_for(segments, mb), c.returns_for(segments, mb));
+                    let (value_loss, v) = value_loss_tensor(b, values, &values_host, &old, &returns, &mb.loss_mask, &w, c.loss.value_clip);
+                    loss = b.add(loss, b.mul_scalar(value_loss, c.loss.vf_coef as f32));
+                    loss_sum += c.loss.vf_coef * v.loss;
+                    mini_value.add(v.loss, v.clipped_tokens, v.tokens);
+                }
                 mini_acc.add(&out.diagnostics);
                 report.positions += mb.rows * mb.seq;
                 let grads = ModelGrads::from_backward(model, b.backward(&loss));
@@ -178,6 +232,7 @@ where
             let Some(mut grads) = accumulated else { continue };
             report.loss += loss_sum;
             diag_acc.merge(&mini_acc);
+            value_acc.add(mini_value.loss, mini_value.clipped_tokens, mini_value.tokens);
             measured += 1;
             if step_optimizer(model, optimizer, &mut grads, s, &mut report)? {
                 report.optimizer_steps += 1;
@@ -188,7 +243,44 @@ where
     report.loss /= measured.max(1) as f64;
     report.grad_norm /= steps;
     report.diagnostics = diag_acc.mean(measured, report.loss_tokens);
+    report.value = critic.map(|c| value_report(&value_acc, measured, segments, c));
     Ok(report)
+}
+
+/// Running totals of the value loss: summed over micro-batches (a mini-batch's loss is the sum
+/// of its micro-batches'), clipped and masked tokens counted.
+#[derive(Default)]
+struct ValueAccumulator {
+    loss: f64,
+    clipped_tokens: usize,
+    tokens: usize,
+}
+
+impl ValueAccumulator {
+    fn add(&mut self, loss: f64, clipped_tokens: usize, tokens: usize) {
+        self.loss += loss;
+        self.clipped_tokens += clipped_tokens;
+        self.tokens += tokens;
+    }
+}
+
+/// The critic's report: the value loss as a mean over the `measured` mini-batch updates, the
+/// clip fraction over the tokens seen, and V_old's mean and explained variance over the batch's
+/// policy tokens.
+fn value_report(acc: &ValueAccumulator, measured: usize, segments: &[Segment], c: &CriticTargets) -> ValueReport {
+    let (mut old, mut returns, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, s) in segments.iter().enumerate() {
+        old.extend(c.old_values[i].iter().map(|&x| f64::from(x)));
+        returns.extend(c.returns[i].iter().map(|&x| f64::from(x)));
+        mask.extend_from_slice(&s.loss_mask);
+    }
+    let policy_old: Vec<f64> = old.iter().zip(&mask).filter(|(_, m)| **m != 0).map(|(&v, _)| v).collect();
+    ValueReport {
+        loss: acc.loss / measured.max(1) as f64,
+        clip_frac: acc.clipped_tokens as f64 / acc.tokens.max(1) as f64,
+        mean: crate::stats::mean(&policy_old),
+        explained_variance: explained_variance(&old, &returns, &mask),
+    }
 }
 
 /// The old log-probs of every segment of a step (indexed like the step's segments, one value per
@@ -417,7 +509,7 @@ mod tests {
         let before = bits(&weights(&model));
         let segments = vec![segment(1), segment(2)];
         let advantages = vec![vec![1.0; 3], vec![-1.0; 3]];
-        let report = policy_update(&mut model, &mut optimizer, None, &segments, &advantages, &settings()).unwrap();
+        let report = policy_update(&mut model, &mut optimizer, None, &segments, &advantages, &settings(), None).unwrap();
         assert_eq!((report.optimizer_steps, report.skipped_steps), (0, 1));
         assert_eq!(bits(&weights(&model)), before, "a skipped step must not touch the weights");
         assert_eq!(optimizer.steps(), 0, "nor the optimizer state");
@@ -429,7 +521,7 @@ mod tests {
         // The healthy model does update.
         let mut model = healthy;
         let before = weights(&model);
-        let report = policy_update(&mut model, &mut optimizer, None, &segments, &advantages, &settings()).unwrap();
+        let report = policy_update(&mut model, &mut optimizer, None, &segments, &advantages, &settings(), None).unwrap();
         assert_eq!((report.optimizer_steps, report.skipped_steps), (1, 0));
         assert_ne!(weights(&model), before);
     }
@@ -439,7 +531,7 @@ mod tests {
         let mut model = init_tiny(BurnBackend::flex_autodiff(), TinyPreset::L2D64, 32, 0).unwrap();
         let mut optimizer = AdamW::new(AdamWConfig::default()).unwrap();
         let segments = vec![segment(1)];
-        let err = policy_update(&mut model, &mut optimizer, None, &segments, &[vec![f32::NAN; 3]], &settings()).unwrap_err();
+        let err = policy_update(&mut model, &mut optimizer, None, &segments, &[vec![f32::NAN; 3]], &settings(), None).unwrap_err();
         assert!(err.to_string().contains("advantages"), "{err}");
     }
 
@@ -451,7 +543,7 @@ mod tests {
             let mut model = init_tiny(BurnBackend::flex_autodiff(), TinyPreset::L2D64, 32, 0).unwrap();
             let mut optimizer = AdamW::new(AdamWConfig::default()).unwrap();
             let s = UpdateSettings { micro_batch_tokens, ..settings() };
-            let r = policy_update(&mut model, &mut optimizer, None, &segments, &advantages, &s).unwrap();
+            let r = policy_update(&mut model, &mut optimizer, None, &segments, &advantages, &s, None).unwrap();
             (r.grad_norm, r.loss, r.loss_tokens)
         };
         let (norm_one, loss_one, tokens_one) = run(1024); // all four segments in one micro-batch

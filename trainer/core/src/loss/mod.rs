@@ -27,6 +27,7 @@ use crate::segments::Segment;
 
 pub mod reference;
 pub mod tensor;
+pub mod value;
 pub mod weights;
 
 pub use reference::{policy_loss, policy_loss_with_weights};
