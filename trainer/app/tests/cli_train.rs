@@ -477,10 +477,16 @@ fn lora_sft_then_rl_trains_only_the_adapters_and_checkpoints_adapter_and_merged_
     // `policy.model`), and refused, not read as its bare base, without one.
     assert_eq!(memrl_trainer::train::policy::plain_model_path(&ckpt(2)).unwrap(), merged_dir);
     let out = tmp.path().join("eval.json");
-    ok(&memrl(&["eval", "--checkpoint", ckpt(2).to_str().unwrap(), "--bench", "facts", "--limit", "1", "--out", out.to_str().unwrap()], None));
+    let eval = || {
+        Command::new(MEMRL)
+            .args(["eval", "--checkpoint", ckpt(2).to_str().unwrap(), "--bench", "facts", "--limit", "1", "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    ok(&eval());
     assert!(out.is_file());
     std::fs::remove_dir_all(&merged_dir).unwrap();
-    let e = err(&memrl(&["eval", "--checkpoint", ckpt(2).to_str().unwrap(), "--bench", "facts", "--limit", "1", "--out", out.to_str().unwrap()], None));
+    let e = err(&eval());
     assert!(e.contains("LoRA checkpoint") && e.contains("merged"), "{e}");
 }
 
