@@ -198,6 +198,7 @@ fn one_update_raises_positive_and_lowers_negative_advantage_tokens() {
 /// sampled tokens' log-probs, and the adapters matter (the base model scores them differently).
 #[test]
 fn lora_rollout_log_probs_equal_the_learners_recomputation() {
+    use memrl_policies::Backend;
     use memrl_policies::train::lora::{Lora, LoraConfig, apply_lora};
     use memrl_policies::train::params::TrainBackend;
     let config = LoraConfig { rank: 4, alpha: 8.0, dropout: 0.0, target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()], seed: 1 };
