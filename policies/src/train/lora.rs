@@ -159,6 +159,15 @@ impl<B: Backend> Lora<B> {
         self.training.load(Ordering::SeqCst)
     }
 
+    /// Restarts the dropout stream at `seed` (the stream [`Lora::new`] starts at `config.seed`):
+    /// a trainer that reseeds before each update with a function of its step draws the same masks
+    /// whether or not it was resumed in between. Clones share the stream.
+    pub fn reseed_dropout(&self, seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(1);
+        *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = rng;
+    }
+
     /// The wrapped tensor, merging an adapted weight.
     fn plain(&self, t: LoraTensor<B::Tensor>) -> B::Tensor {
         match t {

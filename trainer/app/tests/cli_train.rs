@@ -1,5 +1,6 @@
 //! `memrl train` end to end on a tiny model: the run directory, refusals, exact resume after
-//! SIGKILL (also at a sampler epoch boundary), and bit-identical metrics across thread counts.
+//! SIGKILL (also at a sampler epoch boundary), bit-identical metrics across thread counts, and
+//! LoRA (only the adapters train; PEFT adapter + merged export per checkpoint; exact resume).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -405,4 +406,120 @@ fn sigkill_during_sft_then_resume_matches_an_uninterrupted_run() {
     let mut left: Vec<String> = std::fs::read_dir(run.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     left.sort();
     assert_eq!(left, ["my-notes", "step-0", "step-1", "step-2"]);
+}
+
+/// `[policy.lora]` for `write_config`'s runs: rank 4 on three projections, with dropout (so a
+/// resumed run must draw the masks an uninterrupted one draws).
+const LORA: &str = "\n[policy.lora]\nenabled = true\nrank = 4\nalpha = 8.0\ndropout = 0.1\ntarget_modules = [\"q_proj\", \"v_proj\", \"down_proj\"]\n";
+
+/// The tensors of a safetensors file by name.
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, memrl_policies::weights::HostTensor> {
+    memrl_policies::train::checkpoint::read_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_iter().collect()
+}
+
+/// The HF-layout weights of the plain model in `dir`, as bit patterns.
+fn weight_bits(dir: &Path) -> Vec<(String, Vec<u32>)> {
+    let (model, _) = memrl_policies::load_policy(memrl_policies::BurnBackend::flex(), dir).unwrap();
+    bits(memrl_policies::train::hf_state_dict(&model))
+}
+
+fn bits(tensors: Vec<(String, memrl_policies::weights::HostTensor)>) -> Vec<(String, Vec<u32>)> {
+    tensors.into_iter().map(|(n, t)| (n, t.data.iter().map(|x| x.to_bits()).collect())).collect()
+}
+
+#[test]
+fn lora_sft_then_rl_trains_only_the_adapters_and_checkpoints_adapter_and_merged_model() {
+    use memrl_policies::train::tiny::{TinyPreset, init_tiny};
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "lora", LORA);
+    ok(&memrl(&["train", cfg.to_str().unwrap(), "--set", "run.steps=2"], None));
+    let run = tmp.path().join("lora");
+    assert_eq!(comparable(&run).iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    let ckpt = |step: u64| run.join(format!("checkpoints/step-{step}"));
+
+    // The frozen base of every checkpoint is the tiny preset as initialised from run.seed, bit for bit.
+    let vocab = memrl_policies::load_config(&ckpt(2)).unwrap().vocab_size;
+    let init = init_tiny(memrl_policies::BurnBackend::flex(), TinyPreset::parse("tiny-2l-64d").unwrap(), vocab, 3).unwrap();
+    let base = bits(memrl_policies::train::hf_state_dict(&init));
+    for step in [0, 2] {
+        assert!(weight_bits(&ckpt(step)) == base, "step-{step}: the base weights changed");
+    }
+
+    // The adapters (PEFT names and layout) trained in SFT (B starts at zero) and again in RL.
+    let adapters = |step: u64| tensors(&ckpt(step).join("adapter_model.safetensors"));
+    let (sft, rl) = (adapters(0), adapters(2));
+    assert_eq!(sft.len(), 2 * 3 * 2, "two layers × three modules × (A, B): {:?}", sft.keys());
+    let b = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight";
+    assert_eq!(sft[b].shape, vec![64, 4]);
+    assert!(sft[b].data.iter().any(|x| *x != 0.0), "SFT left lora_B at zero");
+    assert!(sft.keys().all(|k| rl[k].data != sft[k].data), "RL left an adapter unchanged");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt(2).join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!((config["peft_type"].as_str(), config["r"].as_u64(), config["lora_alpha"].as_f64()), (Some("LORA"), Some(4), Some(8.0)), "{config}");
+
+    // AdamW holds moments for the adapters only.
+    let moments = tensors(&ckpt(2).join("optimizer.safetensors"));
+    assert_eq!(moments.len(), 2 * rl.len());
+    assert!(moments.keys().all(|k| k.contains(".lora_A.") || k.contains(".lora_B.")), "{:?}", moments.keys());
+
+    // The merged export is the adapted model as one plain HF model: what memrl computes from
+    // base + adapters, and not the base.
+    let merged_dir = ckpt(2).join("merged");
+    for file in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+        assert!(merged_dir.join(file).is_file(), "merged/{file} missing");
+    }
+    assert!(!merged_dir.join("adapter_config.json").exists() && !merged_dir.join("optimizer.safetensors").exists());
+    let (adapted, _) = memrl_policies::train::load_lora_checkpoint(memrl_policies::BurnBackend::flex(), &ckpt(2)).unwrap();
+    let merged = weight_bits(&merged_dir);
+    assert!(merged == bits(memrl_policies::train::hf_state_dict(&adapted)));
+    assert!(merged != base);
+
+    // A LoRA checkpoint given as a model is read through its merged export (`memrl eval`,
+    // `policy.model`), and refused, not read as its bare base, without one.
+    assert_eq!(memrl_trainer::train::policy::plain_model_path(&ckpt(2)).unwrap(), merged_dir);
+    let out = tmp.path().join("eval.json");
+    let eval = || {
+        Command::new(MEMRL)
+            .args(["eval", "--checkpoint", ckpt(2).to_str().unwrap(), "--bench", "facts", "--limit", "1", "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    ok(&eval());
+    assert!(out.is_file());
+    std::fs::remove_dir_all(&merged_dir).unwrap();
+    let e = err(&eval());
+    assert!(e.contains("LoRA checkpoint") && e.contains("merged"), "{e}");
+}
+
+#[test]
+fn lora_sigkill_mid_step_then_resume_matches_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = write_config(tmp.path(), "reference", LORA);
+    ok(&memrl(&["train", reference.to_str().unwrap(), "--set", "run.steps=3"], None));
+    let cfg = write_config(tmp.path(), "killed", LORA);
+    let run = tmp.path().join("killed");
+    let mut child = Command::new(MEMRL)
+        .args(["train", cfg.to_str().unwrap(), "--quiet", "--set", "run.steps=3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while rl_lines(&run) < 1 {
+        assert!(start.elapsed() < Duration::from_secs(300), "run never reached step 1");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("run ended ({status}) before step 1");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let stdout = ok(&memrl(&["train", "--resume", run.to_str().unwrap(), "--set", "run.steps=3"], None));
+    assert!(stdout.contains("resumed from"), "{stdout}");
+    let reference = tmp.path().join("reference");
+    assert_eq!(comparable(&reference), comparable(&run));
+    for file in ["adapter_model.safetensors", "optimizer.safetensors", "model.safetensors", "merged/model.safetensors"] {
+        let f = format!("checkpoints/step-3/{file}");
+        assert!(std::fs::read(reference.join(&f)).unwrap() == std::fs::read(run.join(&f)).unwrap(), "{f} differs");
+    }
 }

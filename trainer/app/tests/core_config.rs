@@ -163,3 +163,32 @@ fn derived_settings() {
         std::path::PathBuf::from("out/x")
     );
 }
+
+#[test]
+fn lora_settings_that_cannot_run_are_refused_naming_the_key() {
+    let on = |extra: &[&str]| {
+        let mut args = vec!["policy.lora.enabled=true"];
+        args.extend_from_slice(extra);
+        from_toml_str("", "t", &set(&args))
+    };
+    let c = on(&["policy.lora.rank=4", "policy.lora.target_modules=[\"q_proj\", \"down_proj\"]"]).unwrap();
+    let lora = c.lora().expect("enabled");
+    assert_eq!((lora.rank, lora.seed, lora.target_modules.len()), (4, c.run.seed, 2));
+    assert!(from_toml_str("", "t", &[]).unwrap().lora().is_none(), "disabled by default");
+    for (extra, key) in [
+        ("policy.lora.rank=0", "policy.lora.rank"),
+        ("policy.lora.alpha=0", "policy.lora.alpha"),
+        ("policy.lora.alpha=-2", "policy.lora.alpha"),
+        ("policy.lora.dropout=1", "policy.lora.dropout"),
+        ("policy.lora.target_modules=[]", "policy.lora.target_modules"),
+        ("policy.lora.target_modules=[\"qkv_proj\"]", "policy.lora.target_modules"),
+        ("policy.lora.target_modules=[\"q_proj\", \"q_proj\"]", "policy.lora.target_modules"),
+        // PPO's value head is not an adapter: it would never train.
+        ("algorithm.advantage=\"gae\"", "policy.lora.enabled"),
+    ] {
+        let err = on(&[extra]).unwrap_err();
+        assert!(matches!(&err, ConfigError::Invalid { key: k, .. } if *k == key), "{extra}: {err}");
+    }
+    // Disabled, the adapter knobs are not checked (a config may keep them for later).
+    assert!(from_toml_str("", "t", &set(&["policy.lora.rank=0"])).is_ok());
+}

@@ -54,10 +54,10 @@ pub struct StepSettings {
 pub struct StepPolicy<'a, B: RunBackend> {
     /// The trainable model.
     pub model: &'a mut Llama<B>,
-    /// Its optimizer.
-    pub optimizer: &'a mut AdamW<B>,
-    /// The frozen KL reference, when the loss has a KL term.
-    pub reference: Option<&'a Llama<B>>,
+    /// Its optimizer (state for the trainable leaves only: every weight, or LoRA's adapters).
+    pub optimizer: &'a mut AdamW<B::Leaf>,
+    /// The frozen KL reference, when the loss has a KL term (a plain model on the base backend).
+    pub reference: Option<&'a Llama<B::Leaf>>,
     /// Its tokenizer and chat template.
     pub codec: &'a dyn ChatCodec,
     /// Tokens that end an assistant turn.
@@ -144,6 +144,7 @@ pub fn rl_step<B: RunBackend>(
         _ => None,
     };
     let settings = UpdateSettings { lr, seed: step, ..s.update.clone() };
+    policy.model.backend.begin_update(s.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let update = policy_update(policy.model, policy.optimizer, policy.reference, &data.segments, &data.advantages, &settings, critic.as_ref())?;
     let learner = t2.elapsed().as_secs_f64();
 

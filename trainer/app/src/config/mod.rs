@@ -230,13 +230,64 @@ impl Config {
             }
         }
         let l = &self.policy.lora;
-        if l.enabled && l.rank == 0 {
-            return Err(invalid("policy.lora.rank", 0, "expected >= 1 when LoRA is enabled"));
-        }
         if !(0.0..1.0).contains(&l.dropout) {
             return Err(invalid("policy.lora.dropout", l.dropout, "expected 0 <= dropout < 1"));
         }
+        if l.enabled {
+            self.validate_lora()?;
+        }
         self.validate_algorithm()
+    }
+}
+
+impl Config {
+    /// `[policy.lora]` when it is enabled: the checks [`Config::validate`] adds then.
+    fn validate_lora(&self) -> Result<(), ConfigError> {
+        let l = &self.policy.lora;
+        if l.rank == 0 {
+            return Err(invalid("policy.lora.rank", 0, "expected >= 1 when LoRA is enabled"));
+        }
+        if !(l.alpha > 0.0 && l.alpha.is_finite()) {
+            return Err(invalid("policy.lora.alpha", l.alpha, "expected a finite value > 0"));
+        }
+        let targets = memrl_policies::train::lora::LORA_TARGETS;
+        if l.target_modules.is_empty() {
+            return Err(invalid("policy.lora.target_modules", "[]", "expected some of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"));
+        }
+        for (i, t) in l.target_modules.iter().enumerate() {
+            if !targets.contains(&t.as_str()) {
+                return Err(invalid(
+                    "policy.lora.target_modules",
+                    format!("{:?}", l.target_modules),
+                    "expected names among q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
+                ));
+            }
+            if l.target_modules[..i].contains(t) {
+                return Err(invalid("policy.lora.target_modules", format!("{:?}", l.target_modules), "expected each module once"));
+            }
+        }
+        if self.algorithm.advantage == memrl_rl::advantage::AdvantageEstimator::Gae {
+            // Under LoRA only the adapters train: the value head would stay at its random start.
+            return Err(invalid(
+                "policy.lora.enabled",
+                true,
+                "expected false with algorithm.advantage = \"gae\" (LoRA trains only the adapters, so the value head would never learn)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The adapter configuration `[policy.lora]` describes when it is enabled (its adapters are
+    /// initialised from `run.seed`), else None.
+    pub fn lora(&self) -> Option<memrl_policies::train::lora::LoraConfig> {
+        let l = &self.policy.lora;
+        l.enabled.then(|| memrl_policies::train::lora::LoraConfig {
+            rank: l.rank as usize,
+            alpha: l.alpha,
+            dropout: l.dropout,
+            target_modules: l.target_modules.clone(),
+            seed: self.run.seed,
+        })
     }
 }
 

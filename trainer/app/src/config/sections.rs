@@ -213,7 +213,8 @@ pub struct LoraConfig {
     pub alpha: f64,
     /// Dropout on the adapter input.
     pub dropout: f64,
-    /// Names of the projections that get adapters.
+    /// Names of the projections that get adapters (among q_proj, k_proj, v_proj, o_proj,
+    /// gate_proj, up_proj, down_proj).
     pub target_modules: Vec<String>,
 }
 

@@ -216,7 +216,9 @@ fn load_model(path: &Path, what: &str) -> anyhow::Result<LoadedModel> {
     if !path.exists() {
         bail!("{what} {}: no such file or directory", path.display());
     }
-    let (model, tokenizer) = memrl_policies::load_policy(BurnBackend::flex(), path).with_context(|| format!("loading {what} {}", path.display()))?;
+    // A LoRA checkpoint of `memrl train` is evaluated through its merged export.
+    let model_path = crate::train::policy::plain_model_path(path)?;
+    let (model, tokenizer) = memrl_policies::load_policy(BurnBackend::flex(), &model_path).with_context(|| format!("loading {what} {}", path.display()))?;
     let stop_ids = turn_stop_ids(&tokenizer, &model.config, path).with_context(|| format!("{what} {}", path.display()))?;
     Ok(LoadedModel { model: Arc::new(model), tokenizer: Arc::new(tokenizer), stop_ids, name: path.display().to_string() })
 }

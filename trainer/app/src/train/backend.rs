@@ -5,7 +5,7 @@
 use anyhow::bail;
 
 use crate::config::{BackendKind, Config, Device, PolicyDtype};
-pub use memrl_rl::policy::RunBackend;
+pub use memrl_rl::policy::{BaseBackend, RunBackend};
 
 /// The error `policy.backend = "tch"` gives in a build without the `tch` feature.
 pub const TCH_NOT_BUILT: &str = "policy.backend = \"tch\": this memrl was built without the tch feature; build it with \

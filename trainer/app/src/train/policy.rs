@@ -1,7 +1,7 @@
 //! The policy a run trains: a pretrained model (HF directory or GGUF file) or a tiny preset
 //! with a byte-level BPE tokenizer trained on the environment's own text.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -17,7 +17,7 @@ use memrl_policies::train::checkpoint::{CheckpointOptions, TokenizerFiles, save_
 use memrl_policies::train::optim::AdamW;
 use memrl_policies::train::tiny::{TinyPreset, init_tiny};
 
-use crate::config::Config;
+use crate::config::{BackendKind, Config};
 use crate::train::backend::{RunBackend, check_backend};
 use memrl_policies::turn_stop::turn_stop_ids;
 use memrl_rl::rollout::adapters::TokenizerCodec;
@@ -39,29 +39,61 @@ pub struct PolicyBundle<B: RunBackend> {
 }
 
 impl<B: RunBackend> PolicyBundle<B> {
-    /// Writes an HF-layout checkpoint (model, tokenizer, and the optimizer state when given)
-    /// as the directory `dir`, atomically.
-    pub fn save(&self, dir: &Path, optimizer: Option<&AdamW<B>>) -> anyhow::Result<()> {
-        let state = optimizer.map(|o| o.state(&self.model.backend));
-        save_checkpoint(dir, &self.model, &self.tokenizer_files, state.as_ref(), &CheckpointOptions::default())
-            .with_context(|| format!("writing checkpoint {}", dir.display()))
+    /// Writes the model (LoRA adapters merged into their weights) and tokenizer, without
+    /// optimizer state, as the HF directory `dir`, atomically: a plain model any later run loads
+    /// (the KL reference).
+    pub fn save_merged(&self, dir: &Path) -> anyhow::Result<()> {
+        let options = CheckpointOptions { merge_lora: true, ..CheckpointOptions::default() };
+        save_checkpoint(dir, &self.model, &self.tokenizer_files, None, &options).with_context(|| format!("writing checkpoint {}", dir.display()))
     }
 
-    /// Writes the files of an HF-layout checkpoint (as [`Self::save`]) into the existing
-    /// directory `dir`, which the caller makes appear atomically
-    /// ([`crate::run_dir::write_checkpoint`]).
-    pub fn write_files(&self, dir: &Path, optimizer: Option<&AdamW<B>>) -> anyhow::Result<()> {
-        let state = optimizer.map(|o| o.state(&self.model.backend));
+    /// Writes the files of a resumable checkpoint into the existing directory `dir`, which the
+    /// caller makes appear atomically ([`crate::run_dir::write_checkpoint`]): the HF model and
+    /// tokenizer and the optimizer state when given. A LoRA model is written unmerged (the frozen
+    /// base as `model.safetensors`, the adapters as PEFT's `adapter_model.safetensors` and
+    /// `adapter_config.json`) with a merged export in `dir/merged/` ([`MERGED_DIR`]), a plain HF
+    /// model directory that transformers, `policy.model` and `memrl eval` load.
+    pub fn write_files(&self, dir: &Path, optimizer: Option<&AdamW<B::Leaf>>) -> anyhow::Result<()> {
+        let state = optimizer.map(|o| o.state(self.model.backend.leaf_backend()));
         write_checkpoint_files(dir, &self.model, &self.tokenizer_files, state.as_ref(), &CheckpointOptions::default())
-            .with_context(|| format!("writing the checkpoint's files into {}", dir.display()))
+            .with_context(|| format!("writing the checkpoint's files into {}", dir.display()))?;
+        if self.model.backend.lora().is_some() {
+            let merged = dir.join(MERGED_DIR);
+            std::fs::create_dir(&merged).with_context(|| format!("creating {}", merged.display()))?;
+            let options = CheckpointOptions { merge_lora: true, ..CheckpointOptions::default() };
+            write_checkpoint_files(&merged, &self.model, &self.tokenizer_files, None, &options)
+                .with_context(|| format!("writing the merged export into {}", merged.display()))?;
+        }
+        Ok(())
     }
 
-    /// A frozen inference copy of the current weights (no autodiff): the rollout engine's model
-    /// and the KL reference.
+    /// A frozen inference copy of the current weights (no autodiff, LoRA adapters merged): the
+    /// rollout engine's model.
     /// (Through host memory: simple, and per step a small cost next to the rollout it serves.)
-    pub fn inference_copy(&self) -> anyhow::Result<Llama<B>> {
+    pub fn inference_copy(&self) -> anyhow::Result<Llama<B::Leaf>> {
         Ok(memrl_rl::policy::inference_copy(&self.model)?)
     }
+}
+
+/// The sub-directory of a LoRA checkpoint that holds its merged export.
+pub const MERGED_DIR: &str = "merged";
+
+/// The model a path names, for loading as a plain model: the path itself, or for a LoRA
+/// checkpoint written by `memrl train` (`adapter_config.json` beside the frozen base) its merged
+/// export `merged/` (the base alone would silently drop the adapters).
+pub fn plain_model_path(path: &Path) -> anyhow::Result<PathBuf> {
+    if !path.join("adapter_config.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let merged = path.join(MERGED_DIR);
+    if merged.join("config.json").is_file() {
+        return Ok(merged);
+    }
+    bail!(
+        "{} is a LoRA checkpoint (adapter_config.json) without a merged export in {MERGED_DIR}/: its model.safetensors \
+         is the frozen base alone; load it with its adapters (memrl_policies::train::load_lora_checkpoint) or merge them first",
+        path.display()
+    )
 }
 
 /// Text of scripted (oracle and heuristic) episodes of the training split: the corpus a tiny
@@ -103,6 +135,7 @@ pub fn environment_corpus(config: &Config, episodes: u64) -> anyhow::Result<Vec<
 pub fn build_policy<B: RunBackend>(config: &Config, backend: B) -> anyhow::Result<PolicyBundle<B>> {
     check_supported(config)?;
     let name = &config.policy.model;
+    let base_backend = backend.leaf_backend().clone();
     if name.starts_with("tiny-") {
         let preset = TinyPreset::parse(name)?;
         let corpus = environment_corpus(config, 64).context("gathering environment text for the tokenizer")?;
@@ -112,11 +145,12 @@ pub fn build_policy<B: RunBackend>(config: &Config, backend: B) -> anyhow::Resul
         let dir = config.run_dir().join("tokenizer");
         files.write(&dir)?;
         let tokenizer = Tokenizer::from_hf_dir(&dir)?;
-        let model = init_tiny(backend, preset, trained.vocab_size(), config.run.seed)?;
+        let model = backend.adapt(init_tiny(base_backend, preset, trained.vocab_size(), config.run.seed)?)?;
         bundle(model, tokenizer, files, name)
     } else {
-        let path = Path::new(name);
-        let (model, tokenizer) = memrl_policies::load_policy(backend, path).with_context(|| format!("loading policy.model {name}"))?;
+        let path = &plain_model_path(Path::new(name))?;
+        let (model, tokenizer) = memrl_policies::load_policy(base_backend, path).with_context(|| format!("loading policy.model {name}"))?;
+        let model = backend.adapt(model)?;
         let files = if path.is_dir() {
             TokenizerFiles::from_hf_dir(path)?
         } else {
@@ -130,24 +164,24 @@ pub fn build_policy<B: RunBackend>(config: &Config, backend: B) -> anyhow::Resul
 pub fn load_policy_checkpoint<B: RunBackend>(config: &Config, dir: &Path, backend: B) -> anyhow::Result<PolicyBundle<B>> {
     check_supported(config)?;
     let shown = dir.display().to_string();
-    let (model, tokenizer) = memrl_policies::load_policy(backend, dir).with_context(|| format!("loading the checkpoint model in {shown}"))?;
+    let (model, tokenizer) = backend.load_checkpoint(dir).with_context(|| format!("loading the checkpoint model in {shown}"))?;
     let files = TokenizerFiles::from_hf_dir(dir).with_context(|| format!("reading the tokenizer files of {shown}"))?;
     bundle(model, tokenizer, files, &shown)
 }
 
 /// The policy settings `memrl train` does not run yet, refused up front with the key to change.
 pub(crate) fn check_supported(config: &Config) -> anyhow::Result<()> {
+    if config.policy.lora.enabled && config.policy.backend == BackendKind::Tch {
+        bail!(
+            "policy.lora.enabled = true with policy.backend = \"tch\": `memrl train` trains LoRA adapters on the burn backend \
+             only for now (set policy.backend = \"burn\", or policy.lora.enabled = false)"
+        );
+    }
     check_backend(config)?;
     if config.policy.tokenizer_spaces != SpaceHandling::Attached && !config.policy.model.starts_with("tiny-") {
         bail!(
             "policy.tokenizer_spaces = \"isolated\" applies to the tokenizer trained for a tiny preset; policy.model = {} brings its own tokenizer (remove the key)",
             config.policy.model
-        );
-    }
-    if config.policy.lora.enabled {
-        bail!(
-            "policy.lora.enabled = true: `memrl train` trains full weights only for now (LoRA exists in \
-             memrl_policies::train::lora but is not wired into the run loop); set policy.lora.enabled = false"
         );
     }
     Ok(())
@@ -163,7 +197,7 @@ fn bundle<B: RunBackend>(model: Llama<B>, tokenizer: Tokenizer, files: Tokenizer
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BackendKind, Device};
+    use crate::config::Device;
 
     #[test]
     fn a_tiny_preset_learns_its_tokenizer_from_a_dataset_environment() {
@@ -198,6 +232,9 @@ mod tests {
         assert!(e.contains("policy.device = \"cuda:0\"") && e.contains("CPU only"), "{e}");
         let mut c = Config::default();
         c.policy.lora.enabled = true;
-        assert!(check_supported(&c).unwrap_err().to_string().contains("policy.lora.enabled = true"));
+        assert!(check_supported(&c).is_ok());
+        c.policy.backend = BackendKind::Tch;
+        let e = check_supported(&c).unwrap_err().to_string();
+        assert!(e.contains("policy.lora.enabled = true with policy.backend = \"tch\""), "{e}");
     }
 }

@@ -108,7 +108,7 @@ pub fn resume_point(dir: &RunDir, config: &Config) -> anyhow::Result<ResumePoint
 
 /// Loads the policy, optimizer and trainer state of `point`, checks they agree with it, and
 /// drops the metrics lines logged after it (they are redone).
-pub fn load<B: RunBackend>(dir: &RunDir, config: &Config, point: &ResumePoint, backend: B) -> anyhow::Result<(PolicyBundle<B>, AdamW<B>, TrainerState)> {
+pub fn load<B: RunBackend>(dir: &RunDir, config: &Config, point: &ResumePoint, backend: B) -> anyhow::Result<(PolicyBundle<B>, AdamW<B::Leaf>, TrainerState)> {
     let ckpt = &point.path;
     let state = TrainerState::read(ckpt)?;
     let (counter, found) = match point.stage {

@@ -13,11 +13,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use memrl_envs::Env;
 use memrl_envs::env::{ScriptedKind, Split, TaskId};
 use memrl_envs::sampler::TaskSampler;
-use memrl_policies::BurnBackend;
 use memrl_policies::model::Llama;
 use memrl_policies::sampling::SamplingParams;
 use memrl_policies::train::init_value_head;
+use memrl_policies::train::lora::Lora;
 use memrl_policies::train::optim::{AdamW, AdamWConfig};
+use memrl_policies::{Backend, BurnBackend};
 use memrl_rl::advantage::AdvantageEstimator;
 use memrl_rl::collect::{StepData, trajectory_index};
 use memrl_rl::learner::update::UpdateSettings;
@@ -31,8 +32,8 @@ use crate::config::{BackendKind, Config};
 use crate::metrics::{MetricsLogger, names};
 use crate::rollout_store::{RolloutRecord, write_rollouts};
 use crate::run_dir::{ExistingRun, RunDir, checkpoint_dir_name, prune_checkpoints, remove_sft_checkpoints, write_checkpoint, write_file_atomic};
-use crate::train::backend::{RunBackend, check_backend};
-use crate::train::policy::{PolicyBundle, build_policy};
+use crate::train::backend::{BaseBackend, RunBackend};
+use crate::train::policy::{PolicyBundle, build_policy, check_supported};
 use crate::train::resume::{ResumePoint, Stage};
 use crate::train::state::{TRAINER_STATE_VERSION, TrainerState};
 use memrl_rl::metrics::mean_task_score;
@@ -106,13 +107,13 @@ pub(crate) struct Run<'a, B: RunBackend> {
     pub(crate) config: &'a Config,
     pub(crate) dir: RunDir,
     pub(crate) policy: PolicyBundle<B>,
-    pub(crate) optimizer: AdamW<B>,
+    pub(crate) optimizer: AdamW<B::Leaf>,
     envs: EnvFactory,
     pool: usize,
     started: Instant,
 }
 
-fn new_optimizer<B: RunBackend>(config: &Config) -> anyhow::Result<AdamW<B>> {
+fn new_optimizer<L: Backend>(config: &Config) -> anyhow::Result<AdamW<L>> {
     let t = &config.trainer;
     Ok(AdamW::new(AdamWConfig {
         beta1: t.betas[0],
@@ -141,11 +142,14 @@ pub fn train(config: &Config, mode: StartMode, progress: bool) -> anyhow::Result
     train_in_pool(config, mode, progress)
 }
 
-/// Picks the backend `policy.backend` / `device` / `dtype` name and trains on it.
+/// Picks the backend `policy.backend` / `device` / `dtype` / `lora` name and trains on it.
 fn train_in_pool(config: &Config, mode: StartMode, progress: bool) -> anyhow::Result<TrainSummary> {
-    check_backend(config)?;
+    check_supported(config)?;
     match config.policy.backend {
-        BackendKind::Burn => train_on(config, mode, progress, BurnBackend::flex_autodiff()),
+        BackendKind::Burn => match config.lora() {
+            Some(lora) => train_on(config, mode, progress, Lora::new(BurnBackend::flex_autodiff(), &lora)),
+            None => train_on(config, mode, progress, BurnBackend::flex_autodiff()),
+        },
         #[cfg(feature = "tch")]
         BackendKind::Tch => train_on(config, mode, progress, crate::train::backend::tch_backend(config)?),
         #[cfg(not(feature = "tch"))]
@@ -404,17 +408,17 @@ impl<B: RunBackend> Run<'_, B> {
     /// With a KL term, freezes the policy as it is now (after SFT) as the reference model.
     fn save_reference_if_needed(&self) -> anyhow::Result<()> {
         if self.config.algorithm.kl_coef != 0.0 {
-            self.policy.save(&self.reference_dir(), None).context("saving the KL reference model")?;
+            self.policy.save_merged(&self.reference_dir()).context("saving the KL reference model")?;
         }
         Ok(())
     }
 
-    fn load_reference(&self) -> anyhow::Result<Option<Llama<B>>> {
+    fn load_reference(&self) -> anyhow::Result<Option<Llama<B::Leaf>>> {
         if self.config.algorithm.kl_coef == 0.0 {
             return Ok(None);
         }
         let dir = self.reference_dir();
-        let (model, _) = memrl_policies::load_policy(self.policy.model.backend.inference(), &dir)
+        let (model, _) = memrl_policies::load_policy(self.policy.model.backend.leaf_backend().inference(), &dir)
             .with_context(|| format!("loading the KL reference model {}", dir.display()))?;
         Ok(Some(model))
     }

@@ -24,6 +24,9 @@ use std::collections::HashMap;
 /// pool of synthetic tasks.
 const SFT_TASK_OFFSET: u64 = 1 << 40;
 
+/// Mixed into the seed of each SFT step's LoRA dropout stream (RL steps use another).
+const SFT_DROPOUT_SEED: u64 = 0x5F7D_0000_0000;
+
 /// The train tasks the SFT demonstrations play. A synthetic environment (no task count) gets
 /// fresh tasks beyond the RL pool; a dataset environment (LoCoMo, LongMemEval: `train_count`
 /// tasks) cycles through its train split, since it has no other labelled tasks.
@@ -121,6 +124,7 @@ impl<B: RunBackend> Run<'_, B> {
                 settings.mini_batches = 1;
                 settings.epochs = 1;
                 settings.temperature = 1.0;
+                self.policy.model.backend.begin_update(self.config.run.seed ^ SFT_DROPOUT_SEED ^ summary.steps);
                 let r = sft_update(&mut self.policy.model, &mut self.optimizer, &batch, &settings)?;
                 log.log(summary.steps + 1, [("sft/nll", r.loss), ("sft/lr", lr), ("sft/grad_norm", r.grad_norm), ("sft/skipped", r.skipped_steps as f64)])?;
                 bar.set_message(format!("nll {:.3}", r.loss));

@@ -192,3 +192,58 @@ fn one_update_raises_positive_and_lowers_negative_advantage_tokens() {
     }
     assert_eq!(moved, 12);
 }
+
+/// With LoRA the rollout engine plays the merged inference copy ([`crate::policy::inference_copy`])
+/// and the learner scores with the adapter wrapper (`x·W + s·(x·A)·B`): the two agree on the
+/// sampled tokens' log-probs, and the adapters matter (the base model scores them differently).
+#[test]
+fn lora_rollout_log_probs_equal_the_learners_recomputation() {
+    use memrl_policies::Backend;
+    use memrl_policies::train::lora::{Lora, LoraConfig, apply_lora};
+    use memrl_policies::train::params::TrainBackend;
+    let config = LoraConfig { rank: 4, alpha: 8.0, dropout: 0.0, target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()], seed: 1 };
+    let mut adapted = apply_lora(model(), &config).unwrap();
+    // B starts at zero (the adapted model equals the base): give it values, as training would.
+    let inner = adapted.backend.inner().clone();
+    for (i, (name, leaf)) in Lora::trainable_leaves_mut(&mut adapted).into_iter().enumerate() {
+        if name.ends_with("lora_B.weight") {
+            let shape = inner.shape(leaf);
+            let n: usize = shape.iter().product();
+            *leaf = inner.param((0..n).map(|k| ((k * 7 + i * 3) % 11) as f32 * 0.02 - 0.1).collect(), &shape);
+        }
+    }
+    let merged = Arc::new(crate::policy::inference_copy(&adapted).unwrap());
+    let prompt: Vec<u32> = vec![1, 4, 9, 16, 25];
+    let mut engine = Engine::new(merged, None, EngineConfig { max_batch: 1, max_seq_len: 64 }).unwrap();
+    let request = GenerationRequest {
+        prompt_ids: prompt.clone(),
+        max_new_tokens: 12,
+        sampling: SamplingParams { temperature: 1.0, top_p: 1.0, top_k: 0 },
+        seed: 5,
+        stop_token_ids: Vec::new(),
+        stop_strings: Vec::new(),
+    };
+    let out = engine.generate_batch(vec![request]).unwrap().remove(0);
+    let n = out.token_ids.len();
+    let seg = Segment {
+        prompt_ids: prompt,
+        response_ids: out.token_ids.clone(),
+        loss_mask: vec![1; n],
+        rollout_logprobs: out.sampled_logprobs.clone(),
+        ..segment(0)
+    };
+    let mb = MicroBatch::build(std::slice::from_ref(&seg), &[vec![0.0; n]], &[0], 0);
+    let gap = |learner: &[f64]| {
+        mb.loss_mask
+            .iter()
+            .zip(learner)
+            .zip(&mb.rollout_logprobs)
+            .filter(|((m, _), _)| **m != 0)
+            .map(|((_, l), r)| (l - f64::from(*r)).abs())
+            .fold(0.0, f64::max)
+    };
+    let with_adapters = gap(&detached_logprobs(&adapted, &mb, 1.0));
+    assert!(with_adapters < 1e-4, "the learner's LoRA model and the merged rollout copy disagree by {with_adapters}");
+    let base = gap(&detached_logprobs(&model(), &mb, 1.0));
+    assert!(base > 1e-3, "the adapters should change the log-probs (base gap {base})");
+}

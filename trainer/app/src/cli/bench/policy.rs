@@ -17,6 +17,7 @@ use super::peer::{self, DECODE_SCRIPT, LEARNER_SCRIPT, PeerDecode, PeerError, Pe
 use anyhow::{Context, Result};
 use memrl_policies::train::TrainBackend;
 use memrl_policies::train::bench::{DecodeBenchReport, LearnerBenchConfig, LearnerBenchReport, decode_throughput, learner_throughput};
+use memrl_policies::train::lora::{LoraConfig, apply_lora};
 use memrl_policies::{Backend, BurnBackend, DeviceSpec, Precision};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,10 @@ pub struct BenchPolicyArgs {
     /// bf16 989, H100 PCIe 756, A100 312; none on the CPU, so no MFU there unless given).
     #[arg(long)]
     pub peak_tflops: Option<f64>,
+    /// Train LoRA adapters of this rank instead of the full model in memrl's learner (burn, no
+    /// peer): alpha = 2·rank on `[policy.lora]`'s default targets (q, k, v, o projections).
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
 }
 
 /// Shapes of one run of the benchmark.
@@ -327,6 +332,9 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
     if args.backend == BenchBackend::Burn && args.dtype != Precision::F32 {
         anyhow::bail!("--dtype {}: the burn backend computes in f32 only (use --backend tch)", args.dtype);
     }
+    if args.lora_rank.is_some() && (args.backend != BenchBackend::Burn || !args.no_peer) {
+        anyhow::bail!("--lora-rank: memrl's LoRA learner runs on --backend burn with --no-peer (the peer trains the full model)");
+    }
     let model = ModelSource::from_arg(args.model.as_deref())?;
     let sizes = args.sizes()?;
     let threads = rayon::current_num_threads();
@@ -360,7 +368,10 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
     if args.only != Some(Part::Decode) {
         let l = &sizes.learner;
         let (name, memrl) = match args.backend {
-            BenchBackend::Burn => memrl_learner(BurnBackend::flex_autodiff(), &model, l)?,
+            BenchBackend::Burn => match args.lora_rank {
+                Some(rank) => memrl_lora_learner(rank, &model, l)?,
+                None => memrl_learner(BurnBackend::flex_autodiff(), &model, l)?,
+            },
             BenchBackend::Tch => tch::learner(args.device, args.dtype, threads, &model, l)?,
         };
         report.backend = name;
@@ -421,6 +432,16 @@ fn memrl_learner<B: TrainBackend>(backend: B, model: &ModelSource, l: &LearnerBe
     let name = backend.name();
     let mut m = model.load(backend).context("the learner benchmark's model")?;
     Ok((name, learner_throughput(&mut m, l).context("memrl learner benchmark")?))
+}
+
+/// memrl's learner benchmark training rank-`rank` LoRA adapters over the burn backend (the
+/// base frozen; AdamW moments for the adapters only).
+fn memrl_lora_learner(rank: usize, model: &ModelSource, l: &LearnerBenchConfig) -> Result<(String, LearnerBenchReport)> {
+    let base = model.load(BurnBackend::flex_autodiff()).context("the learner benchmark's model")?;
+    let targets = crate::config::LoraConfig::default().target_modules;
+    let config = LoraConfig { rank, alpha: 2.0 * rank as f64, dropout: 0.0, target_modules: targets, seed: 0 };
+    let mut m = apply_lora(base, &config).context("--lora-rank")?;
+    Ok((format!("{} r={rank}", m.backend.name()), learner_throughput(&mut m, l).context("memrl learner benchmark")?))
 }
 
 /// memrl's decode benchmark on `backend`, one report per decode batch size.
