@@ -189,7 +189,7 @@ pub fn run_script(python: &str, script: &Path, args: &[String], timeout: Duratio
         .stdout(clone(&out)?)
         .stderr(clone(&err)?)
         .spawn()
-        .map_err(|e| PeerError(format!("cannot run the Python interpreter `{python}`: {e} (set --python or $MEMRL_PYTHON)")))?;
+        .map_err(|e| PeerError(format!("cannot run the Python interpreter `{python}`: {e} (set --python or $MEMRL_PEER_PYTHON)")))?;
     let start = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -215,6 +215,37 @@ pub fn run_script(python: &str, script: &Path, args: &[String], timeout: Duratio
         return Err(PeerError(format!("`{python} {name}` exited with {status}: {}", tail(last, 300))));
     }
     Ok(stdout)
+}
+
+/// The peers' interpreter: `explicit` (`--python`), `$MEMRL_PEER_PYTHON`, the `.venv-peer` of the working
+/// directory (the newest torch, made by `scripts/setup-python-venv.sh --peer`), `$MEMRL_PYTHON`
+/// (the tch venv: torch 2.11, a slower peer on CPU), then `python3`.
+pub fn interpreter(explicit: Option<&str>) -> String {
+    let var = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
+    let local_peer_venv = Path::new(".venv-peer/bin/python");
+    explicit
+        .map(str::to_string)
+        .or_else(|| var("MEMRL_PEER_PYTHON"))
+        .or_else(|| local_peer_venv.is_file().then(|| local_peer_venv.display().to_string()))
+        .or_else(|| var("MEMRL_PYTHON"))
+        .unwrap_or_else(|| "python3".into())
+}
+
+/// Runs one peer script with `python` (None: `--no-peer`) and parses its output with `parse`:
+/// the result, or why there is none.
+pub fn run<P>(
+    python: Option<&str>,
+    script: &str,
+    script_args: Vec<String>,
+    timeout: Duration,
+    parse: impl FnOnce(&str) -> Result<P, PeerError>,
+) -> (Option<P>, Option<String>) {
+    let Some(python) = python else { return (None, Some("not run (--no-peer)".into())) };
+    let outcome = find_reference_scripts().and_then(|dir| run_script(python, &dir.join(script), &script_args, timeout)).and_then(|stdout| parse(&stdout));
+    match outcome {
+        Ok(p) => (Some(p), None),
+        Err(e) => (None, Some(e.0)),
+    }
 }
 
 #[cfg(test)]

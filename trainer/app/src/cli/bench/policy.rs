@@ -13,7 +13,7 @@
 
 use super::flops::{MfuReport, cuda_device_name, learner_mfu};
 use super::model_source::ModelSource;
-use super::peer::{self, DECODE_SCRIPT, LEARNER_SCRIPT, PeerDecode, PeerError, PeerLearner};
+use super::peer::{self, DECODE_SCRIPT, LEARNER_SCRIPT, PeerDecode, PeerLearner};
 use anyhow::{Context, Result};
 use memrl_policies::train::TrainBackend;
 use memrl_policies::train::bench::{DecodeBenchReport, LearnerBenchConfig, LearnerBenchReport, decode_throughput, learner_throughput};
@@ -293,37 +293,6 @@ pub fn table(report: &PolicyBenchReport) -> Vec<Row> {
     rows
 }
 
-/// The peer's interpreter: `--python`, `$MEMRL_PEER_PYTHON`, the `.venv-peer` of the working
-/// directory (the newest torch, made by `scripts/setup-python-venv.sh --peer`), `$MEMRL_PYTHON`
-/// (the tch venv: torch 2.11, a slower peer on CPU), then `python3`.
-fn peer_python(args: &BenchPolicyArgs) -> String {
-    let var = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
-    let local_peer_venv = Path::new(".venv-peer/bin/python");
-    args.python
-        .clone()
-        .or_else(|| var("MEMRL_PEER_PYTHON"))
-        .or_else(|| local_peer_venv.is_file().then(|| local_peer_venv.display().to_string()))
-        .or_else(|| var("MEMRL_PYTHON"))
-        .unwrap_or_else(|| "python3".into())
-}
-
-/// Runs one peer script and parses its output with `parse`.
-fn run_peer<P>(
-    python: Option<&str>,
-    script: &str,
-    script_args: Vec<String>,
-    timeout: Duration,
-    parse: impl FnOnce(&str) -> Result<P, PeerError>,
-) -> (Option<P>, Option<String>) {
-    let Some(python) = python else { return (None, Some("not run (--no-peer)".into())) };
-    let outcome =
-        peer::find_reference_scripts().and_then(|dir| peer::run_script(python, &dir.join(script), &script_args, timeout)).and_then(|stdout| parse(&stdout));
-    match outcome {
-        Ok(p) => (Some(p), None),
-        Err(e) => (None, Some(e.0)),
-    }
-}
-
 /// Runs the benchmark: memrl's learner, the peer's learner, memrl's decode, the peer's decode.
 pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
     if args.backend == BenchBackend::Burn && args.device != DeviceSpec::Cpu {
@@ -338,7 +307,7 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
     let model = ModelSource::from_arg(args.model.as_deref())?;
     let sizes = args.sizes()?;
     let threads = rayon::current_num_threads();
-    let python = (!args.no_peer).then(|| peer_python(args));
+    let python = (!args.no_peer).then(|| peer::interpreter(args.python.as_deref()));
     let timeout = Duration::from_secs(args.peer_timeout);
     let (model_flag, model_value) = model.peer_flag();
     let setup = [("--device", args.device.to_string()), ("--dtype", args.dtype.to_string())];
@@ -386,7 +355,7 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
             ("--steps", l.steps.to_string()),
             ("--lr", l.lr.to_string()),
         ];
-        let (peer, peer_error) = run_peer(python.as_deref(), LEARNER_SCRIPT, flatten(&script_args), timeout, |out| {
+        let (peer, peer_error) = peer::run(python.as_deref(), LEARNER_SCRIPT, flatten(&script_args), timeout, |out| {
             let p = peer::parse_learner(out, l.batch, l.seq, threads)?;
             peer::check_setup(LEARNER_SCRIPT, p.device.as_deref(), p.dtype.as_deref(), &setup[0].1, &setup[1].1)?;
             Ok(p)
@@ -415,7 +384,7 @@ pub fn bench_policy(args: &BenchPolicyArgs) -> Result<PolicyBenchReport> {
         ];
         let mut script_args = flatten(&script_args);
         script_args.push("--no-venv".into());
-        let (peer, peer_error) = run_peer(python.as_deref(), DECODE_SCRIPT, script_args, timeout, |out| {
+        let (peer, peer_error) = peer::run(python.as_deref(), DECODE_SCRIPT, script_args, timeout, |out| {
             let p = peer::parse_decode(out, &sizes.decode_batches, sizes.prompt_tokens, sizes.new_tokens, threads)?;
             peer::check_setup(DECODE_SCRIPT, p.device.as_deref(), p.dtype.as_deref(), &setup[0].1, &setup[1].1)?;
             Ok(p)
