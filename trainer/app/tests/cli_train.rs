@@ -3,12 +3,14 @@
 //! LoRA (only the adapters train; PEFT adapter + merged export per checkpoint; exact resume).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use memrl_rl::metrics::is_timing_key;
 use memrl_trainer::metrics::read_metrics;
 use memrl_trainer::run_dir::latest_complete_checkpoint;
+
+mod common;
 
 const MEMRL: &str = env!("CARGO_BIN_EXE_memrl");
 
@@ -216,18 +218,7 @@ fn same_seed_same_metrics_whatever_the_thread_count() {
 
 /// Kills a run with SIGKILL once `ready` holds (polled), then resumes it to the end.
 fn kill_then_resume(cfg: &Path, run: &Path, ready: impl Fn() -> bool, extra_delay: Duration) -> String {
-    let mut child = Command::new(MEMRL).args(["train", cfg.to_str().unwrap(), "--quiet"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < Duration::from_secs(300), "run never reached the kill point");
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("run ended ({status}) before the kill point");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(extra_delay);
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
+    common::kill_when(&["train", cfg.to_str().unwrap()], "the kill point", ready, extra_delay);
     ok(&memrl(&["train", "--resume", run.to_str().unwrap()], None))
 }
 
@@ -370,17 +361,7 @@ fn sigkill_during_sft_then_resume_matches_an_uninterrupted_run() {
     let cfg = write_sft_config(tmp.path(), "killed");
     let run = tmp.path().join("killed");
     let first = run.join("checkpoints/sft-step-3/COMPLETE");
-    let mut child = Command::new(MEMRL).args(["train", cfg.to_str().unwrap(), "--quiet"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let start = Instant::now();
-    while !first.is_file() {
-        assert!(start.elapsed() < Duration::from_secs(300), "run never wrote its first SFT checkpoint");
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("run ended ({status}) before its first SFT checkpoint");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
+    common::kill_when(&["train", cfg.to_str().unwrap()], "its first SFT checkpoint", || first.is_file(), Duration::ZERO);
     assert!(!run.join("checkpoints/step-0").exists(), "the kill landed after SFT: the test stopped nothing");
     // What a kill inside a checkpoint write leaves (whether or not this one did), and a
     // directory of the user's, which is not memrl's to remove.
@@ -497,23 +478,7 @@ fn lora_sigkill_mid_step_then_resume_matches_an_uninterrupted_run() {
     ok(&memrl(&["train", reference.to_str().unwrap(), "--set", "run.steps=3"], None));
     let cfg = write_config(tmp.path(), "killed", LORA);
     let run = tmp.path().join("killed");
-    let mut child = Command::new(MEMRL)
-        .args(["train", cfg.to_str().unwrap(), "--quiet", "--set", "run.steps=3"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while rl_lines(&run) < 1 {
-        assert!(start.elapsed() < Duration::from_secs(300), "run never reached step 1");
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("run ended ({status}) before step 1");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
+    common::kill_when(&["train", cfg.to_str().unwrap(), "--set", "run.steps=3"], "step 1", || rl_lines(&run) >= 1, Duration::from_millis(100));
     let stdout = ok(&memrl(&["train", "--resume", run.to_str().unwrap(), "--set", "run.steps=3"], None));
     assert!(stdout.contains("resumed from"), "{stdout}");
     let reference = tmp.path().join("reference");

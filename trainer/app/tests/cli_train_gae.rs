@@ -3,8 +3,8 @@
 //! checkpoints, and an exact resume after SIGKILL.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use memrl_rl::metrics::is_timing_key;
 use memrl_trainer::metrics::read_metrics;
@@ -86,19 +86,8 @@ fn gae_sigkill_mid_step_then_resume_matches_an_uninterrupted_run() {
     let cfg = write_config(tmp.path(), "killed", 4, GAE);
     let run = tmp.path().join("killed");
     let lines = || std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().filter(|l| l.contains("loss/value")).count());
-    let mut child = Command::new(MEMRL).args(["train", cfg.to_str().unwrap(), "--quiet"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let start = Instant::now();
     // Somewhere inside step 2 (after step 1's line, plus an arbitrary delay).
-    while lines() < 1 {
-        assert!(start.elapsed() < Duration::from_secs(300), "run never reached the kill point");
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("run ended ({status}) before the kill point");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(150));
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
+    common::kill_when(&["train", cfg.to_str().unwrap()], "the kill point", || lines() >= 1, Duration::from_millis(150));
     let stdout = ok(&memrl(&["train", "--resume", run.to_str().unwrap()]));
     assert!(stdout.contains("resumed from"), "{stdout}");
     assert_eq!(comparable(&tmp.path().join("reference")), comparable(&run));
