@@ -144,7 +144,7 @@ pub fn rl_step<B: RunBackend>(
         _ => None,
     };
     let settings = UpdateSettings { lr, seed: step, ..s.update.clone() };
-    policy.model.backend.begin_update(s.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    policy.model.backend.begin_update(memrl_envs::ledger::derive_seed(&[s.seed, step]));
     let update = policy_update(policy.model, policy.optimizer, policy.reference, &data.segments, &data.advantages, &settings, critic.as_ref())?;
     let learner = t2.elapsed().as_secs_f64();
 
