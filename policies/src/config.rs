@@ -72,6 +72,10 @@ pub struct LlamaConfig {
     pub bos_token_id: Option<u32>,
     /// End-of-sequence token ids (config.json allows one or a list).
     pub eos_token_ids: Vec<u32>,
+    /// Whether the model carries memrl's pointer head ([`crate::copy_head`]; config.json
+    /// `"copy_head": true`): its next-token distribution mixes the vocabulary softmax with a
+    /// distribution over the tokens already in the context. Only memrl reads such a model.
+    pub copy_head: bool,
 }
 
 /// The raw fields of config.json we read; unknown fields are ignored.
@@ -98,6 +102,7 @@ struct RawConfig {
     eos_token_id: Option<Value>,
     sliding_window: Option<Value>,
     use_sliding_window: Option<bool>,
+    copy_head: Option<bool>,
 }
 
 /// The largest size, count or dimension a config may give: far above any real model's, and
@@ -205,6 +210,7 @@ impl LlamaConfig {
             mlp_bias: !is_qwen2 && raw.mlp_bias.unwrap_or(false),
             bos_token_id: token_ids(raw.bos_token_id.as_ref(), "bos_token_id", origin)?.first().copied(),
             eos_token_ids: token_ids(raw.eos_token_id.as_ref(), "eos_token_id", origin)?,
+            copy_head: raw.copy_head.unwrap_or(false),
         })
     }
 

@@ -103,7 +103,18 @@ struct Running {
     policy_logprobs: Vec<f32>,
     /// Positions already in the cache.
     cached: usize,
+    /// The pointer head's keys of the cached positions, row-major `[cached, hidden]` (empty for
+    /// a model without one, [`crate::copy_head`]).
+    copy_keys: Vec<f32>,
     rng: ChaCha8Rng,
+}
+
+impl Running {
+    /// The tokens at the first `n` positions of this sequence: the prompt, then what it generated.
+    fn fed_ids(&self, n: usize) -> Vec<u32> {
+        let prompt = &self.request.prompt_ids;
+        prompt.iter().chain(self.generated.iter()).take(n).copied().collect()
+    }
 }
 
 /// Continuous-batching generator for one model.
@@ -186,6 +197,7 @@ impl<B: Backend> Engine<B> {
                 sampled_logprobs: Vec::new(),
                 policy_logprobs: Vec::new(),
                 cached: 0,
+                copy_keys: Vec::new(),
                 request,
             });
         }
@@ -200,11 +212,18 @@ impl<B: Backend> Engine<B> {
         let ids: Vec<u32> = self.running.iter().map(|r| *r.generated.last().expect("running rows have a token")).collect();
         let starts: Vec<usize> = self.running.iter().map(|r| r.cached).collect();
         let hidden = self.model.forward_cached(&mut self.cache, 0, &ids, n, 1, &starts);
-        let logits = self.model.lm_head(hidden);
         let mut rows = std::mem::take(&mut self.running);
         for run in rows.iter_mut() {
             run.cached += 1;
         }
+        let logits = if self.model.copy_head.is_some() {
+            let b = &self.model.backend;
+            let flat = b.reshape(hidden, &[n, self.model.config.hidden_size]);
+            let per_row: Vec<B::Tensor> = rows.iter_mut().enumerate().map(|(i, run)| self.pointer_logits(run, b.narrow(flat.clone(), 0, i, 1))).collect();
+            if n == 1 { per_row.into_iter().next().expect("one row") } else { b.cat(per_row, 0) }
+        } else {
+            self.model.lm_head(hidden)
+        };
         self.push_tokens(&mut rows, logits)?;
         self.running = rows;
         // Retire finished rows from the back so earlier slot indices stay valid.
@@ -230,14 +249,29 @@ impl<B: Backend> Engine<B> {
             ids[r * seq..r * seq + p.len()].copy_from_slice(p);
         }
         let hidden = self.model.forward_cached(&mut self.cache, first, &ids, n, seq, &vec![0; n]);
-        // Each row's last real position.
-        let last: Vec<B::Tensor> =
-            group.iter().enumerate().map(|(r, run)| b.narrow(b.narrow(hidden.clone(), 0, r, 1), 1, run.request.prompt_ids.len() - 1, 1)).collect();
-        let last = if n == 1 { last.into_iter().next().expect("one row") } else { b.cat(last, 0) };
-        let logits = self.model.lm_head(last);
         for run in group.iter_mut() {
             run.cached = run.request.prompt_ids.len();
         }
+        let logits = if self.model.copy_head.is_some() {
+            // The pointer head needs every prompt position's key, not only the last state.
+            let d = self.model.config.hidden_size;
+            let per_row: Vec<B::Tensor> = group
+                .iter_mut()
+                .enumerate()
+                .map(|(r, run)| {
+                    let len = run.request.prompt_ids.len();
+                    let row = b.reshape(b.narrow(b.narrow(hidden.clone(), 0, r, 1), 1, 0, len), &[len, d]);
+                    self.pointer_logits(run, row)
+                })
+                .collect();
+            if n == 1 { per_row.into_iter().next().expect("one row") } else { b.cat(per_row, 0) }
+        } else {
+            // Each row's last real position.
+            let last: Vec<B::Tensor> =
+                group.iter().enumerate().map(|(r, run)| b.narrow(b.narrow(hidden.clone(), 0, r, 1), 1, run.request.prompt_ids.len() - 1, 1)).collect();
+            let last = if n == 1 { last.into_iter().next().expect("one row") } else { b.cat(last, 0) };
+            self.model.lm_head(last)
+        };
         self.push_tokens(&mut group, logits)?;
         self.running.extend(group);
         let mut finished = Vec::new();
@@ -247,6 +281,21 @@ impl<B: Backend> Engine<B> {
             }
         }
         Ok(finished)
+    }
+
+    /// The next-token logits `[1, vocab]` of `run` on a model with a pointer head, given the
+    /// final-normed hidden states `[k, hidden]` of its `k` newest positions (already counted in
+    /// `run.cached`): their keys join the row's, and the last one is the query.
+    fn pointer_logits(&self, run: &mut Running, hidden: B::Tensor) -> B::Tensor {
+        let b = &self.model.backend;
+        let head = self.model.copy_head.as_ref().expect("pointer_logits: the model has a pointer head");
+        let (k, d) = (b.shape(&hidden)[0], self.model.config.hidden_size);
+        run.copy_keys.extend(b.to_vec(&head.keys(b, hidden.clone())));
+        let len = run.copy_keys.len() / d;
+        debug_assert_eq!(len, run.cached, "one key per cached position");
+        let keys = b.tensor(run.copy_keys.clone(), &[len, d]);
+        let query = b.narrow(hidden, 0, k - 1, 1);
+        head.mix(b, query.clone(), self.model.lm_head(query), keys, &run.fed_ids(len), len - 1)
     }
 
     /// Samples the next token of each of `rows` from its row of `logits` (`[rows, 1, V]`). When
@@ -383,6 +432,7 @@ mod tests {
             sampled_logprobs: vec![],
             policy_logprobs: vec![],
             cached: 0,
+            copy_keys: vec![],
             rng: ChaCha8Rng::seed_from_u64(0),
         }
     }

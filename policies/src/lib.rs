@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod backend;
 pub mod chat;
 pub mod config;
+pub mod copy_head;
 pub mod engine;
 pub mod error;
 pub mod gguf;

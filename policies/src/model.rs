@@ -12,6 +12,7 @@
 
 use crate::backend::{AttentionMask, Backend};
 use crate::config::LlamaConfig;
+use crate::copy_head::{COPY_KEY_WEIGHT, COPY_QUERY_WEIGHT, COPY_SENTINEL, CopyHead};
 
 /// A linear projection `y = x @ w + b` with `w` stored as `[in, out]`.
 #[derive(Clone, Debug)]
@@ -66,6 +67,9 @@ pub struct Llama<B: Backend> {
     /// number (`weight` `[hidden, 1]`, `bias` `[1]`), present only on models trained with a learned
     /// critic ([`Llama::attach_value_head`]). It shares the trunk and does not touch the logits.
     pub value_head: Option<Linear<B>>,
+    /// The pointer head of `…-copy` tiny presets ([`crate::copy_head`]; present exactly when
+    /// `config.copy_head`): the next-token distribution is then [`Llama::logits`], not `lm_head` alone.
+    pub copy_head: Option<CopyHead<B>>,
     /// RoPE inverse frequencies after `rope_scaling`.
     inv_freq: Vec<f32>,
 }
@@ -112,7 +116,7 @@ impl<B: Backend> Llama<B> {
     /// Assembles a model from parameters already on `backend` (see `crate::weights` for loading).
     pub fn new(backend: B, config: LlamaConfig, embed_tokens: B::Tensor, layers: Vec<DecoderLayer<B>>, norm: B::Tensor, lm_head: B::Tensor) -> Llama<B> {
         let inv_freq = config.rope_inv_freq();
-        Llama { backend, config, embed_tokens, layers, norm, lm_head, value_head: None, inv_freq }
+        Llama { backend, config, embed_tokens, layers, norm, lm_head, value_head: None, copy_head: None, inv_freq }
     }
 
     /// Gives the model a value head with the given host values (`weight` of length `hidden`,
@@ -247,6 +251,27 @@ impl<B: Backend> Llama<B> {
         b.reshape(b.transpose(logits_t, 0, 1), &out)
     }
 
+    /// The next-token logits `[rows, seq, vocab]` of a right-padded batch from its final-normed
+    /// hidden states `[rows, seq, hidden]` ([`Llama::forward`]) and its ids (row-major
+    /// `[rows, seq]`): `lm_head`, mixed with the pointer head's copy distribution on a model that
+    /// has one (each position sees the tokens up to itself, so padding after a row's length
+    /// changes nothing before it).
+    pub fn logits(&self, hidden: B::Tensor, ids: &[u32], rows: usize, seq: usize) -> B::Tensor {
+        let Some(head) = &self.copy_head else { return self.lm_head(hidden) };
+        let b = &self.backend;
+        let dim = self.config.hidden_size;
+        let flat = b.reshape(hidden, &[rows * seq, dim]);
+        let per_row: Vec<B::Tensor> = (0..rows)
+            .map(|r| {
+                let h = b.narrow(flat.clone(), 0, r * seq, seq);
+                let keys = head.keys(b, h.clone());
+                head.mix(b, h.clone(), self.lm_head(h), keys, &ids[r * seq..(r + 1) * seq], 0)
+            })
+            .collect();
+        let out = if rows == 1 { per_row.into_iter().next().expect("one row") } else { b.cat(per_row, 0) };
+        b.reshape(out, &[rows, seq, self.config.vocab_size])
+    }
+
     /// A zeroed key/value cache for `slots` sequences of up to `capacity` positions.
     pub fn new_cache(&self, slots: usize, capacity: usize) -> B::KvCache {
         let c = &self.config;
@@ -285,6 +310,11 @@ impl<B: Backend> Llama<B> {
             if let Some(bias) = &head.bias {
                 out.push((VALUE_HEAD_BIAS.into(), bias));
             }
+        }
+        if let Some(head) = &self.copy_head {
+            out.push((COPY_QUERY_WEIGHT.into(), &head.query.weight));
+            out.push((COPY_KEY_WEIGHT.into(), &head.key.weight));
+            out.push((COPY_SENTINEL.into(), &head.sentinel));
         }
         out
     }

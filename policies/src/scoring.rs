@@ -66,14 +66,16 @@ pub fn target_logprobs<B: Backend>(
     opts: &LogprobOptions,
 ) -> (B::Tensor, Option<B::Tensor>) {
     let hidden = model.forward(input_ids, rows, seq, lengths);
-    target_logprobs_from_hidden(model, hidden, target_ids, rows, seq, opts)
+    target_logprobs_from_hidden(model, hidden, input_ids, target_ids, rows, seq, opts)
 }
 
 /// [`target_logprobs`] from the final-normed hidden states `[rows, seq, hidden]` of a forward
-/// pass already made, so one pass can feed the log-probs and another head (PPO's value head) alike.
+/// pass already made on `input_ids`, so one pass can feed the log-probs and another head (PPO's
+/// value head) alike. (The ids are read only by a model with a pointer head, [`crate::copy_head`].)
 pub fn target_logprobs_from_hidden<B: Backend>(
     model: &Llama<B>,
     hidden: B::Tensor,
+    input_ids: &[u32],
     target_ids: &[u32],
     rows: usize,
     seq: usize,
@@ -83,6 +85,7 @@ pub fn target_logprobs_from_hidden<B: Backend>(
     let (with_entropy, temperature) = (opts.with_entropy, opts.temperature);
     let dim = *b.shape(&hidden).last().expect("hidden is [rows, seq, dim]");
     let flat = b.reshape(hidden, &[rows * seq, dim]);
+    let flat_for_copy = flat.clone();
     let all: Vec<Range<usize>>;
     let spans = match opts.spans {
         Some(s) => {
@@ -110,7 +113,11 @@ pub fn target_logprobs_from_hidden<B: Backend>(
                 // whole-batch projection multiplied by zero weights would): zero times one
                 // position's logits, then constant zeros.
                 let n = rows * seq;
-                let logits = model.lm_head(b.narrow(flat, 0, 0, 1));
+                let first = b.narrow(flat, 0, 0, 1);
+                let logits = match &model.copy_head {
+                    Some(head) => head.mix(b, first.clone(), model.lm_head(first.clone()), head.keys(b, first), &input_ids[..1], 0),
+                    None => model.lm_head(first),
+                };
                 let tracked_zero = b.reshape(b.mul_scalar(b.sum_dim(logits, 1), 0.0), &[1]);
                 let zeros = if n == 1 { tracked_zero } else { b.cat(vec![tracked_zero, b.tensor(vec![0.0; n - 1], &[n - 1])], 0) };
                 return (zeros.clone(), with_entropy.then_some(zeros));
@@ -120,21 +127,36 @@ pub fn target_logprobs_from_hidden<B: Backend>(
         }
     };
     let needed = targets.len();
-    let chunk = (opts.chunk_elements / model.config.vocab_size.max(1)).max(1);
-    let mut picked = Vec::with_capacity(needed.div_ceil(chunk));
+    let mut picked = Vec::new();
     let mut entropies = Vec::new();
-    for start in (0..needed).step_by(chunk) {
-        let len = chunk.min(needed - start);
-        let h = if len == needed { packed.clone() } else { b.narrow(packed.clone(), 0, start, len) };
-        let mut logits = model.lm_head(h);
+    let mut score = |mut logits: B::Tensor, targets: &[u32]| {
         if temperature != 1.0 {
             logits = b.mul_scalar(logits, 1.0 / temperature);
         }
         let logp = b.log_softmax(logits, 1);
-        picked.push(b.reshape(b.gather_last(logp.clone(), &targets[start..start + len]), &[len]));
+        picked.push(b.reshape(b.gather_last(logp.clone(), targets), &[targets.len()]));
         if with_entropy {
             let p = b.exp(logp.clone());
             entropies.push(b.mul_scalar(b.sum_dim(b.mul(p, logp), 1), -1.0));
+        }
+    };
+    if let Some(head) = &model.copy_head {
+        // The pointer head attends within a row: one piece per row's span, whose keys are the
+        // row's positions up to the span's end (the vocabulary here is a tiny preset's).
+        let mut offset = 0;
+        for (row, r) in spans.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
+            let h = b.narrow(flat_for_copy.clone(), 0, row * seq, r.end);
+            let queries = b.narrow(h.clone(), 0, r.start, r.len());
+            let logits = head.mix(b, queries.clone(), model.lm_head(queries), head.keys(b, h), &input_ids[row * seq..row * seq + r.end], r.start);
+            score(logits, &targets[offset..offset + r.len()]);
+            offset += r.len();
+        }
+    } else {
+        let chunk = (opts.chunk_elements / model.config.vocab_size.max(1)).max(1);
+        for start in (0..needed).step_by(chunk) {
+            let len = chunk.min(needed - start);
+            let h = if len == needed { packed.clone() } else { b.narrow(packed.clone(), 0, start, len) };
+            score(model.lm_head(h), &targets[start..start + len]);
         }
     }
     let joined = |parts: Vec<B::Tensor>| if parts.len() == 1 { parts.into_iter().next().expect("one part") } else { b.cat(parts, 0) };

@@ -234,8 +234,19 @@ pub fn build_llama<B: Backend>(backend: B, config: LlamaConfig, src: &mut dyn Te
         }
         None => None,
     };
+    // The pointer head is part of the architecture: present exactly when the config says so.
+    let copy_head = if c.copy_head {
+        Some(crate::copy_head::CopyHead {
+            query: lin(src, crate::copy_head::COPY_QUERY_WEIGHT.trim_end_matches(".weight"), dm, dm, false)?,
+            key: lin(src, crate::copy_head::COPY_KEY_WEIGHT.trim_end_matches(".weight"), dm, dm, false)?,
+            sentinel: param(required(src, crate::copy_head::COPY_SENTINEL, &[dm, 1])?),
+        })
+    } else {
+        None
+    };
     let mut model = Llama::new(backend, config, embed_tokens, layers, norm, lm_head);
     model.value_head = value_head;
+    model.copy_head = copy_head;
     Ok(model)
 }
 

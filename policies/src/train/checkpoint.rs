@@ -146,6 +146,9 @@ pub fn config_to_hf_json(c: &LlamaConfig) -> Value {
         v["attention_bias"] = json!(c.qkv_bias);
         v["mlp_bias"] = json!(c.mlp_bias);
     }
+    if c.copy_head {
+        v["copy_head"] = json!(true);
+    }
     if c.architecture == "MistralForCausalLM" {
         v["sliding_window"] = Value::Null;
     }
@@ -350,7 +353,7 @@ fn reference_logits_json<B: Backend>(model: &Llama<B>, prompt: &ReferencePrompt)
         return Err(TrainError::config("reference prompt", format!("needs 1.. ids below the vocabulary size {v}")));
     }
     let b = &model.backend;
-    let logits = b.to_vec(&model.lm_head(model.forward(&prompt.ids, 1, n, &[n])));
+    let logits = b.to_vec(&model.logits(model.forward(&prompt.ids, 1, n, &[n]), &prompt.ids, 1, n));
     let k = REFERENCE_IDS.min(v);
     let rows: Vec<Vec<f32>> = (0..n).map(|i| logits[i * v..i * v + k].to_vec()).collect();
     Ok(json!({

@@ -133,6 +133,11 @@ impl<B: Backend> Llama<B> {
                 out.push((crate::model::VALUE_HEAD_BIAS.into(), bias));
             }
         }
+        if let Some(head) = &mut self.copy_head {
+            out.push((crate::copy_head::COPY_QUERY_WEIGHT.into(), &mut head.query.weight));
+            out.push((crate::copy_head::COPY_KEY_WEIGHT.into(), &mut head.key.weight));
+            out.push((crate::copy_head::COPY_SENTINEL.into(), &mut head.sentinel));
+        }
         out
     }
 
@@ -145,10 +150,13 @@ impl<B: Backend> Llama<B> {
 }
 
 /// Whether an HF tensor name is a linear weight stored `[out, in]` by PyTorch and `[in, out]` by
-/// the model: the projections and the value head (`lm_head.weight` is kept in PyTorch layout by
+/// the model: the projections, the value head and the pointer head's projections (`lm_head.weight` is kept in PyTorch layout by
 /// the model).
 pub fn is_transposed_weight(name: &str) -> bool {
-    name.ends_with("_proj.weight") || name == crate::model::VALUE_HEAD_WEIGHT
+    name.ends_with("_proj.weight")
+        || name == crate::model::VALUE_HEAD_WEIGHT
+        || name == crate::copy_head::COPY_QUERY_WEIGHT
+        || name == crate::copy_head::COPY_KEY_WEIGHT
 }
 
 /// Every parameter of `model` on the host with its HF name and PyTorch layout (`[out, in]`

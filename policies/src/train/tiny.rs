@@ -7,9 +7,12 @@
 //! | `tiny-4l-256d` | 4 | 256 | 8 / 4 | 32 | 768 |
 //!
 //! Any other shape is spelled `tiny-<L>l-<D>d-<H>h` (optionally `-<K>kv`, default `K = H`, then
-//! optionally `-rope<θ>`, default 10000): `L` layers, width `D`, `H` query heads of `D / H`
-//! dimensions, `K` key/value heads, FFN `3 D`, RoPE base θ. A small θ (e.g. 100) spends a small
-//! head's few rotation frequencies on the short offsets of a short context.
+//! optionally `-rope<θ>`, default 10000, then optionally `-copy`): `L` layers, width `D`, `H`
+//! query heads of `D / H` dimensions, `K` key/value heads, FFN `3 D`, RoPE base θ. A small θ
+//! (e.g. 100) spends a small head's few rotation frequencies on the short offsets of a short
+//! context. `-copy` adds the pointer head of [`crate::copy_head`] (query and key projections
+//! normal(0, 0.02), sentinel zero, drawn after every other tensor so the rest of the
+//! initialisation is that of the same shape without it).
 //!
 //! All use tied embeddings, RoPE θ = 10000 unless the name says otherwise, RMSNorm ε = 1e-5 and 4096 positions, and take the
 //! vocabulary size from the tokenizer (special ids as [`crate::train::bpe`] assigns them:
@@ -49,6 +52,8 @@ pub enum TinyPreset {
         kv_heads: usize,
         /// RoPE base θ.
         rope_theta: u32,
+        /// Whether the model has the pointer head ([`crate::copy_head`]).
+        copy_head: bool,
     },
 }
 
@@ -68,16 +73,17 @@ impl TinyPreset {
             TinyPreset::L2D64 => "tiny-2l-64d".into(),
             TinyPreset::L4D128 => "tiny-4l-128d".into(),
             TinyPreset::L4D256 => "tiny-4l-256d".into(),
-            TinyPreset::Custom { layers, hidden, heads, kv_heads, rope_theta } => {
+            TinyPreset::Custom { layers, hidden, heads, kv_heads, rope_theta, copy_head } => {
                 let kv = if kv_heads == heads { String::new() } else { format!("-{kv_heads}kv") };
                 let rope = if rope_theta == DEFAULT_ROPE_THETA { String::new() } else { format!("-rope{rope_theta}") };
-                format!("tiny-{layers}l-{hidden}d-{heads}h{kv}{rope}")
+                let copy = if copy_head { "-copy" } else { "" };
+                format!("tiny-{layers}l-{hidden}d-{heads}h{kv}{rope}{copy}")
             }
         }
     }
 
-    /// The preset called `name`: a named one, or `tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>]` with 1–32
-    /// layers, width 8–4096, head dimension `D / H` even, `K` dividing `H` and θ in 2–10⁷.
+    /// The preset called `name`: a named one, or `tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>][-copy]`
+    /// with 1–32 layers, width 8–4096, head dimension `D / H` even, `K` dividing `H` and θ in 2–10⁷.
     pub fn parse(name: &str) -> Result<TinyPreset> {
         if let Some(p) = TinyPreset::ALL.into_iter().find(|p| p.name() == name) {
             return Ok(p);
@@ -86,10 +92,14 @@ impl TinyPreset {
             let names: Vec<String> = TinyPreset::ALL.iter().map(|p| p.name()).collect();
             TrainError::config(
                 "tiny preset",
-                format!("unknown preset `{name}` ({why}); expected one of {names:?} or tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>], e.g. tiny-2l-128d-2h"),
+                format!("unknown preset `{name}` ({why}); expected one of {names:?} or tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>][-copy], e.g. tiny-2l-128d-2h"),
             )
         };
         let mut parts: Vec<&str> = name.strip_prefix("tiny-").ok_or_else(|| bad("no `tiny-` prefix"))?.split('-').collect();
+        let copy_head = parts.len() > 3 && parts.last() == Some(&"copy");
+        if copy_head {
+            parts.pop();
+        }
         let rope_theta = match parts.last().and_then(|p| p.strip_prefix("rope")) {
             Some(theta) if parts.len() > 3 => {
                 let theta: u32 = theta.parse().map_err(|_| bad("rope<θ> needs a whole number"))?;
@@ -121,7 +131,7 @@ impl TinyPreset {
         if kv_heads == 0 || heads % kv_heads != 0 {
             return Err(bad("key/value heads must divide the query heads"));
         }
-        Ok(TinyPreset::Custom { layers, hidden, heads, kv_heads, rope_theta })
+        Ok(TinyPreset::Custom { layers, hidden, heads, kv_heads, rope_theta, copy_head })
     }
 
     /// `(layers, hidden, heads, kv_heads)`.
@@ -142,10 +152,16 @@ impl TinyPreset {
         }
     }
 
-    /// The preset's `config.json` (LlamaForCausalLM) for a vocabulary of `vocab_size` tokens.
+    /// Whether the preset has the pointer head (`-copy`).
+    pub fn has_copy_head(self) -> bool {
+        matches!(self, TinyPreset::Custom { copy_head: true, .. })
+    }
+
+    /// The preset's `config.json` (LlamaForCausalLM, plus `"copy_head": true` for `-copy`) for a
+    /// vocabulary of `vocab_size` tokens.
     pub fn hf_config(self, vocab_size: usize) -> Value {
         let (layers, hidden, heads, kv_heads) = self.shape();
-        json!({
+        let mut config = json!({
             "architectures": ["LlamaForCausalLM"],
             "model_type": "llama",
             "vocab_size": vocab_size,
@@ -166,7 +182,11 @@ impl TinyPreset {
             "bos_token_id": 1,
             "eos_token_id": 2,
             "initializer_range": INIT_STD,
-        })
+        });
+        if self.has_copy_head() {
+            config["copy_head"] = json!(true);
+        }
+        config
     }
 
     /// The preset's configuration for a vocabulary of `vocab_size` tokens.
@@ -231,8 +251,15 @@ pub fn random_hf_tensors(config: &LlamaConfig, seed: u64, std: f32) -> Vec<(Stri
     if !c.tie_word_embeddings {
         normal("lm_head.weight".into(), vec![v, dm], &mut rng);
     }
+    if c.copy_head {
+        normal(crate::copy_head::COPY_QUERY_WEIGHT.into(), vec![dm, dm], &mut rng);
+        normal(crate::copy_head::COPY_KEY_WEIGHT.into(), vec![dm, dm], &mut rng);
+    }
     for name in ones {
         out.push((name, HostTensor { shape: vec![dm], data: vec![1.0; dm] }));
+    }
+    if c.copy_head {
+        out.push((crate::copy_head::COPY_SENTINEL.into(), HostTensor { shape: vec![dm, 1], data: vec![0.0; dm] }));
     }
     out
 }
@@ -263,13 +290,13 @@ mod tests {
         }
         assert!(TinyPreset::parse("tiny-9l").unwrap_err().to_string().contains("tiny-2l-64d"));
         let custom = TinyPreset::parse("tiny-2l-128d-2h").unwrap();
-        assert_eq!(custom, TinyPreset::Custom { layers: 2, hidden: 128, heads: 2, kv_heads: 2, rope_theta: DEFAULT_ROPE_THETA });
+        assert_eq!(custom, TinyPreset::Custom { layers: 2, hidden: 128, heads: 2, kv_heads: 2, rope_theta: DEFAULT_ROPE_THETA, copy_head: false });
         assert_eq!(custom.name(), "tiny-2l-128d-2h");
         let c = custom.config(500).unwrap();
         assert_eq!((c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim), (2, 128, 2, 2, 64));
         assert_eq!(TinyPreset::parse("tiny-3l-96d-4h-2kv").unwrap().name(), "tiny-3l-96d-4h-2kv");
         let rope = TinyPreset::parse("tiny-2l-64d-8h-rope100").unwrap();
-        assert_eq!(rope, TinyPreset::Custom { layers: 2, hidden: 64, heads: 8, kv_heads: 8, rope_theta: 100 });
+        assert_eq!(rope, TinyPreset::Custom { layers: 2, hidden: 64, heads: 8, kv_heads: 8, rope_theta: 100, copy_head: false });
         assert_eq!(rope.name(), "tiny-2l-64d-8h-rope100");
         assert_eq!(rope.config(500).unwrap().rope_theta, 100.0);
         assert_eq!(TinyPreset::parse("tiny-2l-64d-8h-2kv-rope500").unwrap().name(), "tiny-2l-64d-8h-2kv-rope500");

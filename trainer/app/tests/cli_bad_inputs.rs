@@ -112,6 +112,10 @@ fn refusals_name_the_key_and_touch_nothing() {
             vec!["policy.tokenizer_spaces = \"isolated\"", "tiny preset", "some-model-dir"],
         ),
         (vec!["train".into(), cfg.clone(), "--set".into(), "rollout.max_context_tokens=100000000".into()], vec!["rollout.max_context_tokens", "window"]),
+        (
+            ["train", cfg.as_str(), "--set", "policy.model=tiny-2l-32d-4h-copy", "--set", "policy.lora.enabled=true"].map(String::from).to_vec(),
+            vec!["policy.lora.enabled", "pointer head", "tiny-2l-32d-4h-copy"],
+        ),
         (["generate", "--model", "m.gguf", "--prompt", "hi", "--max-tokens", "0"].map(String::from).to_vec(), vec!["--max-tokens"]),
         // Special files as a model: said to be what they are, not "does not exist".
         (["generate", "--model", "/dev/null", "--prompt", "hi"].map(String::from).to_vec(), vec!["/dev/null", "not a regular file"]),

@@ -120,7 +120,7 @@ pub fn forward_heads<B: Backend>(
     let values = with_values.then(|| model.values(hidden.clone()));
     let spans = batch.loss_spans();
     let opts = LogprobOptions { spans: Some(&spans), with_entropy, temperature, ..LogprobOptions::default() };
-    let (logprobs, entropy) = target_logprobs_from_hidden(model, hidden, &batch.target_ids, batch.rows, batch.seq, &opts);
+    let (logprobs, entropy) = target_logprobs_from_hidden(model, hidden, &batch.input_ids, &batch.target_ids, batch.rows, batch.seq, &opts);
     (logprobs, entropy, values)
 }
 
