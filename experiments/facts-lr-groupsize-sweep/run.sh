@@ -6,6 +6,6 @@ set -euo pipefail
 MEMRL=${MEMRL:-"cargo run --release -q -p memrl-trainer --bin memrl --"}
 JOBS=${JOBS:-2}
 if [ ! -f runs/quickstart-sft/checkpoints/step-0/COMPLETE ]; then
-  $MEMRL sft configs/quickstart.toml --set run.dir=runs/quickstart-sft --quiet --json
+  $MEMRL sft experiments/rl-beats-teacher/round1-quickstart.toml --set run.dir=runs/quickstart-sft --quiet --json
 fi
 $MEMRL sweep experiments/facts-lr-groupsize-sweep/sweep.toml -j "$JOBS"

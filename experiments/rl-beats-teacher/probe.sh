@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SFT-only probes behind experiments/rl-beats-teacher/README.md: can a random-init tiny preset,
 # imitating the heuristic manager on `facts`, learn to copy names and values into its tool
-# calls within a CPU budget? Each probe runs the quickstart config with `run.steps = 0` (SFT,
+# calls within a CPU budget? Each probe runs round1-quickstart.toml (the quickstart config of
+# rounds 1-3) with `run.steps = 0` (SFT,
 # then the held-out evaluation at step 0) and prints the SFT NLL of its last 32 optimizer steps
 # and the held-out task score.
 # Run from the repository root:  experiments/rl-beats-teacher/probe.sh [NAME...]
@@ -47,7 +48,7 @@ names=("$@")
 for name in "${names[@]}"; do
   dir="runs/rl-beats-teacher/$name"
   # shellcheck disable=SC2086
-  $MEMRL train configs/quickstart.toml --set run.dir="$dir" --set run.steps=0 ${PROBES[$name]} --overwrite --quiet --json >/dev/null
+  $MEMRL train experiments/rl-beats-teacher/round1-quickstart.toml --set run.dir="$dir" --set run.steps=0 ${PROBES[$name]} --overwrite --quiet --json >/dev/null
   python3 - "$dir" "$name" <<'PY'
 import json, sys
 d, name = sys.argv[1], sys.argv[2]

@@ -171,7 +171,9 @@ impl<'de> Deserialize<'de> for Device {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// A model directory or file (safetensors + config.json, or GGUF) or a preset name (`tiny`).
+    /// A model directory or file (safetensors + config.json, or GGUF) or a tiny preset name
+    /// (`tiny-2l-64d`, or `tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>][-copy]`; `-copy` adds the pointer
+    /// head of `memrl_policies::copy_head`).
     pub model: String,
     /// Tensor backend.
     pub backend: BackendKind,
