@@ -18,9 +18,9 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from tokenizers import Tokenizer
 
 p = argparse.ArgumentParser()
-p.add_argument('--tok', default='/work/exp/e6/checkpoints/step-0/tokenizer.json')
-p.add_argument('--train', default='train.jsonl')
-p.add_argument('--val', default='val.jsonl')
+p.add_argument('--tok', default='data/tok.json')
+p.add_argument('--train', default='data/train.jsonl')
+p.add_argument('--val', default='data/val.jsonl')
 p.add_argument('--layers', type=int, default=2)
 p.add_argument('--dim', type=int, default=64)
 p.add_argument('--heads', type=int, default=8)
