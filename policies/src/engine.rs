@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::backend::Backend;
 use crate::error::{PolicyError, Result};
-use crate::model::Llama;
+use crate::model::{Llama, stack_rows};
 use crate::sampling::{SamplingParams, sample_row};
 use crate::tokenizer::Tokenizer;
 
@@ -220,7 +220,7 @@ impl<B: Backend> Engine<B> {
             let b = &self.model.backend;
             let flat = b.reshape(hidden, &[n, self.model.config.hidden_size]);
             let per_row: Vec<B::Tensor> = rows.iter_mut().enumerate().map(|(i, run)| self.pointer_logits(run, b.narrow(flat.clone(), 0, i, 1))).collect();
-            if n == 1 { per_row.into_iter().next().expect("one row") } else { b.cat(per_row, 0) }
+            stack_rows(b, per_row)
         } else {
             self.model.lm_head(hidden)
         };
@@ -264,13 +264,12 @@ impl<B: Backend> Engine<B> {
                     self.pointer_logits(run, row)
                 })
                 .collect();
-            if n == 1 { per_row.into_iter().next().expect("one row") } else { b.cat(per_row, 0) }
+            stack_rows(b, per_row)
         } else {
             // Each row's last real position.
             let last: Vec<B::Tensor> =
                 group.iter().enumerate().map(|(r, run)| b.narrow(b.narrow(hidden.clone(), 0, r, 1), 1, run.request.prompt_ids.len() - 1, 1)).collect();
-            let last = if n == 1 { last.into_iter().next().expect("one row") } else { b.cat(last, 0) };
-            self.model.lm_head(last)
+            self.model.lm_head(stack_rows(b, last))
         };
         self.push_tokens(&mut group, logits)?;
         self.running.extend(group);

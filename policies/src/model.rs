@@ -268,8 +268,7 @@ impl<B: Backend> Llama<B> {
                 head.mix(b, h.clone(), self.lm_head(h), keys, &ids[r * seq..(r + 1) * seq], 0)
             })
             .collect();
-        let out = if rows == 1 { per_row.into_iter().next().expect("one row") } else { b.cat(per_row, 0) };
-        b.reshape(out, &[rows, seq, self.config.vocab_size])
+        b.reshape(stack_rows(b, per_row), &[rows, seq, self.config.vocab_size])
     }
 
     /// A zeroed key/value cache for `slots` sequences of up to `capacity` positions.
@@ -324,6 +323,11 @@ impl<B: Backend> Llama<B> {
 pub const VALUE_HEAD_WEIGHT: &str = "value_head.weight";
 /// HF-style name of the value head's bias (`[1]`).
 pub const VALUE_HEAD_BIAS: &str = "value_head.bias";
+
+/// Per-row tensors joined along the first axis (one row is returned as it is, without a copy).
+pub(crate) fn stack_rows<B: Backend>(b: &B, rows: Vec<B::Tensor>) -> B::Tensor {
+    if rows.len() == 1 { rows.into_iter().next().expect("one row") } else { b.cat(rows, 0) }
+}
 
 /// `nn.Linear.forward` with the pre-transposed weight.
 fn linear<B: Backend>(b: &B, x: B::Tensor, l: &Linear<B>) -> B::Tensor {
