@@ -18,7 +18,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 set_name=ci
-probe='import torch, transformers, safetensors, gguf, accelerate, numpy, pyarrow, pandas'
+probe='import torch, transformers, safetensors, gguf, accelerate, numpy, pyarrow, pandas, peft'
 if [ "${1:-}" = --peer ]; then
   set_name=peer
   probe='import torch, transformers, safetensors, gguf, accelerate, numpy'

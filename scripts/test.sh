@@ -28,8 +28,8 @@ if [ "$check" = 1 ]; then
   if [ -z "${MEMRL_PYTHON:-}" ]; then
     MEMRL_PYTHON="$(bash scripts/setup-python-venv.sh)"
   fi
-  if ! "$MEMRL_PYTHON" -c 'import torch, transformers, safetensors, gguf, accelerate, pyarrow, pandas' 2>/dev/null; then
-    echo "test.sh: $MEMRL_PYTHON cannot import torch, transformers, safetensors, gguf, accelerate, pyarrow and pandas" >&2
+  if ! "$MEMRL_PYTHON" -c 'import torch, transformers, safetensors, gguf, accelerate, pyarrow, pandas, peft' 2>/dev/null; then
+    echo "test.sh: $MEMRL_PYTHON cannot import torch, transformers, safetensors, gguf, accelerate, pyarrow, pandas and peft" >&2
     echo "test.sh: run scripts/setup-python-venv.sh, or set MEMRL_PYTHON to an interpreter that has them" >&2
     exit 1
   fi
@@ -90,7 +90,7 @@ for spec in tiny-full:1e-4 tiny-lora:1e-4 tiny-lora-merged:1e-4 smollm2:1e-3; do
   fi
   err="$MEMRL_CHECKPOINT_OUT/$name.stderr"
   if report="$("$MEMRL_PYTHON" scripts/check_checkpoint.py "$dir" --tol "$tol" 2>"$err")"; then
-    echo "test.sh: transformers loads $name: $(printf '%s' "$report" | "$MEMRL_PYTHON" -c 'import json, sys; r = json.load(sys.stdin); print("max |logit diff| %.2e, adapters merged %s" % (max(r["max_abs_diff_leading"], r["max_abs_diff_last_row"]), r["adapters_merged"]))')"
+    echo "test.sh: transformers loads $name: $(printf '%s' "$report" | "$MEMRL_PYTHON" -c 'import json, sys; r = json.load(sys.stdin); print("max |logit diff| %.2e, adapters merged %s%s" % (max(r["max_abs_diff_leading"], r["max_abs_diff_last_row"]), r["adapters_merged"], "" if r["peft_max_abs_diff"] is None else ", peft adapter |logit diff| %.2e" % r["peft_max_abs_diff"]))')"
   else
     echo "test.sh: transformers check of $name FAILED: $report $(tail -n 3 "$err")" >&2
     failed=1
