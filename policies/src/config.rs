@@ -76,6 +76,13 @@ pub struct LlamaConfig {
     /// `"copy_head": true`): its next-token distribution mixes the vocabulary softmax with a
     /// distribution over the tokens already in the context. Only memrl reads such a model.
     pub copy_head: bool,
+    /// Whether the first layer carries memrl's token matching ([`crate::token_match`];
+    /// config.json `"token_match": true`): a same-token attention bias and a canon convolution
+    /// of `canon_kernel` positions. Only memrl reads such a model.
+    pub token_match: bool,
+    /// The canon convolution's width with `token_match` (config.json `"canon_kernel"`, 2 to
+    /// 16, default [`crate::token_match::DEFAULT_CANON_KERNEL`]); 0 without.
+    pub canon_kernel: usize,
 }
 
 /// The raw fields of config.json we read; unknown fields are ignored.
@@ -103,6 +110,8 @@ struct RawConfig {
     sliding_window: Option<Value>,
     use_sliding_window: Option<bool>,
     copy_head: Option<bool>,
+    token_match: Option<bool>,
+    canon_kernel: Option<usize>,
 }
 
 /// The largest size, count or dimension a config may give: far above any real model's, and
@@ -191,6 +200,14 @@ impl LlamaConfig {
         }
         let rms_norm_eps = raw.rms_norm_eps.unwrap_or(1e-6);
         let max_position_embeddings = raw.max_position_embeddings.unwrap_or(2048);
+        let token_match = raw.token_match.unwrap_or(false);
+        let canon_kernel = match (token_match, raw.canon_kernel) {
+            (false, None) => 0,
+            (false, Some(_)) => return Err(PolicyError::config(origin, "`canon_kernel` is set without `\"token_match\": true`")),
+            (true, None) => crate::token_match::DEFAULT_CANON_KERNEL,
+            (true, Some(k)) if (2..=16).contains(&k) => k,
+            (true, Some(k)) => return Err(PolicyError::config(origin, format!("`canon_kernel` must be 2 to 16, got {k}"))),
+        };
         Ok(LlamaConfig {
             architecture,
             vocab_size: need(raw.vocab_size, "vocab_size")?,
@@ -211,6 +228,8 @@ impl LlamaConfig {
             bos_token_id: token_ids(raw.bos_token_id.as_ref(), "bos_token_id", origin)?.first().copied(),
             eos_token_ids: token_ids(raw.eos_token_id.as_ref(), "eos_token_id", origin)?,
             copy_head: raw.copy_head.unwrap_or(false),
+            token_match,
+            canon_kernel,
         })
     }
 

@@ -211,7 +211,13 @@ impl<B: Backend> Engine<B> {
         let n = self.running.len();
         let ids: Vec<u32> = self.running.iter().map(|r| *r.generated.last().expect("running rows have a token")).collect();
         let starts: Vec<usize> = self.running.iter().map(|r| r.cached).collect();
-        let hidden = self.model.forward_cached(&mut self.cache, 0, &ids, n, 1, &starts);
+        let hidden = if self.model.needs_history() {
+            let history: Vec<Vec<u32>> = self.running.iter().map(|r| r.fed_ids(r.cached)).collect();
+            let history: Vec<&[u32]> = history.iter().map(Vec::as_slice).collect();
+            self.model.forward_cached_with_history(&mut self.cache, 0, &ids, n, 1, &starts, &history)
+        } else {
+            self.model.forward_cached(&mut self.cache, 0, &ids, n, 1, &starts)
+        };
         let mut rows = std::mem::take(&mut self.running);
         for run in rows.iter_mut() {
             run.cached += 1;

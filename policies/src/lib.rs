@@ -15,6 +15,7 @@ pub mod load;
 pub mod model;
 pub mod sampling;
 pub mod scoring;
+pub mod token_match;
 pub mod tokenizer;
 pub mod train;
 pub mod turn_stop;

@@ -13,6 +13,7 @@
 use crate::backend::{AttentionMask, Backend};
 use crate::config::LlamaConfig;
 use crate::copy_head::{COPY_KEY_WEIGHT, COPY_QUERY_WEIGHT, COPY_SENTINEL, CopyHead};
+use crate::token_match::{CANON_WEIGHT, MATCH_BIAS, MatchContext, TokenMatch};
 
 /// A linear projection `y = x @ w + b` with `w` stored as `[in, out]`.
 #[derive(Clone, Debug)]
@@ -70,6 +71,9 @@ pub struct Llama<B: Backend> {
     /// The pointer head of `…-copy` tiny presets ([`crate::copy_head`]; present exactly when
     /// `config.copy_head`): the next-token distribution is then [`Llama::logits`], not `lm_head` alone.
     pub copy_head: Option<CopyHead<B>>,
+    /// The first layer's match bias and canon convolution of `…-match` tiny presets
+    /// ([`crate::token_match`]; present exactly when `config.token_match`).
+    pub token_match: Option<TokenMatch<B>>,
     /// RoPE inverse frequencies after `rope_scaling`.
     inv_freq: Vec<f32>,
 }
@@ -116,7 +120,7 @@ impl<B: Backend> Llama<B> {
     /// Assembles a model from parameters already on `backend` (see `crate::weights` for loading).
     pub fn new(backend: B, config: LlamaConfig, embed_tokens: B::Tensor, layers: Vec<DecoderLayer<B>>, norm: B::Tensor, lm_head: B::Tensor) -> Llama<B> {
         let inv_freq = config.rope_inv_freq();
-        Llama { backend, config, embed_tokens, layers, norm, lm_head, value_head: None, copy_head: None, inv_freq }
+        Llama { backend, config, embed_tokens, layers, norm, lm_head, value_head: None, copy_head: None, token_match: None, inv_freq }
     }
 
     /// Gives the model a value head with the given host values (`weight` of length `hidden`,
@@ -157,6 +161,7 @@ impl<B: Backend> Llama<B> {
         sin: &B::Tensor,
         mask: &AttentionMask,
         kv: &mut KvSource<'_, B>,
+        bias: Option<B::Tensor>,
     ) -> B::Tensor {
         let b = &self.backend;
         let c = &self.config;
@@ -181,19 +186,43 @@ impl<B: Backend> Llama<B> {
             }
         };
         // eager_attention_forward (softmax(q k^T / sqrt(d) + mask) v), then reshape + o_proj
-        let attn = b.attention(q, k, v, mask);
+        let attn = match bias {
+            Some(bias) => b.attention_biased(q, k, v, mask, bias),
+            None => b.attention(q, k, v, mask),
+        };
         let attn = b.reshape(b.transpose(attn, 1, 2), &[batch, seq, h * d]);
         linear(b, attn, &layer.o_proj)
     }
 
-    /// `LlamaDecoderLayer.forward`: pre-norm attention and MLP, each with a residual.
-    fn decoder_layer(&self, index: usize, x: B::Tensor, cos: &B::Tensor, sin: &B::Tensor, mask: &AttentionMask, kv: &mut KvSource<'_, B>) -> B::Tensor {
+    /// `LlamaDecoderLayer.forward`: pre-norm attention and MLP, each with a residual. With
+    /// token matching, the first layer's normed input goes through the canon convolution and
+    /// its attention scores get the match bias ([`crate::token_match`]).
+    #[allow(clippy::too_many_arguments)]
+    fn decoder_layer(
+        &self,
+        index: usize,
+        x: B::Tensor,
+        cos: &B::Tensor,
+        sin: &B::Tensor,
+        mask: &AttentionMask,
+        kv: &mut KvSource<'_, B>,
+        matching: Option<&MatchContext<B>>,
+    ) -> B::Tensor {
         let b = &self.backend;
         let layer = &self.layers[index];
         let eps = self.config.rms_norm_eps as f32;
         let residual = x.clone();
-        let h = b.rms_norm(x, &layer.input_layernorm, eps);
-        let h = self.self_attention(index, layer, h, cos, sin, mask, kv);
+        let mut h = b.rms_norm(x, &layer.input_layernorm, eps);
+        let mut bias = None;
+        if let (0, Some(tm), Some(ctx)) = (index, &self.token_match, matching) {
+            let batch = b.shape(&h)[0];
+            let back = tm.kernel(b) - 1;
+            let previous = b.rms_norm(b.embedding(&self.embed_tokens, &ctx.previous_ids, batch, back), &layer.input_layernorm, eps);
+            let previous = b.mul(previous, b.tensor(ctx.previous_present.clone(), &[batch, back, 1]));
+            h = tm.convolve(b, h, previous);
+            bias = Some(tm.bias(b, ctx));
+        }
+        let h = self.self_attention(index, layer, h, cos, sin, mask, kv, bias);
         let x = b.add(residual, h);
         let residual = x.clone();
         let h = b.rms_norm(x, &layer.post_attention_layernorm, eps);
@@ -202,15 +231,24 @@ impl<B: Backend> Llama<B> {
     }
 
     /// `LlamaModel.forward` shared by both entry points; returns final-normed hidden states.
-    fn run(&self, ids: &[u32], batch: usize, seq: usize, starts: &[usize], mask: &AttentionMask, mut kv: KvSource<'_, B>) -> B::Tensor {
+    /// `history[r]` holds the ids already cached for row `r` (read only with token matching).
+    #[allow(clippy::too_many_arguments)]
+    fn run(&self, ids: &[u32], batch: usize, seq: usize, starts: &[usize], mask: &AttentionMask, mut kv: KvSource<'_, B>, history: &[&[u32]]) -> B::Tensor {
         let b = &self.backend;
         let d = self.config.head_dim;
         let (cos, sin) = rope_tables(&self.inv_freq, starts, seq);
         let cos = b.tensor(cos, &[batch, 1, seq, d]);
         let sin = b.tensor(sin, &[batch, 1, seq, d]);
+        let matching = self.token_match.as_ref().map(|tm| {
+            assert_eq!(history.len(), batch, "token matching needs one history per row");
+            for (h, &start) in history.iter().zip(starts) {
+                assert_eq!(h.len(), start, "token matching needs every cached id of each row");
+            }
+            tm.context(b, ids, batch, seq, history)
+        });
         let mut x = b.embedding(&self.embed_tokens, ids, batch, seq);
         for i in 0..self.layers.len() {
-            x = self.decoder_layer(i, x, &cos, &sin, mask, &mut kv);
+            x = self.decoder_layer(i, x, &cos, &sin, mask, &mut kv, matching.as_ref());
         }
         b.rms_norm(x, &self.norm, self.config.rms_norm_eps as f32)
     }
@@ -224,18 +262,42 @@ impl<B: Backend> Llama<B> {
         assert_eq!(lengths.len(), batch, "forward: one length per row");
         let starts = vec![0; batch];
         let mask = AttentionMask { query_start: starts.clone(), key_len: lengths.to_vec() };
-        self.run(ids, batch, seq, &starts, &mask, KvSource::Direct)
+        self.run(ids, batch, seq, &starts, &mask, KvSource::Direct, &vec![&[][..]; batch])
     }
 
     /// Forward of `seq` new tokens for each of `batch` sequences held in cache slots
     /// `first .. first + batch`, where row `r` already has `starts[r]` cached positions. The
     /// new keys/values are written to the cache. Returns hidden states `[batch, seq, hidden]`.
+    /// A model with token matching needs the cached ids too: [`Llama::forward_cached_with_history`].
     pub fn forward_cached(&self, cache: &mut B::KvCache, first: usize, ids: &[u32], batch: usize, seq: usize, starts: &[usize]) -> B::Tensor {
+        assert!(self.token_match.is_none() || starts.iter().all(|&s| s == 0), "forward_cached: a token-matching model needs forward_cached_with_history");
+        self.forward_cached_with_history(cache, first, ids, batch, seq, starts, &vec![&[][..]; batch])
+    }
+
+    /// [`Llama::forward_cached`] given, for each row, the ids already in its cache slot
+    /// (`history[r].len() == starts[r]`): what a model with token matching
+    /// ([`crate::token_match`]) compares the new tokens with. Other models ignore them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_cached_with_history(
+        &self,
+        cache: &mut B::KvCache,
+        first: usize,
+        ids: &[u32],
+        batch: usize,
+        seq: usize,
+        starts: &[usize],
+        history: &[&[u32]],
+    ) -> B::Tensor {
         assert_eq!(ids.len(), batch * seq, "forward_cached: ids must be batch × seq");
         assert_eq!(starts.len(), batch, "forward_cached: one start per row");
         let read_len = starts.iter().max().copied().unwrap_or(0) + seq;
         let mask = AttentionMask { query_start: starts.to_vec(), key_len: starts.iter().map(|s| s + seq).collect() };
-        self.run(ids, batch, seq, starts, &mask, KvSource::Cache { cache, first, starts, read_len })
+        self.run(ids, batch, seq, starts, &mask, KvSource::Cache { cache, first, starts, read_len }, history)
+    }
+
+    /// Whether cached forwards need each row's cached ids ([`Llama::forward_cached_with_history`]).
+    pub fn needs_history(&self) -> bool {
+        self.token_match.is_some()
     }
 
     /// `LlamaForCausalLM.lm_head`: logits `[.., vocab]` from final-normed hidden states.
@@ -314,6 +376,10 @@ impl<B: Backend> Llama<B> {
             out.push((COPY_QUERY_WEIGHT.into(), &head.query.weight));
             out.push((COPY_KEY_WEIGHT.into(), &head.key.weight));
             out.push((COPY_SENTINEL.into(), &head.sentinel));
+        }
+        if let Some(tm) = &self.token_match {
+            out.push((MATCH_BIAS.into(), &tm.match_bias));
+            out.push((CANON_WEIGHT.into(), &tm.canon));
         }
         out
     }

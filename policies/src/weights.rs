@@ -244,9 +244,18 @@ pub fn build_llama<B: Backend>(backend: B, config: LlamaConfig, src: &mut dyn Te
     } else {
         None
     };
+    let token_match = if c.token_match {
+        Some(crate::token_match::TokenMatch {
+            match_bias: param(required(src, crate::token_match::MATCH_BIAS, &[c.num_attention_heads])?),
+            canon: param(required(src, crate::token_match::CANON_WEIGHT, &[c.canon_kernel, dm])?),
+        })
+    } else {
+        None
+    };
     let mut model = Llama::new(backend, config, embed_tokens, layers, norm, lm_head);
     model.value_head = value_head;
     model.copy_head = copy_head;
+    model.token_match = token_match;
     Ok(model)
 }
 

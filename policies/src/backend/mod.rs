@@ -153,6 +153,33 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     /// Scale is `1/sqrt(D)`. Returns `[B, H, S, D]`.
     fn attention(&self, q: Self::Tensor, k: Self::Tensor, v: Self::Tensor, mask: &AttentionMask) -> Self::Tensor;
 
+    /// [`Backend::attention`] with an additive score bias `[B, H, S, L]` (added to
+    /// `q k^T / sqrt(D)` before the mask and the softmax; differentiable in the bias). The
+    /// default composes it from primitives (grouped heads without repeating K/V, as
+    /// [`Backend::attention`] does); a backend may override it with a fused kernel.
+    fn attention_biased(&self, q: Self::Tensor, k: Self::Tensor, v: Self::Tensor, mask: &AttentionMask, bias: Self::Tensor) -> Self::Tensor {
+        let [b, h, s, d] = self.shape(&q)[..] else { panic!("attention_biased: q must be [B, H, S, D]") };
+        let [_, hkv, l, _] = self.shape(&k)[..] else { panic!("attention_biased: k must be [B, Hkv, L, D]") };
+        let g = h / hkv;
+        // The g query heads that share a key/value head become g·S query rows of that head.
+        let q = self.reshape(q, &[b, hkv, g * s, d]);
+        let scores = self.mul_scalar(self.matmul(q, self.transpose(k, 2, 3)), 1.0 / (d as f32).sqrt());
+        let mut visible = vec![0.0f32; b * g * s * l];
+        for row in 0..b {
+            for gs in 0..g * s {
+                let last = mask.query_start[row] + gs % s;
+                for j in 0..l {
+                    if j > last || j >= mask.key_len[row] {
+                        visible[(row * g * s + gs) * l + j] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        let scores = self.add(self.add(scores, self.reshape(bias, &[b, hkv, g * s, l])), self.tensor(visible, &[b, 1, g * s, l]));
+        let out = self.matmul(self.softmax(scores, 3), v);
+        self.reshape(out, &[b, h, s, d])
+    }
+
     // ---- key/value cache ---------------------------------------------------------------
     /// A zeroed cache for `layers` layers × `slots` sequences × `capacity` positions.
     fn kv_cache(&self, layers: usize, slots: usize, kv_heads: usize, capacity: usize, head_dim: usize) -> Self::KvCache;

@@ -115,6 +115,11 @@ fn rope_rotates_halves<B: Backend>(b: B) {
 
 /// Host attention with grouped heads and the [`AttentionMask`] rule.
 fn attention_ref(q: &[f32], k: &[f32], v: &[f32], dims: (usize, usize, usize, usize, usize), mask: &AttentionMask) -> Vec<f32> {
+    attention_ref_biased(q, k, v, dims, mask, None)
+}
+
+/// [`attention_ref`] with an optional additive score bias `[B, H, S, L]`.
+fn attention_ref_biased(q: &[f32], k: &[f32], v: &[f32], dims: (usize, usize, usize, usize, usize), mask: &AttentionMask, bias: Option<&[f32]>) -> Vec<f32> {
     let (bsz, h, hkv, s, l) = dims;
     let d = q.len() / (bsz * h * s);
     let g = h / hkv;
@@ -129,6 +134,9 @@ fn attention_ref(q: &[f32], k: &[f32], v: &[f32], dims: (usize, usize, usize, us
                     if j <= mask.query_start[b] + i && j < mask.key_len[b] {
                         let kj = &k[((b * hkv + kv) * l + j) * d..][..d];
                         *sc = qi.iter().zip(kj).map(|(a, c)| a * c).sum::<f32>() / (d as f32).sqrt();
+                        if let Some(bias) = bias {
+                            *sc += bias[((b * h + hh) * s + i) * l + j];
+                        }
                     }
                 }
                 let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -170,6 +178,48 @@ fn grouped_query_attention_with_masks_matches_reference<B: Backend>(b: B) {
             close(&b.to_vec(&out), &attention_ref(&q, &k, &v, (bsz, h, hkv, s, l), mask), 1e-5);
         }
     }
+}
+
+fn biased_attention_matches_reference<B: Backend>(b: B) {
+    let (bsz, d) = (2, 4);
+    let cases =
+        [(4, 4, AttentionMask { query_start: vec![0, 0], key_len: vec![4, 3] }), (2, 5, AttentionMask { query_start: vec![3, 1], key_len: vec![5, 3] })];
+    for (h, hkv) in [(4, 2), (2, 2)] {
+        for (s, l, mask) in &cases {
+            let (s, l) = (*s, *l);
+            let q = values(bsz * h * s * d, 17);
+            let k = values(bsz * hkv * l * d, 18);
+            let v = values(bsz * hkv * l * d, 19);
+            let bias: Vec<f32> = values(bsz * h * s * l, 20).iter().map(|x| 3.0 * x).collect();
+            let t = |data: &Vec<f32>, shape: &[usize]| b.tensor(data.clone(), shape);
+            let out = b.attention_biased(t(&q, &[bsz, h, s, d]), t(&k, &[bsz, hkv, l, d]), t(&v, &[bsz, hkv, l, d]), mask, t(&bias, &[bsz, h, s, l]));
+            assert_eq!(b.shape(&out), vec![bsz, h, s, d]);
+            close(&b.to_vec(&out), &attention_ref_biased(&q, &k, &v, (bsz, h, hkv, s, l), mask, Some(&bias)), 1e-5);
+            // A zero bias is plain attention.
+            let plain = b.attention_biased(
+                t(&q, &[bsz, h, s, d]),
+                t(&k, &[bsz, hkv, l, d]),
+                t(&v, &[bsz, hkv, l, d]),
+                mask,
+                b.tensor(vec![0.0; bsz * h * s * l], &[bsz, h, s, l]),
+            );
+            close(&b.to_vec(&plain), &attention_ref(&q, &k, &v, (bsz, h, hkv, s, l), mask), 1e-5);
+        }
+    }
+}
+
+fn gradients_flow_into_an_attention_bias<B: Backend>(b: B) {
+    let (h, s, d) = (2, 3, 4);
+    let q = b.tensor(values(h * s * d, 1), &[1, h, s, d]);
+    let k = b.tensor(values(h * s * d, 2), &[1, h, s, d]);
+    let v = b.tensor(values(h * s * d, 3), &[1, h, s, d]);
+    let beta = b.param(vec![0.5, -0.5], &[1, h, 1, 1]);
+    let same = b.tensor(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0], &[1, 1, s, s]);
+    let mask = AttentionMask { query_start: vec![0], key_len: vec![s] };
+    let out = b.attention_biased(q, k, v, &mask, b.mul(same, beta.clone()));
+    let grads = b.backward(&b.sum_all(b.mul(out.clone(), out)));
+    let g = b.to_vec(&b.grad(&grads, &beta).expect("the bias's parameter gets a gradient"));
+    assert!(g.iter().all(|x| x.is_finite() && x.abs() > 1e-7), "bias gradient {g:?}");
 }
 
 fn kv_cache_write_read_move<B: Backend>(b: B) {
@@ -303,6 +353,14 @@ macro_rules! backend_tests {
             #[test]
             fn grouped_query_attention_with_masks_matches_reference() {
                 super::grouped_query_attention_with_masks_matches_reference($plain);
+            }
+            #[test]
+            fn biased_attention_matches_reference() {
+                super::biased_attention_matches_reference($plain);
+            }
+            #[test]
+            fn gradients_flow_into_an_attention_bias() {
+                super::gradients_flow_into_an_attention_bias($autodiff);
             }
             #[test]
             fn greedy_rows_match_host_sampling() {

@@ -149,6 +149,10 @@ pub fn config_to_hf_json(c: &LlamaConfig) -> Value {
     if c.copy_head {
         v["copy_head"] = json!(true);
     }
+    if c.token_match {
+        v["token_match"] = json!(true);
+        v["canon_kernel"] = json!(c.canon_kernel);
+    }
     if c.architecture == "MistralForCausalLM" {
         v["sliding_window"] = Value::Null;
     }

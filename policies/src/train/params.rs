@@ -138,6 +138,10 @@ impl<B: Backend> Llama<B> {
             out.push((crate::copy_head::COPY_KEY_WEIGHT.into(), &mut head.key.weight));
             out.push((crate::copy_head::COPY_SENTINEL.into(), &mut head.sentinel));
         }
+        if let Some(tm) = &mut self.token_match {
+            out.push((crate::token_match::MATCH_BIAS.into(), &mut tm.match_bias));
+            out.push((crate::token_match::CANON_WEIGHT.into(), &mut tm.canon));
+        }
         out
     }
 

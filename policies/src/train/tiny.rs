@@ -7,12 +7,14 @@
 //! | `tiny-4l-256d` | 4 | 256 | 8 / 4 | 32 | 768 |
 //!
 //! Any other shape is spelled `tiny-<L>l-<D>d-<H>h` (optionally `-<K>kv`, default `K = H`, then
-//! optionally `-rope<θ>`, default 10000, then optionally `-copy`): `L` layers, width `D`, `H`
+//! optionally `-rope<θ>`, default 10000, then optionally `-copy`, then optionally `-match`): `L` layers, width `D`, `H`
 //! query heads of `D / H` dimensions, `K` key/value heads, FFN `3 D`, RoPE base θ. A small θ
 //! (e.g. 100) spends a small head's few rotation frequencies on the short offsets of a short
 //! context. `-copy` adds the pointer head of [`crate::copy_head`] (query and key projections
 //! normal(0, 0.02), sentinel zero, drawn after every other tensor so the rest of the
-//! initialisation is that of the same shape without it).
+//! initialisation is that of the same shape without it). `-match` adds the first layer's
+//! token matching of [`crate::token_match`] (match bias 5 per head, canon weights
+//! normal(0, 0.5), drawn last).
 //!
 //! All use tied embeddings, RoPE θ = 10000 unless the name says otherwise, RMSNorm ε = 1e-5 and 4096 positions, and take the
 //! vocabulary size from the tokenizer (special ids as [`crate::train::bpe`] assigns them:
@@ -54,6 +56,8 @@ pub enum TinyPreset {
         rope_theta: u32,
         /// Whether the model has the pointer head ([`crate::copy_head`]).
         copy_head: bool,
+        /// Whether the first layer has token matching ([`crate::token_match`]).
+        token_match: bool,
     },
 }
 
@@ -73,16 +77,17 @@ impl TinyPreset {
             TinyPreset::L2D64 => "tiny-2l-64d".into(),
             TinyPreset::L4D128 => "tiny-4l-128d".into(),
             TinyPreset::L4D256 => "tiny-4l-256d".into(),
-            TinyPreset::Custom { layers, hidden, heads, kv_heads, rope_theta, copy_head } => {
+            TinyPreset::Custom { layers, hidden, heads, kv_heads, rope_theta, copy_head, token_match } => {
                 let kv = if kv_heads == heads { String::new() } else { format!("-{kv_heads}kv") };
                 let rope = if rope_theta == DEFAULT_ROPE_THETA { String::new() } else { format!("-rope{rope_theta}") };
                 let copy = if copy_head { "-copy" } else { "" };
-                format!("tiny-{layers}l-{hidden}d-{heads}h{kv}{rope}{copy}")
+                let matching = if token_match { "-match" } else { "" };
+                format!("tiny-{layers}l-{hidden}d-{heads}h{kv}{rope}{copy}{matching}")
             }
         }
     }
 
-    /// The preset called `name`: a named one, or `tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>][-copy]`
+    /// The preset called `name`: a named one, or `tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>][-copy][-match]`
     /// with 1–32 layers, width 8–4096, head dimension `D / H` even, `K` dividing `H` and θ in 2–10⁷.
     pub fn parse(name: &str) -> Result<TinyPreset> {
         if let Some(p) = TinyPreset::ALL.into_iter().find(|p| p.name() == name) {
@@ -92,10 +97,16 @@ impl TinyPreset {
             let names: Vec<String> = TinyPreset::ALL.iter().map(|p| p.name()).collect();
             TrainError::config(
                 "tiny preset",
-                format!("unknown preset `{name}` ({why}); expected one of {names:?} or tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>][-copy], e.g. tiny-2l-128d-2h"),
+                format!(
+                    "unknown preset `{name}` ({why}); expected one of {names:?} or tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>][-copy][-match], e.g. tiny-2l-128d-2h"
+                ),
             )
         };
         let mut parts: Vec<&str> = name.strip_prefix("tiny-").ok_or_else(|| bad("no `tiny-` prefix"))?.split('-').collect();
+        let token_match = parts.len() > 3 && parts.last() == Some(&"match");
+        if token_match {
+            parts.pop();
+        }
         let copy_head = parts.len() > 3 && parts.last() == Some(&"copy");
         if copy_head {
             parts.pop();
@@ -131,7 +142,7 @@ impl TinyPreset {
         if kv_heads == 0 || heads % kv_heads != 0 {
             return Err(bad("key/value heads must divide the query heads"));
         }
-        Ok(TinyPreset::Custom { layers, hidden, heads, kv_heads, rope_theta, copy_head })
+        Ok(TinyPreset::Custom { layers, hidden, heads, kv_heads, rope_theta, copy_head, token_match })
     }
 
     /// `(layers, hidden, heads, kv_heads)`.
@@ -157,7 +168,13 @@ impl TinyPreset {
         matches!(self, TinyPreset::Custom { copy_head: true, .. })
     }
 
-    /// The preset's `config.json` (LlamaForCausalLM, plus `"copy_head": true` for `-copy`) for a
+    /// Whether the preset has token matching (`-match`).
+    pub fn has_token_match(self) -> bool {
+        matches!(self, TinyPreset::Custom { token_match: true, .. })
+    }
+
+    /// The preset's `config.json` (LlamaForCausalLM, plus `"copy_head": true` for `-copy` and
+    /// `"token_match": true, "canon_kernel": 4` for `-match`) for a
     /// vocabulary of `vocab_size` tokens.
     pub fn hf_config(self, vocab_size: usize) -> Value {
         let (layers, hidden, heads, kv_heads) = self.shape();
@@ -185,6 +202,10 @@ impl TinyPreset {
         });
         if self.has_copy_head() {
             config["copy_head"] = json!(true);
+        }
+        if self.has_token_match() {
+            config["token_match"] = json!(true);
+            config["canon_kernel"] = json!(crate::token_match::DEFAULT_CANON_KERNEL);
         }
         config
     }
@@ -261,6 +282,12 @@ pub fn random_hf_tensors(config: &LlamaConfig, seed: u64, std: f32) -> Vec<(Stri
     if c.copy_head {
         out.push((crate::copy_head::COPY_SENTINEL.into(), HostTensor { shape: vec![dm, 1], data: vec![0.0; dm] }));
     }
+    if c.token_match {
+        use crate::token_match::{CANON_INIT_STD, CANON_WEIGHT, MATCH_BIAS, MATCH_BIAS_INIT};
+        let h = c.num_attention_heads;
+        out.push((MATCH_BIAS.into(), HostTensor { shape: vec![h], data: vec![MATCH_BIAS_INIT; h] }));
+        out.push((CANON_WEIGHT.into(), HostTensor { shape: vec![c.canon_kernel, dm], data: normals(&mut rng, c.canon_kernel * dm, CANON_INIT_STD) }));
+    }
     out
 }
 
@@ -290,19 +317,30 @@ mod tests {
         }
         assert!(TinyPreset::parse("tiny-9l").unwrap_err().to_string().contains("tiny-2l-64d"));
         let custom = TinyPreset::parse("tiny-2l-128d-2h").unwrap();
-        assert_eq!(custom, TinyPreset::Custom { layers: 2, hidden: 128, heads: 2, kv_heads: 2, rope_theta: DEFAULT_ROPE_THETA, copy_head: false });
+        assert_eq!(
+            custom,
+            TinyPreset::Custom { layers: 2, hidden: 128, heads: 2, kv_heads: 2, rope_theta: DEFAULT_ROPE_THETA, copy_head: false, token_match: false }
+        );
         assert_eq!(custom.name(), "tiny-2l-128d-2h");
         let c = custom.config(500).unwrap();
         assert_eq!((c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim), (2, 128, 2, 2, 64));
         assert_eq!(TinyPreset::parse("tiny-3l-96d-4h-2kv").unwrap().name(), "tiny-3l-96d-4h-2kv");
         let rope = TinyPreset::parse("tiny-2l-64d-8h-rope100").unwrap();
-        assert_eq!(rope, TinyPreset::Custom { layers: 2, hidden: 64, heads: 8, kv_heads: 8, rope_theta: 100, copy_head: false });
+        assert_eq!(rope, TinyPreset::Custom { layers: 2, hidden: 64, heads: 8, kv_heads: 8, rope_theta: 100, copy_head: false, token_match: false });
         assert_eq!(rope.name(), "tiny-2l-64d-8h-rope100");
         assert_eq!(rope.config(500).unwrap().rope_theta, 100.0);
         assert_eq!(TinyPreset::parse("tiny-2l-64d-8h-2kv-rope500").unwrap().name(), "tiny-2l-64d-8h-2kv-rope500");
         assert_eq!(TinyPreset::parse("tiny-2l-64d-4h-rope10000").unwrap().name(), "tiny-2l-64d-4h");
         assert_eq!(TinyPreset::L2D64.config(500).unwrap().rope_theta, 10000.0);
+        let matching = TinyPreset::parse("tiny-2l-64d-2h-copy-match").unwrap();
+        assert!(matching.has_copy_head() && matching.has_token_match());
+        assert_eq!(matching.name(), "tiny-2l-64d-2h-copy-match");
+        let c = matching.config(500).unwrap();
+        assert!(c.token_match && c.copy_head);
+        assert_eq!(c.canon_kernel, crate::token_match::DEFAULT_CANON_KERNEL);
+        assert_eq!(TinyPreset::parse("tiny-2l-64d-2h-match").unwrap().name(), "tiny-2l-64d-2h-match");
         for bad in [
+            "tiny-2l-64d-2h-match-copy",
             "tiny-2l-128d",
             "tiny-2l-100d-3h",
             "tiny-2l-96d-4h-3kv",

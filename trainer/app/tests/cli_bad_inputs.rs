@@ -116,6 +116,10 @@ fn refusals_name_the_key_and_touch_nothing() {
             ["train", cfg.as_str(), "--set", "policy.model=tiny-2l-32d-4h-copy", "--set", "policy.lora.enabled=true"].map(String::from).to_vec(),
             vec!["policy.lora.enabled", "pointer head", "tiny-2l-32d-4h-copy"],
         ),
+        (
+            ["train", cfg.as_str(), "--set", "policy.model=tiny-2l-32d-2h-match", "--set", "policy.lora.enabled=true"].map(String::from).to_vec(),
+            vec!["policy.lora.enabled", "token matching", "tiny-2l-32d-2h-match"],
+        ),
         (["generate", "--model", "m.gguf", "--prompt", "hi", "--max-tokens", "0"].map(String::from).to_vec(), vec!["--max-tokens"]),
         // Special files as a model: said to be what they are, not "does not exist".
         (["generate", "--model", "/dev/null", "--prompt", "hi"].map(String::from).to_vec(), vec!["/dev/null", "not a regular file"]),

@@ -239,15 +239,15 @@ fn sigkill_mid_step_then_resume_matches_an_uninterrupted_run() {
     assert_eq!(comparable(&tmp.path().join("reference")), comparable(&run));
 }
 
-/// A tiny preset with the pointer head (`-copy`): SIGKILL mid-step and resume ends as an
-/// uninterrupted run does (the head's weights and AdamW moments are checkpointed like any other),
-/// its checkpoint declares the head, and `memrl eval` plays it.
+/// A tiny preset with the pointer head and token matching (`-copy-match`): SIGKILL mid-step and
+/// resume ends as an uninterrupted run does (their weights and AdamW moments are checkpointed
+/// like any other), its checkpoint declares both, and `memrl eval` plays it.
 #[test]
-fn a_pointer_head_preset_resumes_exactly_and_its_checkpoint_evaluates() {
+fn a_pointer_and_token_matching_preset_resumes_exactly_and_its_checkpoint_evaluates() {
     let tmp = tempfile::tempdir().unwrap();
     let pointer = |name: &str| {
         let path = write_config(tmp.path(), name, "");
-        let text = std::fs::read_to_string(&path).unwrap().replace("\"tiny-2l-64d\"", "\"tiny-2l-32d-4h-copy\"");
+        let text = std::fs::read_to_string(&path).unwrap().replace("\"tiny-2l-64d\"", "\"tiny-2l-32d-2h-copy-match\"");
         std::fs::write(&path, text).unwrap();
         path
     };
@@ -261,7 +261,11 @@ fn a_pointer_head_preset_resumes_exactly_and_its_checkpoint_evaluates() {
     let checkpoint = run.join("checkpoints/step-4");
     let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(checkpoint.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["copy_head"], true);
-    assert!(tensors(&checkpoint.join("model.safetensors")).contains_key(memrl_policies::copy_head::COPY_SENTINEL));
+    assert_eq!(config["token_match"], true);
+    let stored = tensors(&checkpoint.join("model.safetensors"));
+    for name in [memrl_policies::copy_head::COPY_SENTINEL, memrl_policies::token_match::MATCH_BIAS, memrl_policies::token_match::CANON_WEIGHT] {
+        assert!(stored.contains_key(name), "{name}");
+    }
     let out = tmp.path().join("eval.json");
     let args = ["eval", "--checkpoint", checkpoint.to_str().unwrap(), "--bench", "facts", "--split", "validation", "--limit", "2", "--max-new-tokens", "8"];
     ok(&Command::new(MEMRL).args(args).args(["--no-progress", "--out", out.to_str().unwrap()]).output().expect("memrl runs"));

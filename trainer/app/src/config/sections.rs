@@ -172,8 +172,9 @@ impl<'de> Deserialize<'de> for Device {
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// A model directory or file (safetensors + config.json, or GGUF) or a tiny preset name
-    /// (`tiny-2l-64d`, or `tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>][-copy]`; `-copy` adds the pointer
-    /// head of `memrl_policies::copy_head`).
+    /// (`tiny-2l-64d`, or `tiny-<L>l-<D>d-<H>h[-<K>kv][-rope<θ>][-copy][-match]`; `-copy` adds the
+    /// pointer head of `memrl_policies::copy_head`, `-match` the first layer's token matching of
+    /// `memrl_policies::token_match`).
     pub model: String,
     /// Tensor backend.
     pub backend: BackendKind,

@@ -146,13 +146,13 @@ pub fn build_policy<B: RunBackend>(config: &Config, backend: B) -> anyhow::Resul
         files.write(&dir)?;
         let tokenizer = Tokenizer::from_hf_dir(&dir)?;
         let model = init_tiny(base_backend, preset, trained.vocab_size(), config.run.seed)?;
-        refuse_adapters_on_a_pointer_head(config, model.config.copy_head)?;
+        refuse_adapters_on_extra_parts(config, model.config.copy_head || model.config.token_match)?;
         let model = backend.adapt(model)?;
         bundle(model, tokenizer, files, name)
     } else {
         let path = &plain_model_path(Path::new(name))?;
         let (model, tokenizer) = memrl_policies::load_policy(base_backend, path).with_context(|| format!("loading policy.model {name}"))?;
-        refuse_adapters_on_a_pointer_head(config, model.config.copy_head)?;
+        refuse_adapters_on_extra_parts(config, model.config.copy_head || model.config.token_match)?;
         let model = backend.adapt(model)?;
         let files = if path.is_dir() {
             TokenizerFiles::from_hf_dir(path)?
@@ -183,7 +183,7 @@ pub(crate) fn check_supported(config: &Config) -> anyhow::Result<()> {
     check_backend(config)?;
     // A preset's head is known from its name; a checkpoint's when it is loaded (`build_policy`).
     if let Ok(preset) = TinyPreset::parse(&config.policy.model) {
-        refuse_adapters_on_a_pointer_head(config, preset.has_copy_head())?;
+        refuse_adapters_on_extra_parts(config, preset.has_copy_head() || preset.has_token_match())?;
     }
     if config.policy.tokenizer_spaces != SpaceHandling::Attached && !config.policy.model.starts_with("tiny-") {
         bail!(
@@ -195,12 +195,13 @@ pub(crate) fn check_supported(config: &Config) -> anyhow::Result<()> {
 }
 
 /// LoRA adapts the decoder's projections only: a pointer head ([`memrl_policies::copy_head`])
-/// would stay frozen at its initialisation, so the combination is refused.
-fn refuse_adapters_on_a_pointer_head(config: &Config, copy_head: bool) -> anyhow::Result<()> {
-    if config.policy.lora.enabled && copy_head {
+/// or token matching ([`memrl_policies::token_match`]) would stay frozen at its initialisation,
+/// so the combination is refused.
+fn refuse_adapters_on_extra_parts(config: &Config, extra_parts: bool) -> anyhow::Result<()> {
+    if config.policy.lora.enabled && extra_parts {
         bail!(
-            "policy.lora.enabled = true with policy.model = {}, a model with a pointer head (`-copy`): LoRA would leave the head untrained \
-             (set policy.lora.enabled = false, or use a preset without `-copy`)",
+            "policy.lora.enabled = true with policy.model = {}, a model with a pointer head (`-copy`) or token matching (`-match`): \
+             LoRA would leave those parts untrained (set policy.lora.enabled = false, or use a preset without `-copy` and `-match`)",
             config.policy.model
         );
     }
