@@ -11,8 +11,12 @@ them (`run.sh` makes both), and reports on held-out segments:
 
 Options: `--copy 1` a pointer head with a sigmoid gate, `--copy 2` with a sentinel (what memrl's
 `-copy` presets implement), `--conv K` K extra shifted key projections in the pointer,
-`--match B` a learned same-token attention bias (init B), `--pos rope|alibi|none`,
-`--smear 1` smeared keys."""
+`--match B` a learned same-token attention bias (init B) in the first `--match_layers` layers,
+`--canon K` a causal depthwise convolution of width K on the attention input (weights
+normal(0, `--canon_std`)) in the first `--canon_layers` layers (with `--match 10 --match_layers 1
+--canon 4 --canon_layers 1`, what memrl's `-match` presets implement), `--embshift K` the same
+convolution on the token embeddings only, `--dec_weight W` the decision token's loss weighted W,
+`--pos rope|alibi|none`, `--smear 1` smeared keys."""
 import argparse, json, math, random, time
 import torch, torch.nn as nn, torch.nn.functional as F
 from tokenizers import Tokenizer
@@ -39,6 +43,12 @@ p.add_argument('--copy', type=int, default=0)  # pointer head
 p.add_argument('--smear', type=int, default=0)
 p.add_argument('--conv', type=int, default=0)
 p.add_argument('--match', type=float, default=-1)
+p.add_argument('--embshift', type=int, default=0)  # causal depthwise conv (kernel K) on the token embeddings only
+p.add_argument('--dec_weight', type=float, default=1.0)
+p.add_argument('--canon_layers', type=int, default=99)
+p.add_argument('--match_layers', type=int, default=99)
+p.add_argument('--canon_std', type=float, default=0.5)
+p.add_argument('--canon', type=int, default=0)  # causal depthwise conv (kernel K) on the attention input
 p.add_argument('--min_lr', type=float, default=0.3)
 p.add_argument('--warmup', type=int, default=8)
 a = p.parse_args()
@@ -78,8 +88,10 @@ def rope(x, pos, theta):  # x [b,h,t,d]
     x1, x2 = x[..., :d // 2], x[..., d // 2:]
     return x * cos + torch.cat([-x2, x1], -1) * sin
 class Block(nn.Module):
-    def __init__(s, d, h, kv):
+    def __init__(s, d, h, kv, li=0):
         super().__init__()
+        s.use_canon = a.canon and li < a.canon_layers
+        s.use_match = a.match >= 0 and li < a.match_layers
         s.h, s.kv, s.hd = h, kv, d // h
         s.n1, s.n2 = RMS(d), RMS(d)
         s.q = nn.Linear(d, d, bias=False); s.k = nn.Linear(d, kv * s.hd, bias=False); s.v = nn.Linear(d, kv * s.hd, bias=False)
@@ -88,10 +100,13 @@ class Block(nn.Module):
         if a.pos == 'alibi':
             s.slopes = torch.tensor([2 ** (-8 * (i + 1) / h) for i in range(h)])
         if a.smear: s.alpha = nn.Parameter(torch.zeros(kv))
-        if a.match >= 0: s.beta = nn.Parameter(torch.full((h,), a.match))
+        if s.use_match: s.beta = nn.Parameter(torch.full((h,), a.match))
+        if s.use_canon: s.cw = nn.Parameter(torch.zeros(a.canon, d))
     def forward(s, x, mask, same=None):
         b, t, d = x.shape
         y = s.n1(x)
+        if s.use_canon:
+            y = y + sum(s.cw[k_] * torch.cat([torch.zeros_like(y[:, :k_]), y[:, :t - k_]], 1) for k_ in range(a.canon))
         q = s.q(y).view(b, t, s.h, s.hd).transpose(1, 2)
         k = s.k(y).view(b, t, s.kv, s.hd).transpose(1, 2)
         v = s.v(y).view(b, t, s.kv, s.hd).transpose(1, 2)
@@ -104,7 +119,7 @@ class Block(nn.Module):
         rep = s.h // s.kv
         k = k.repeat_interleave(rep, 1); v = v.repeat_interleave(rep, 1)
         bias = mask
-        if a.match >= 0: bias = bias + s.beta[None, :, None, None] * same[:, None]
+        if s.use_match: bias = bias + s.beta[None, :, None, None] * same[:, None]
         if a.pos == 'alibi':
             dist = (pos[None, :] - pos[:, None]).float()  # j - i (<=0 in causal part)
             bias = mask + s.slopes[:, None, None] * dist[None]
@@ -117,20 +132,26 @@ class Llama(nn.Module):
         super().__init__()
         kv = a.kv or a.heads
         s.emb = nn.Embedding(V, a.dim)
-        s.blocks = nn.ModuleList([Block(a.dim, a.heads, kv) for _ in range(a.layers)])
+        s.blocks = nn.ModuleList([Block(a.dim, a.heads, kv, li) for li in range(a.layers)])
         s.norm = RMS(a.dim)
+        if a.embshift: s.ew = nn.Parameter(torch.zeros(a.embshift, a.dim))
         if a.copy:
             s.cq = nn.Linear(a.dim, a.dim, bias=False); s.ck = nn.Linear(a.dim, a.dim, bias=False); s.cg = nn.Linear(a.dim, 1)
             s.sent = nn.Parameter(torch.zeros(a.dim))
             s.ckc = nn.ModuleList([nn.Linear(a.dim, a.dim, bias=False) for _ in range(a.conv)])
         for n, p_ in s.named_parameters():
             if p_.dim() == 2: nn.init.normal_(p_, 0, 0.02)
+        if a.embshift: nn.init.normal_(s.ew, 0, 0.5)
+        for bl in s.blocks:
+            if bl.use_canon: nn.init.normal_(bl.cw, 0, a.canon_std)
     def forward(s, ids, lens):
         b, t = ids.shape
         pad = torch.arange(t)[None] >= lens[:, None]
         causal = torch.ones(t, t).tril().bool()
         mask = torch.zeros(b, 1, t, t).masked_fill(~causal, float('-inf'))
         x = s.emb(ids)
+        if a.embshift:
+            x = x + sum(s.ew[k_] * torch.cat([torch.zeros_like(x[:, :k_]), x[:, :t - k_]], 1) for k_ in range(a.embshift))
         same = (ids[:, :, None] == ids[:, None, :]).float()
         for bl in s.blocks: x = bl(x, mask, same)
         h = s.norm(x)
@@ -202,7 +223,14 @@ for st in range(a.steps):
     segs = [pool[order.pop()] for _ in range(a.batch)]
     ids, tgt, lens = batchify(segs)
     logp = m(ids, lens)
-    loss = F.nll_loss(logp.reshape(-1, V), tgt.reshape(-1), ignore_index=-100)
+    if a.dec_weight != 1.0:
+        w = (tgt != -100).float()
+        for j, (p_, c, isans) in enumerate(segs):
+            if not isans and len(c) > 8: w[j, len(p_) - 1 + 8] = a.dec_weight
+        nl = -logp.gather(2, tgt.clamp(min=0)[..., None])[..., 0]
+        loss = (nl * w).sum() / w.sum()
+    else:
+        loss = F.nll_loss(logp.reshape(-1, V), tgt.reshape(-1), ignore_index=-100)
     for g_ in opt.param_groups: g_['lr'] = lr_at(st)
     opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0); opt.step()
     run = 0.98 * run + 0.02 * loss.item() if st else loss.item()

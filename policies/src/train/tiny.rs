@@ -13,7 +13,7 @@
 //! context. `-copy` adds the pointer head of [`crate::copy_head`] (query and key projections
 //! normal(0, 0.02), sentinel zero, drawn after every other tensor so the rest of the
 //! initialisation is that of the same shape without it). `-match` adds the first layer's
-//! token matching of [`crate::token_match`] (match bias 5 per head, canon weights
+//! token matching of [`crate::token_match`] (match bias 10 per head, canon weights
 //! normal(0, 0.5), drawn last).
 //!
 //! All use tied embeddings, RoPE θ = 10000 unless the name says otherwise, RMSNorm ε = 1e-5 and 4096 positions, and take the
