@@ -31,6 +31,10 @@ fn combinations_that_cannot_train_name_their_key() {
     assert_names(&gae(&["algorithm.vf_coef=-1"]), "algorithm.vf_coef", ">= 0");
     assert_names(&gae(&["algorithm.vf_coef=0"]), "algorithm.vf_coef", "never learns");
     assert_names(&gae(&["algorithm.critic=separate"]), "algorithm.critic", "not available yet");
+    for p in ["0", "-0.5", "1.5"] {
+        assert_names(&refused(&[&format!("algorithm.skip_tokens_above_prob={p}")]), "algorithm.skip_tokens_above_prob", "(0, 1]");
+    }
+    assert_names(&gae(&["algorithm.skip_tokens_above_prob=0.9"]), "algorithm.skip_tokens_above_prob", "critic");
     assert_names(&refused(&["rollout.top_p=0.9"]), "rollout.top_p", "off-policy");
     assert_names(&refused(&["rollout.top_k=40"]), "rollout.top_k", "off-policy");
     assert_names(&refused(&["rollout.temperature=0"]), "rollout.temperature", "greedy");
@@ -52,6 +56,7 @@ fn combinations_that_can_train_load() {
         vec!["algorithm.loss_agg=seq_mean_token_mean", "algorithm.segment_weighting=token_proportional"],
         vec!["algorithm.loss_agg=dr_grpo", "algorithm.segment_weighting=trajectory_equal"],
         vec!["trainer.mini_batches=4", "trainer.epochs_per_step=2"],
+        vec!["algorithm.skip_tokens_above_prob=0.9"],
         vec!["algorithm.advantage=gae"],
         vec!["algorithm.advantage=gae", "algorithm.gamma=0.99", "algorithm.lam=0.95", "algorithm.vf_coef=1", "algorithm.value_clip=0"],
         vec!["algorithm.advantage=gae", "algorithm.whiten_advantages=false", "trainer.mini_batches=2", "trainer.epochs_per_step=2"],

@@ -346,6 +346,22 @@ pub fn prefix_only(trajectory_id: u64, group_id: u64, turns: &[Turn]) -> Result<
     Ok(builder.finish(0))
 }
 
+/// Removes the policy's confident tokens from the loss: every response token whose rollout
+/// log-prob is above `ln(max_prob)` (sampled with probability above `max_prob`) gets loss mask
+/// 0, so only the forking tokens train (`algorithm.skip_tokens_above_prob`). Environment
+/// tokens and already-masked tokens are left as they are.
+pub fn skip_confident_tokens(segments: &mut [Segment], max_prob: f64) {
+    let threshold = max_prob.ln();
+    for s in segments.iter_mut() {
+        for (m, &lp) in s.loss_mask.iter_mut().zip(&s.rollout_logprobs) {
+            if *m != 0 && f64::from(lp) > threshold {
+                *m = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,5 +452,28 @@ mod tests {
             assert!(s.segments.is_empty());
             assert_eq!(s.fractures, 0);
         }
+    }
+
+    #[test]
+    fn confident_tokens_leave_the_loss_and_the_rest_stay() {
+        let mut segs = vec![Segment {
+            trajectory_id: 1,
+            group_id: 0,
+            index: 0,
+            is_last: true,
+            prompt_ids: vec![1, 2],
+            response_ids: vec![5, 6, 7, 8, 9],
+            loss_mask: vec![1, 1, 0, 1, 1],
+            rollout_logprobs: vec![-0.001, -1.0, 0.0, -0.01, -0.05],
+            policy_version: 0,
+        }];
+        // ln 0.98 = -0.0202: tokens sampled with p = 0.999 and 0.990 are confident.
+        skip_confident_tokens(&mut segs, 0.98);
+        assert_eq!(segs[0].loss_mask, vec![0, 1, 0, 0, 1]);
+        // 1.0 keeps every token (ln 1 = 0 is above every log-prob but a rounding 0.0).
+        let mut all = segs.clone();
+        all[0].loss_mask = vec![1, 1, 0, 1, 1];
+        skip_confident_tokens(&mut all, 1.0);
+        assert_eq!(all[0].loss_mask, vec![1, 1, 0, 1, 1]);
     }
 }

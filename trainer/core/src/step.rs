@@ -48,6 +48,9 @@ pub struct StepSettings {
     pub limits: RolloutLimits,
     /// The learner's settings (`lr` and `seed` are set per step).
     pub update: UpdateSettings,
+    /// Response tokens sampled with a probability above this leave the policy loss
+    /// ([`crate::segments::skip_confident_tokens`]; 1: every token trains).
+    pub skip_tokens_above_prob: f64,
 }
 
 /// The policy the step plays and trains.
@@ -125,6 +128,9 @@ pub fn rl_step<B: RunBackend>(
     // The segments carry the log-probs of the distribution the learner scores (A5).
     let logprobs = RolloutLogprobs::for_temperature(s.update.temperature);
     let mut data = collect(step, &trajectories, s.group_size, s.segmentation, s.advantage, s.advantage_options, logprobs, policy_version)?;
+    if s.skip_tokens_above_prob < 1.0 {
+        crate::segments::skip_confident_tokens(&mut data.segments, s.skip_tokens_above_prob);
+    }
     let collect_s = t1.elapsed().as_secs_f64();
 
     // 5. Update: micro-batches → log-probs → clipped surrogate (+ KL, entropy, TIS) → AdamW.

@@ -39,6 +39,17 @@ impl Config {
                 return Err(invalid(key, v, "expected a finite value >= 0"));
             }
         }
+        let p = a.skip_tokens_above_prob;
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(invalid("algorithm.skip_tokens_above_prob", p, "expected a probability in (0, 1]; 1 trains every token"));
+        }
+        if p < 1.0 && a.advantage == AdvantageEstimator::Gae {
+            return Err(invalid(
+                "algorithm.skip_tokens_above_prob",
+                p,
+                "not with advantage = \"gae\": the critic's value targets sit on every policy token (leave it at 1)",
+            ));
+        }
         if a.advantage == AdvantageEstimator::Gae {
             if a.critic == CriticKind::Separate {
                 return Err(invalid(

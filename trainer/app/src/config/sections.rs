@@ -330,6 +330,14 @@ pub struct AlgorithmConfig {
     pub value_clip: f64,
     /// Whiten `gae`'s advantages over the batch's policy tokens (standard PPO; read only by `gae`).
     pub whiten_advantages: bool,
+    /// Trains only the policy's *forking* tokens: a response token the rollout sampled with a
+    /// probability above this value leaves the policy loss (its loss mask is 0). In (0, 1];
+    /// 1 (the default) trains every token. After SFT most tokens of a tool call are
+    /// near-certain and carry only noise into the gradient; the few uncertain ones are the
+    /// decisions (Wang et al. 2025, "Beyond the 80/20 rule": RL on the high-entropy minority
+    /// of tokens). The sampled token's probability stands in for the entropy: it is what the
+    /// rollout recorded. Refused with `gae` (the critic's targets sit on every policy token).
+    pub skip_tokens_above_prob: f64,
 }
 
 /// Where PPO's critic lives (`algorithm.critic`).
@@ -365,6 +373,7 @@ impl Default for AlgorithmConfig {
             vf_coef: 0.5,
             value_clip: 0.5,
             whiten_advantages: true,
+            skip_tokens_above_prob: 1.0,
         }
     }
 }

@@ -389,6 +389,7 @@ impl<B: RunBackend> Run<'_, B> {
             sampling: self.sampling(c.rollout.temperature),
             limits: self.limits(),
             update: self.settings(0.0, 0),
+            skip_tokens_above_prob: c.algorithm.skip_tokens_above_prob,
         }
     }
 
