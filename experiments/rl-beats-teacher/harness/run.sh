@@ -48,12 +48,11 @@ case "${1:-all}" in
   o_c6) $o --steps 1500 --copy 2 --batch 16 --lr 3e-3 --dec_weight 20 --heads 2 --canon 4 --match 5 --eval_every 250 ;;
   o_c5) $o --steps 1500 --copy 2 --batch 16 --lr 3e-3 --dec_weight 20 --heads 2 --canon 4 --match 1 --eval_every 250 ;;
   o_e6) $o --steps 1500 --copy 2 --batch 16 --lr 3e-3 --dec_weight 20 --heads 2 --embshift 4 --match 5 --eval_every 250 ;;
-  o_h2m) $o --steps 1500 --copy 2 --batch 16 --lr 3e-3 --dec_weight 20 --heads 2 --pos none --canon 4 --match 1 --eval_every 250 ;;
   o_c7) $o --steps 1000 --copy 2 --batch 16 --lr 3e-3 --canon 4 --match 5 --eval_every 250 ;;
   o_m7) $o --steps 1000 --copy 2 --batch 16 --lr 3e-3 --match 5 --eval_every 250 ;;
   o_c8_h2) $o --steps 1000 --copy 2 --batch 16 --lr 3e-3 --canon 4 --match 5 --heads 2 --eval_every 250 ;;
   o_l1m1) $o --steps 1500 --copy 2 --batch 16 --lr 3e-3 --canon 4 --canon_layers 1 --match 5 --match_layers 1 --heads 2 --seed "${SEED:-0}" --eval_every 250 ;;
   o_m10) $o --steps 750 --copy 2 --batch 16 --lr 3e-3 --canon 4 --canon_layers 1 --match 10 --match_layers 1 --heads 2 --seed "${SEED:-0}" --eval_every 250 ;;
   o_cs15) $o --steps 1000 --copy 2 --batch 16 --lr 3e-3 --canon 4 --canon_layers 1 --canon_std 1.5 --match 5 --match_layers 1 --heads 2 --seed "${SEED:-0}" --eval_every 250 ;;
-  all) echo "name a probe: t_base t_sent t_conv6 o_ctrl o_match o_b16 o_b16m o_3l o_128 o_alibi o_long o_c5 o_c6 o_e6 o_h2m o_c7 o_m7 o_c8_h2 o_l1m1 o_m10 o_cs15 (SEED=n)" ;;
+  all) echo "name a probe: t_base t_sent t_conv6 o_ctrl o_match o_b16 o_b16m o_3l o_128 o_alibi o_long o_c5 o_c6 o_e6 o_c7 o_m7 o_c8_h2 o_l1m1 o_m10 o_cs15 (SEED=n)" ;;
 esac
