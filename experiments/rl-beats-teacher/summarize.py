@@ -3,7 +3,8 @@
 
 Usage: summarize.py RUN_DIR [RUN_DIR ...]   (run directories of the same config, one per seed)
 Reads each run's metrics.jsonl (`eval/task_score`) and eval/facts-baselines.json; prints a
-markdown table. Standard library only.
+markdown table, then each baseline's mean and interval over the seeds and the final score's
+margin over the heuristic teacher. Standard library only.
 """
 import json
 import math
@@ -37,11 +38,21 @@ def main(dirs):
         xs = [c[s] for c in curves]
         m, h = interval(xs)
         print(f"| {s} | {m:.3f} ± {h:.3f} | {', '.join(f'{x:.3f}' for x in xs)} |")
-    baselines = json.loads((Path(dirs[0]) / "eval" / "facts-baselines.json").read_text())
-    rows = baselines.get("baselines", baselines) if isinstance(baselines, dict) else baselines
+    # The baselines play each run's own episode seeds on the same tasks: one value per seed.
+    per_seed = {}
+    for d in map(Path, dirs):
+        baselines = json.loads((d / "eval" / "facts-baselines.json").read_text())
+        rows = baselines.get("baselines", baselines) if isinstance(baselines, dict) else baselines
+        for b in rows:
+            per_seed.setdefault(b["policy"], []).append(b["task_score"])
     print()
-    for b in rows:
-        print(f"- {b['policy']}: {b['task_score']:.3f}")
+    for policy, xs in per_seed.items():
+        m, h = interval(xs)
+        print(f"- {policy}: {m:.3f} ± {h:.3f} ({', '.join(f'{x:.3f}' for x in xs)})")
+    finals = [c[steps[-1]] for c in curves]
+    if "heuristic" in per_seed and len(per_seed["heuristic"]) == len(finals):
+        m, h = interval([f - t for f, t in zip(finals, per_seed["heuristic"])])
+        print(f"- final − heuristic: {m:+.3f} ± {h:.3f}")
 
 
 if __name__ == "__main__":
