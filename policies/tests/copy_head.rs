@@ -5,10 +5,12 @@
 
 use std::sync::Arc;
 
+mod common;
+
 use memrl_policies::copy_head::{COPY_FLOOR, COPY_KEY_WEIGHT, COPY_QUERY_WEIGHT, COPY_SENTINEL};
 use memrl_policies::scoring::{LogprobOptions, target_logprobs, token_logprobs};
 use memrl_policies::train::{TinyPreset, hf_state_dict, init_random, llama_from_hf_tensors};
-use memrl_policies::{Backend, BurnBackend, Engine, EngineConfig, GenerationRequest, Llama, LlamaConfig, SamplingParams};
+use memrl_policies::{Backend, BurnBackend, Engine, EngineConfig, GenerationRequest, Llama, LlamaConfig};
 
 const VOCAB: usize = 48;
 
@@ -103,29 +105,7 @@ fn the_distribution_is_the_sentinel_mixture_of_vocabulary_and_context() {
 fn cached_generation_matches_teacher_forced_logprobs_alone_and_batched() {
     let m = Arc::new(model(BurnBackend::flex()));
     let prompts: Vec<Vec<u32>> = (0..5).map(|i| (0..(3 + 4 * i) as u32).map(|t| (t * 7 + i as u32) % 40 + 3).collect()).collect();
-    let sampling = SamplingParams { temperature: 1.0, top_p: 1.0, top_k: 0 };
-    let requests: Vec<GenerationRequest> = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| GenerationRequest { sampling: sampling.clone(), seed: i as u64, ..GenerationRequest::greedy(p.clone(), 6 + i) })
-        .collect();
-    let mut alone = Vec::new();
-    for r in &requests {
-        let mut e = Engine::new(m.clone(), None, EngineConfig { max_batch: 1, max_seq_len: 64 }).unwrap();
-        alone.push(e.generate_batch(vec![r.clone()]).unwrap().remove(0));
-    }
-    // Three slots for five requests: rows prefill together, leave and join mid-batch.
-    let mut e = Engine::new(m.clone(), None, EngineConfig { max_batch: 3, max_seq_len: 64 }).unwrap();
-    let batched = e.generate_batch(requests.clone()).unwrap();
-    for (i, (a, c)) in alone.iter().zip(&batched).enumerate() {
-        assert_eq!(a.token_ids, c.token_ids, "row {i}");
-        let mut full = prompts[i].clone();
-        full.extend(&a.token_ids);
-        let teacher = token_logprobs(&m, &[full]).remove(0);
-        for (k, ((x, y), z)) in teacher[prompts[i].len() - 1..].iter().zip(&a.policy_logprobs).zip(&c.policy_logprobs).enumerate() {
-            assert!((x - y).abs() < 1e-4 && (x - z).abs() < 1e-4, "row {i} token {k}: teacher {x}, alone {y}, batched {z}");
-        }
-    }
+    common::assert_cached_generation_matches_teacher_forcing(&m, &prompts, "copy");
     // Greedy picks the mixture's argmax too.
     let mut e = Engine::new(m.clone(), None, EngineConfig { max_batch: 2, max_seq_len: 64 }).unwrap();
     let g = e.generate_batch(vec![GenerationRequest::greedy(prompts[2].clone(), 5)]).unwrap().remove(0);
